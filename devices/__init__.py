@@ -1,0 +1,1 @@
+"""Guest-facing device models (installed as e2kchar.devices)."""

@@ -1,0 +1,28 @@
+"""The chardev layer: QEMU's backend/frontend split, in Python."""
+
+from .base import Chardev, Watch
+from .frontend import CharBackend
+from .ioloop import IOLoop
+from .registry import ChardevRegistry
+from .types import (
+    READ_BUF_LEN,
+    ChardevError,
+    ChardevEvent,
+    ChardevIoctl,
+    SerialParams,
+    Tiocm,
+)
+
+__all__ = [
+    "Chardev",
+    "CharBackend",
+    "ChardevError",
+    "ChardevEvent",
+    "ChardevIoctl",
+    "ChardevRegistry",
+    "IOLoop",
+    "READ_BUF_LEN",
+    "SerialParams",
+    "Tiocm",
+    "Watch",
+]

@@ -1,0 +1,352 @@
+"""The Chardev backend base class: the contract every backend module implements.
+
+A backend subclasses Chardev and overrides the ``chr_*`` hooks it needs. It talks to its
+frontend only through ``be_can_write`` / ``be_write`` / ``be_event`` and to the host only
+through the registry's IOLoop, so it never sees a device or the CPU.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .config import BackendConfig
+from .types import READ_BUF_LEN, ChardevError, ChardevEvent
+
+if TYPE_CHECKING:
+    from .frontend import CharBackend
+    from .ioloop import IOLoop
+    from .registry import ChardevRegistry
+
+log = logging.getLogger(__name__)
+
+
+class Watch:
+    """A one-shot "backend can take more output" notification."""
+
+    def __init__(self, chardev: Chardev, callback: Callable[[], Any]) -> None:
+        self.chardev = chardev
+        self.callback = callback
+        self.active = True
+
+    def cancel(self) -> None:
+        self.active = False
+        self.chardev._drop_watch(self)
+
+    def fire(self) -> None:
+        if self.active:
+            self.active = False
+            self.callback()
+
+
+class LogFile:
+    """The logfile= mirror of accepted output, optionally stamped per line."""
+
+    def __init__(self, path: str, append: bool, timestamp: bool,
+                 guest_clock: Callable[[], float] | None) -> None:
+        self.path = path
+        try:
+            # Truncation is deferred to commit() so that a failed add leaves the file alone.
+            self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else 0),
+                              0o666)
+        except OSError as exc:
+            raise ChardevError(f"Unable to open logfile {path}: {exc.strerror}") from None
+        self.append = append
+        self.timestamp = timestamp
+        self.guest_clock = guest_clock
+        self.at_line_start = True
+        self.committed = False
+
+    def commit(self) -> None:
+        if not self.committed:
+            self.committed = True
+            if not self.append:
+                try:
+                    os.ftruncate(self.fd, 0)
+                except OSError:
+                    pass
+            os.set_blocking(self.fd, True)
+
+    def _stamp(self) -> bytes:
+        host = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        if self.guest_clock is not None:
+            try:
+                return f"[{host} +{self.guest_clock():.6f}] ".encode()
+            except Exception:
+                pass
+        return f"[{host}] ".encode()
+
+    def write(self, data: bytes) -> None:
+        if not data or self.fd < 0:
+            return
+        if self.timestamp:
+            out = bytearray()
+            for line in data.splitlines(keepends=True):
+                if self.at_line_start:
+                    out += self._stamp()
+                out += line
+                self.at_line_start = line.endswith(b"\n")
+            data = bytes(out)
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(self.fd, view)
+            except InterruptedError:
+                continue
+            except OSError as exc:  # best effort, as QEMU does
+                log.warning("logfile %s: %s", self.path, exc)
+                return
+            view = view[n:]
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class Chardev:
+    """A character device backend (QEMU's Chardev)."""
+
+    #: QAPI type name; set by each backend class.
+    TYPE: ClassVar[str] = "abstract"
+    #: backends that can be the base of a mux, the mux itself overrides
+    is_mux: ClassVar[bool] = False
+
+    def __init__(self, registry: ChardevRegistry, label: str | None,
+                 config: BackendConfig) -> None:
+        self.registry = registry
+        self.ioloop: IOLoop = registry.ioloop
+        self.label = label
+        self.config = config
+        self.filename: str = ""
+        self.be_open = False
+        self.be: CharBackend | None = None
+        self._write_lock = threading.RLock()
+        self._closing = False
+        self.closed = False
+        self.logfile: LogFile | None = None
+        self._watches: list[Watch] = []
+        self._read_recheck: Any = None
+        #: set by a reopen after a failed swap: do not truncate or reset what exists
+        self.reopen = False
+
+    # ------------------------------------------------------------------------------------
+    # hooks for backend classes
+
+    def open(self) -> bool:
+        """Acquire resources; return whether the backend is open (connected) right away."""
+        return True
+
+    def chr_write(self, data: memoryview) -> int:
+        """Write what the backend can; raise BlockingIOError when nothing fits now."""
+        return len(data)
+
+    def chr_ioctl(self, cmd: int, arg: Any) -> Any:
+        return -errno.ENOTSUP
+
+    def chr_arm_watch(self) -> None:
+        """Arrange for fire_watches() once writable; default: always writable."""
+        self.ioloop.call_soon(self.fire_watches)
+
+    def chr_update_read_handler(self) -> None:
+        """(Re)evaluate input delivery: called on the I/O thread after handler changes."""
+
+    def chr_accept_input(self) -> None:
+        """The frontend has room again; push buffered input (I/O thread)."""
+
+    def chr_set_echo(self, echo: bool) -> None:
+        pass
+
+    def chr_set_fe_open(self, fe_open: bool) -> None:
+        pass
+
+    def chr_disconnect(self) -> None:
+        pass
+
+    def chr_wait_connected(self, timeout: float | None) -> None:
+        """Block the (non-I/O) caller until connected; socket servers with wait=on."""
+
+    def chr_close(self) -> None:
+        """Release every fd, timer and thread the backend owns."""
+
+    def chr_be_event(self, event: ChardevEvent) -> None:
+        be = self.be
+        if be is not None:
+            be._deliver_event(event)
+
+    def chr_take_focus(self, fe: CharBackend) -> None:
+        pass
+
+    def query_extra(self) -> dict[str, Any]:
+        """Extra fields of the chardev-add / chardev-change return value."""
+        return {}
+
+    #: True for backends whose finalisation emits CLOSED (fd family, socket, pty, udp)
+    closed_on_finalize: ClassVar[bool] = False
+
+    # ------------------------------------------------------------------------------------
+    # frontend attachment
+
+    def attach_frontend(self, fe: CharBackend) -> int:
+        if self.be is not None:
+            raise ChardevError(f"Device '{self.label}' is in use")
+        self.be = fe
+        return 0
+
+    def detach_frontend(self, fe: CharBackend) -> None:
+        if self.be is fe:
+            self.be = None
+
+    def frontends(self) -> list[CharBackend]:
+        return [self.be] if self.be is not None else []
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.frontends())
+
+    def frontend_open(self) -> bool:
+        be = self.be
+        return bool(be is not None and be.fe_open)
+
+    # ------------------------------------------------------------------------------------
+    # backend -> frontend helpers (call on the I/O thread)
+
+    def be_can_write(self) -> int:
+        be = self.be
+        if be is None or be._can_read is None:
+            return 0
+        try:
+            n = int(be._can_read())
+        except Exception:
+            log.exception("%s: frontend can_read failed", self.label)
+            return 0
+        return max(0, min(n, READ_BUF_LEN))
+
+    def be_write(self, data: bytes) -> None:
+        be = self.be
+        if be is None or be._read is None or not data:
+            return
+        try:
+            be._read(bytes(data))
+        except Exception:
+            log.exception("%s: frontend read handler failed", self.label)
+        self.ioloop.notify()
+
+    def be_event(self, event: ChardevEvent) -> None:
+        if event == ChardevEvent.OPENED:
+            self.be_open = True
+        elif event == ChardevEvent.CLOSED:
+            self.be_open = False
+        self.chr_be_event(event)
+        self.ioloop.notify()
+
+    def schedule_read_recheck(self, delay: float = 0.01) -> None:
+        """QEMU re-polls can_read every loop iteration; we re-check while throttled."""
+        if self._read_recheck is None and not self.closed:
+            def recheck() -> None:
+                self._read_recheck = None
+                if not self.closed:
+                    self.chr_update_read_handler()
+            self._read_recheck = self.ioloop.call_later(delay, recheck)
+
+    # ------------------------------------------------------------------------------------
+    # output
+
+    def write(self, data: bytes, write_all: bool) -> int:
+        """Frontend output; returns bytes accepted or -errno (QEMU's qemu_chr_write)."""
+        view = memoryview(data)
+        total = len(view)
+        off = 0
+        res = 0
+        with self._write_lock:
+            if self.closed:
+                return -errno.EPIPE
+            while off < total:
+                try:
+                    res = self.chr_write(view[off:])
+                except BlockingIOError:
+                    res = -errno.EAGAIN
+                except OSError as exc:
+                    res = -(exc.errno or errno.EIO)
+                if res == -errno.EAGAIN and write_all and not self._closing:
+                    time.sleep(0.0001)
+                    continue
+                if res <= 0:
+                    break
+                off += res
+                if not write_all:
+                    break
+            if off and self.logfile is not None:
+                self.logfile.write(bytes(view[:off]))
+        if off:
+            return off
+        return res
+
+    def add_watch(self, callback: Callable[[], Any]) -> Watch:
+        watch = Watch(self, callback)
+        with self._write_lock:
+            self._watches.append(watch)
+        self.ioloop.call_soon(self._arm)
+        return watch
+
+    def _arm(self) -> None:
+        if self._watches and not self.closed:
+            self.chr_arm_watch()
+
+    def _drop_watch(self, watch: Watch) -> None:
+        with self._write_lock:
+            if watch in self._watches:
+                self._watches.remove(watch)
+
+    def fire_watches(self) -> None:
+        with self._write_lock:
+            watches, self._watches = self._watches, []
+        for watch in watches:
+            try:
+                watch.fire()
+            except Exception:
+                log.exception("%s: watch callback failed", self.label)
+        self.ioloop.notify()
+
+    @property
+    def has_watches(self) -> bool:
+        return bool(self._watches)
+
+    # ------------------------------------------------------------------------------------
+    # lifecycle (driven by the registry)
+
+    def _finalize(self) -> None:
+        """Destroy: CLOSED to an attached frontend, release resources, detach."""
+        if self.closed:
+            return
+        self._closing = True
+        with self._write_lock:
+            self.closed = True
+            self._watches.clear()
+        if self._read_recheck is not None:
+            self._read_recheck.cancel()
+            self._read_recheck = None
+        try:
+            self.chr_close()
+        except Exception:
+            log.exception("%s: closing failed", self.label)
+        if self.closed_on_finalize and self.be is not None:
+            self.be_event(ChardevEvent.CLOSED)
+        for fe in self.frontends():
+            fe._backend_destroyed(self)
+        if self.logfile is not None:
+            self.logfile.close()
+            self.logfile = None
+
+    def info(self) -> dict[str, Any]:
+        return {"label": self.label, "filename": self.filename,
+                "frontend-open": self.frontend_open()}
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.label!r} {self.filename!r}>"

@@ -1,0 +1,41 @@
+"""file: output to a file (truncated unless append=on), optional input file."""
+
+from __future__ import annotations
+
+import os
+
+from .fd import FdChardev
+from .types import ChardevError
+
+
+def open_or_fail(path: str, flags: int, mode: int = 0o666) -> int:
+    try:
+        return os.open(path, flags | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        raise ChardevError(f"Could not open '{path}': {exc.strerror}") from None
+
+
+class FileChardev(FdChardev):
+    TYPE = "file"
+
+    def open(self) -> bool:
+        cfg = self.config
+        append = bool(cfg.append) or self.reopen  # type: ignore[attr-defined]
+        # Open without O_TRUNC and truncate only once everything opened: a failed add must
+        # not wipe the file.
+        out_fd = open_or_fail(cfg.out, os.O_WRONLY | os.O_CREAT |  # type: ignore[attr-defined]
+                              (os.O_APPEND if append else 0))
+        in_fd = -1
+        if cfg.in_ is not None:  # type: ignore[attr-defined]
+            try:
+                in_fd = open_or_fail(cfg.in_, os.O_RDONLY)  # type: ignore[attr-defined]
+            except ChardevError:
+                os.close(out_fd)
+                raise
+        if not append:
+            try:
+                os.ftruncate(out_fd, 0)
+            except OSError:
+                pass  # a fifo or a device: nothing to truncate
+        self.set_fds(in_fd, out_fd, [fd for fd in (in_fd, out_fd) if fd >= 0])
+        return True

@@ -1,0 +1,250 @@
+"""CharBackend: a device model's handle on its chardev (QEMU's qemu_chr_fe_* API).
+
+The device never caches the Chardev: after a hotswap ``fe.chardev`` is the new backend, and
+writes issued while the swap happens land exactly once on the old or the new one.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .types import ChardevError, ChardevEvent, ChardevIoctl
+
+if TYPE_CHECKING:
+    from .base import Chardev, Watch
+
+log = logging.getLogger(__name__)
+
+CanRead = Callable[[], int]
+Read = Callable[[bytes], Any]
+Event = Callable[[ChardevEvent], Any]
+BeChange = Callable[[], int]
+
+
+class CharBackend:
+    """Frontend handle; attach with CharBackend(chardev) (one frontend per chardev, four per mux)."""
+
+    def __init__(self, chardev: Chardev | None = None) -> None:
+        self._chr: Chardev | None = None
+        self.tag = 0
+        self.fe_open = False
+        self._can_read: CanRead | None = None
+        self._read: Read | None = None
+        self._event: Event | None = None
+        self._be_change: BeChange | None = None
+        if chardev is not None:
+            self.attach(chardev)
+
+    # ------------------------------------------------------------------------------------
+    # attachment
+
+    def attach(self, chardev: Chardev) -> None:
+        """qemu_chr_fe_init: handlers are kept, fe_open is reset."""
+        if chardev is None:
+            raise ChardevError("missing associated backend")
+        if self._chr is not None and self._chr is not chardev:
+            raise ChardevError(f"Device '{self._chr.label}' is in use")
+        if chardev.closed:
+            raise ChardevError(f"Device '{chardev.label}' is closed")
+        self.tag = chardev.attach_frontend(self)
+        self._chr = chardev
+        self.fe_open = False
+
+    @property
+    def chardev(self) -> Chardev | None:
+        return self._chr
+
+    @property
+    def backend_connected(self) -> bool:
+        return self._chr is not None
+
+    @property
+    def backend_open(self) -> bool:
+        return bool(self._chr is not None and self._chr.be_open)
+
+    @property
+    def has_be_change(self) -> bool:
+        return self._be_change is not None
+
+    def _backend_destroyed(self, chardev: Chardev) -> None:
+        if self._chr is chardev:
+            self._chr = None
+            self.fe_open = False
+
+    # ------------------------------------------------------------------------------------
+    # handlers
+
+    def set_handlers(self, can_read: CanRead | None, read: Read | None,
+                     event: Event | None = None, be_change: BeChange | None = None,
+                     set_open: bool = True) -> None:
+        """Install the callbacks; replays OPENED when the backend is already open.
+
+        Callbacks always run on the registry's I/O thread; when called from another
+        thread the replay and read-watch update happen there shortly after.
+        """
+        chr_ = self._chr
+        if chr_ is None:
+            return
+        fe_open = can_read is not None or read is not None or event is not None
+        self._can_read = can_read
+        self._read = read
+        self._event = event
+        self._be_change = be_change
+
+        def finish() -> None:
+            if self._chr is not chr_ or chr_.closed:
+                return
+            chr_.chr_update_read_handler()
+            if set_open:
+                self.set_open(fe_open)
+            if fe_open:
+                chr_.chr_take_focus(self)
+                if chr_.be_open:
+                    self._deliver_event(ChardevEvent.OPENED)
+
+        chr_.ioloop.run_sync(finish) if chr_.ioloop.in_loop_thread() \
+            else chr_.ioloop.call_soon(finish)
+
+    def _deliver_event(self, event: ChardevEvent) -> None:
+        handler = self._event
+        if handler is not None:
+            try:
+                handler(event)
+            except Exception:
+                log.exception("frontend event handler failed for %s", event.name)
+
+    def call_be_change(self) -> int:
+        handler = self._be_change
+        if handler is None:
+            return -1
+        try:
+            ret = handler()
+        except Exception:
+            log.exception("frontend be_change handler failed")
+            return -1
+        return int(ret) if ret is not None else 0
+
+    # ------------------------------------------------------------------------------------
+    # output
+
+    def _do_write(self, data: bytes, write_all: bool) -> int:
+        done = 0
+        data = bytes(data)
+        while True:
+            chr_ = self._chr
+            if chr_ is None:
+                return done
+            res = chr_.write(data[done:], write_all)
+            if res > 0:
+                done += res
+            if chr_.closed or chr_._closing:
+                # the backend was swapped out under us: finish on the new one
+                if self._chr is not chr_ and self._chr is not None and done < len(data):
+                    continue
+            if done or res >= 0:
+                return done
+            return res
+
+    def write(self, data: bytes) -> int:
+        """One attempt: returns bytes accepted (may be short or 0) or -errno."""
+        if not data:
+            return 0
+        return self._do_write(data, False)
+
+    def write_all(self, data: bytes) -> int:
+        """Block until every byte is accepted or the backend fails."""
+        if not data:
+            return 0
+        return self._do_write(data, True)
+
+    # ------------------------------------------------------------------------------------
+    # control
+
+    def ioctl(self, cmd: int | ChardevIoctl, arg: Any = None) -> Any:
+        """SET_PARAMS(SerialParams), SET_BREAK(bool), SET_TIOCM(int), GET_TIOCM -> int.
+
+        Returns 0 (or the bits for GET_TIOCM) on success, -errno.ENOTSUP when the backend
+        has no such control.
+        """
+        chr_ = self._chr
+        if chr_ is None:
+            return -errno.ENOTSUP
+        try:
+            return chr_.chr_ioctl(int(cmd), arg)
+        except ChardevError:
+            raise
+        except Exception:
+            log.exception("%s: ioctl %s failed", chr_.label, cmd)
+            return -errno.EIO
+
+    def add_watch(self, callback: Callable[[], Any]) -> Watch | None:
+        """Call callback once (on the I/O thread) when the backend can take more output."""
+        chr_ = self._chr
+        if chr_ is None or chr_.closed:
+            return None
+        return chr_.add_watch(callback)
+
+    def accept_input(self) -> None:
+        """The frontend has room again: deliver buffered input."""
+        chr_ = self._chr
+        if chr_ is None:
+            return
+
+        def run() -> None:
+            if self._chr is chr_ and not chr_.closed:
+                chr_.chr_accept_input()
+                chr_.chr_update_read_handler()
+
+        chr_.ioloop.call_soon(run)
+
+    def set_open(self, fe_open: bool) -> None:
+        chr_ = self._chr
+        if chr_ is None or self.fe_open == bool(fe_open):
+            return
+        self.fe_open = bool(fe_open)
+        chr_.chr_set_fe_open(self.fe_open)
+
+    def set_echo(self, echo: bool) -> None:
+        chr_ = self._chr
+        if chr_ is not None:
+            chr_.chr_set_echo(bool(echo))
+
+    def take_focus(self) -> None:
+        chr_ = self._chr
+        if chr_ is not None:
+            chr_.ioloop.call_soon(chr_.chr_take_focus, self)
+
+    def disconnect(self) -> None:
+        chr_ = self._chr
+        if chr_ is not None:
+            chr_.ioloop.call_soon(chr_.chr_disconnect)
+
+    def wait_connected(self, timeout: float | None = None) -> None:
+        chr_ = self._chr
+        if chr_ is None:
+            raise ChardevError("missing associated backend")
+        chr_.chr_wait_connected(timeout)
+
+    def deinit(self, delete: bool = False) -> None:
+        """Detach (handlers cleared, fe_open 0); with delete also destroy the chardev."""
+        chr_ = self._chr
+        if chr_ is None:
+            return
+        self._can_read = self._read = self._event = self._be_change = None
+        self.set_open(False)
+
+        def finish() -> None:
+            chr_.chr_update_read_handler()
+            chr_.detach_frontend(self)
+            if delete:
+                chr_.registry._destroy(chr_)
+
+        self._chr = None
+        self.fe_open = False
+        if chr_.closed:
+            chr_.detach_frontend(self)
+            return
+        chr_.ioloop.run_sync(finish)

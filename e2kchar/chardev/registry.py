@@ -1,0 +1,446 @@
+"""ChardevRegistry: creation, hotswap, removal and queries, with QEMU's error texts.
+
+The registry owns the I/O thread. Management operations run on it (callers on other
+threads block until done), so frontend callbacks such as be_change never race the loop.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import importlib
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+
+from ..options import ChardevSpec, check_id, from_qapi, parse_spec
+from .base import Chardev, LogFile
+from .config import ALIASES, BackendConfig, MuxConfig
+from .frontend import CharBackend
+from .ioloop import IOLoop
+from .types import ChardevError, ChardevEvent
+
+log = logging.getLogger(__name__)
+
+#: type name -> "module:Class" (imported on first use, so a missing backend is a clear error)
+BUILTIN_BACKENDS: dict[str, str] = {
+    "null": "e2kchar.chardev.null:NullChardev",
+    "file": "e2kchar.chardev.file:FileChardev",
+    "pipe": "e2kchar.chardev.pipe:PipeChardev",
+    "stdio": "e2kchar.chardev.stdio:StdioChardev",
+    "ringbuf": "e2kchar.chardev.ringbuf:RingbufChardev",
+    "memory": "e2kchar.chardev.ringbuf:MemoryChardev",
+    "mux": "e2kchar.chardev.mux:MuxChardev",
+    "testdev": "e2kchar.chardev.testdev:TestdevChardev",
+    "socket": "e2kchar.chardev.socket:SocketChardev",
+    "udp": "e2kchar.chardev.udp:UdpChardev",
+    "pty": "e2kchar.chardev.pty:PtyChardev",
+    "serial": "e2kchar.chardev.serial:SerialChardev",
+}
+
+_B64_OK = re.compile(r"[A-Za-z0-9+/=\n]*\Z")
+
+
+class ChardevRegistry:
+    """All chardevs of one machine (or test), keyed by id, and their I/O thread."""
+
+    def __init__(self, *, guest_clock: Callable[[], float] | None = None) -> None:
+        self.ioloop = IOLoop()
+        self._chardevs: dict[str, Chardev] = {}
+        self._backends: dict[str, str | type[Chardev]] = dict(BUILTIN_BACKENDS)
+        #: seconds of guest time since reset, for logtimestamp=on (set by a machine)
+        self.guest_clock = guest_clock
+        self._exit_handlers: list[Callable[[int], Any]] = []
+        self.exit_status: int | None = None
+        self.stdio_in_use = False
+        self._closed = False
+
+    # ------------------------------------------------------------------------------------
+    # context manager / shutdown
+
+    def __enter__(self) -> ChardevRegistry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Destroy every chardev, then stop the I/O thread (no fd or thread survives)."""
+        if self._closed:
+            return
+        self._closed = True
+
+        def destroy_all() -> None:
+            # muxes first: they are frontends of their bases
+            for chr_ in sorted(self._chardevs.values(), key=lambda c: not c.is_mux):
+                self._destroy(chr_)
+
+        try:
+            self.ioloop.run_sync(destroy_all, timeout=10)
+        finally:
+            self.ioloop.close()
+
+    def run_until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+        """Wait (on any thread but the I/O thread) until predicate() is true."""
+        return self.ioloop.run_until(predicate, timeout)
+
+    # ------------------------------------------------------------------------------------
+    # exit requests (mux Ctrl-A x, testdev 'q')
+
+    def on_exit(self, callback: Callable[[int], Any]) -> None:
+        """Register who ends the emulation when a chardev asks to exit."""
+        self._exit_handlers.append(callback)
+
+    def request_exit(self, status: int) -> None:
+        self.exit_status = status
+        if not self._exit_handlers:
+            log.warning("exit(%d) requested by a chardev; nobody is registered to act on it",
+                        status)
+        for cb in list(self._exit_handlers):
+            try:
+                cb(status)
+            except Exception:
+                log.exception("exit handler failed")
+        self.ioloop.notify()
+
+    # ------------------------------------------------------------------------------------
+    # backend classes
+
+    def register_backend(self, type_name: str, cls: type[Chardev]) -> None:
+        """Make a user-written backend class creatable by type name (QAPI dicts)."""
+        self._backends[type_name] = cls
+
+    def _backend_class(self, type_name: str) -> type[Chardev]:
+        type_name = ALIASES.get(type_name, type_name)
+        entry = self._backends.get(type_name)
+        if entry is None:
+            raise ChardevError(f"'{type_name}' is not a valid char driver name")
+        if isinstance(entry, str):
+            module, _, name = entry.partition(":")
+            try:
+                cls = getattr(importlib.import_module(module), name)
+            except (ImportError, AttributeError):
+                raise ChardevError(
+                    f"chardev backend '{type_name}' is not available yet") from None
+            self._backends[type_name] = cls
+            return cls
+        return entry
+
+    def backend_names(self) -> list[str]:
+        names = []
+        for name in self._backends:
+            try:
+                self._backend_class(name)
+            except ChardevError:
+                continue
+            names.append(name)
+        if "serial" in names:
+            names.append("tty")
+        return names
+
+    # ------------------------------------------------------------------------------------
+    # creation
+
+    def _open(self, label: str | None, config: BackendConfig, reopen: bool = False,
+              log_from: Chardev | None = None) -> Chardev:
+        """qemu_chardev_new without registration: build and open, or raise (no residue)."""
+        cls = self._backend_class(config.type)
+        chr_ = cls(self, label, config)
+        chr_.reopen = reopen
+        if config.logfile:
+            if log_from is not None and log_from.logfile is not None \
+                    and log_from.logfile.path == config.logfile:
+                chr_.logfile = log_from.logfile  # a swap never truncates the log
+            else:
+                chr_.logfile = LogFile(config.logfile, bool(config.logappend) or reopen,
+                                       bool(config.logtimestamp), self.guest_clock)
+        try:
+            be_opened = chr_.open()
+        except BaseException as exc:
+            chr_.closed = True
+            try:
+                chr_.chr_close()
+            except Exception:
+                log.exception("cleanup after failed open")
+            if chr_.logfile is not None and chr_.logfile is not getattr(log_from, "logfile", None):
+                chr_.logfile.close()
+            chr_.logfile = None
+            if isinstance(exc, OSError):
+                raise ChardevError(str(exc)) from None
+            raise
+        if not chr_.filename:
+            chr_.filename = config.type
+        if chr_.logfile is not None:
+            chr_.logfile.commit()
+        if be_opened:
+            chr_.be_event(ChardevEvent.OPENED)
+        return chr_
+
+    def _register(self, label: str, chr_: Chardev) -> None:
+        chr_.label = label
+        self._chardevs[label] = chr_
+
+    def _destroy(self, chr_: Chardev) -> None:
+        if chr_.label is not None and self._chardevs.get(chr_.label) is chr_:
+            del self._chardevs[chr_.label]
+        chr_._finalize()
+
+    def _check_new_id(self, ident: str, qmp: bool) -> None:
+        check_id(ident)
+        if ident in self._chardevs:
+            if qmp:
+                raise ChardevError(
+                    f"attempt to add duplicate property '{ident}' to object (type 'container')")
+            raise ChardevError(f"Duplicate ID '{ident}' for chardev")
+
+    def _create_spec(self, spec: ChardevSpec, qmp: bool) -> Chardev:
+        ident = spec.id
+        if ident is None:
+            raise ChardevError("chardev: no id specified")
+        self._check_new_id(ident, qmp)
+        if not spec.mux:
+            chr_ = self._open(ident, spec.backend)
+            self._register(ident, chr_)
+            return chr_
+        base_id = f"{ident}-base"
+        self._check_new_id(base_id, qmp)
+        base = self._open(base_id, spec.backend)
+        self._register(base_id, base)
+        try:
+            mux = self._open(ident, MuxConfig(chardev=base_id))
+        except BaseException:
+            self._destroy(base)
+            raise
+        self._register(ident, mux)
+        return mux
+
+    def create(self, spec: ChardevSpec) -> Chardev:
+        """Create and register a parsed chardev (the -chardev / -serial path)."""
+        chr_ = self.ioloop.run_sync(self._create_spec, spec, False)
+        if not self.ioloop.in_loop_thread():
+            # a socket server with wait=on blocks here, as QEMU blocks in accept()
+            base = getattr(chr_, "base", None)
+            (base if base is not None else chr_).chr_wait_connected(None)
+        return chr_
+
+    def new(self, label: str | None, spec: str) -> Chardev:
+        """Create from a -chardev string ('ringbuf,size=128') or the legacy -serial syntax.
+
+        ``chardev:ID`` returns the existing chardev ID, as QEMU does.
+        """
+        if isinstance(spec, str) and spec.startswith("chardev:"):
+            found = self.find(spec[8:])
+            if found is None:
+                raise ChardevError(f"chardev '{spec[8:]}' not found")
+            return found
+        return self.create(parse_spec(spec, label))
+
+    def find(self, label: str) -> Chardev | None:
+        return self._chardevs.get(label)
+
+    def __contains__(self, label: str) -> bool:
+        return label in self._chardevs
+
+    # ------------------------------------------------------------------------------------
+    # QMP commands
+
+    def add(self, id: str, backend: dict[str, Any]) -> dict[str, Any]:
+        """chardev-add; returns {} or {"pty": "/dev/pts/N"}."""
+        config = from_qapi(backend)
+
+        def run() -> dict[str, Any]:
+            chr_ = self._create_spec(ChardevSpec(id, config, False), True)
+            return chr_.query_extra()
+
+        return self.ioloop.run_sync(run)
+
+    def change(self, id: str, backend: dict[str, Any]) -> dict[str, Any]:
+        """chardev-change: hotswap the backend under a frontend, with rollback on veto."""
+        if not isinstance(id, str):
+            raise ChardevError("Invalid parameter type for 'id', expected: string")
+        config = from_qapi(backend)
+        return self.ioloop.run_sync(self._change, id, config)
+
+    def _change(self, id: str, config: BackendConfig) -> dict[str, Any]:
+        old = self._chardevs.get(id)
+        if old is None:
+            raise ChardevError(f"Chardev '{id}' does not exist")
+        if old.is_mux:
+            # QEMU refuses ("Mux device hotswap not supported yet"); we swap the mux's base,
+            # so every frontend of the mux keeps its slot and focus.
+            if isinstance(config, MuxConfig):
+                raise ChardevError("Mux device hotswap not supported yet")
+            base_label = old.config.chardev  # type: ignore[attr-defined]
+            return self._change(base_label, config)
+        if isinstance(config, MuxConfig):
+            raise ChardevError("Mux device hotswap not supported yet")
+        fe = old.be
+        if fe is None:
+            return self._change_unattached(id, old, config)
+        if not fe.has_be_change:
+            raise ChardevError("Chardev user does not support chardev hotswap")
+        self._backend_class(config.type)
+        new = self._open(id, config, log_from=old)
+        closed_sent = False
+        if old.be_open and not new.be_open:
+            old.be_event(ChardevEvent.CLOSED)
+            closed_sent = True
+        old.detach_frontend(fe)
+        fe._chr = None
+        try:
+            fe.tag = new.attach_frontend(fe)
+        except ChardevError:
+            fe.tag = old.attach_frontend(fe)
+            fe._chr = old
+            self._discard(new, old)
+            raise
+        fe._chr = new
+        fe.fe_open = False
+        ret = fe.call_be_change()
+        if ret < 0:
+            new.detach_frontend(fe)
+            fe._chr = old
+            fe.tag = old.attach_frontend(fe)
+            fe.fe_open = False
+            if closed_sent:
+                old.be_event(ChardevEvent.OPENED)
+            self._discard(new, old)
+            raise ChardevError(f"Chardev '{id}' change failed")
+        # success: the old backend goes away, its CLOSED reaches nobody
+        if new.logfile is not None and new.logfile is old.logfile:
+            old.logfile = None
+        del self._chardevs[id]
+        old.label = id
+        old._finalize()
+        self._register(id, new)
+        return new.query_extra()
+
+    def _discard(self, new: Chardev, old: Chardev) -> None:
+        if new.logfile is not None and new.logfile is old.logfile:
+            new.logfile = None
+        new._finalize()
+
+    def _change_unattached(self, id: str, old: Chardev, config: BackendConfig) -> dict[str, Any]:
+        """The "easy case": never lose the old chardev before the new one is known to open."""
+        try:
+            new = self._open(id, config, log_from=old)
+        except ChardevError as first:
+            # maybe the old one holds what the new one needs (same port, same path):
+            # release it, retry, and bring it back if the new one still fails.
+            old_config = old.config
+            del self._chardevs[id]
+            old._finalize()
+            try:
+                new = self._open(id, config)
+            except ChardevError:
+                try:
+                    self._register(id, self._open(id, old_config, reopen=True))
+                except ChardevError:
+                    log.exception("could not restore chardev %s after a failed change", id)
+                raise first from None
+            self._register(id, new)
+            return new.query_extra()
+        if new.logfile is not None and new.logfile is old.logfile:
+            old.logfile = None
+        del self._chardevs[id]
+        old._finalize()
+        self._register(id, new)
+        return new.query_extra()
+
+    def remove(self, id: str) -> None:
+        """chardev-remove."""
+
+        def run() -> None:
+            chr_ = self._chardevs.get(id)
+            if chr_ is None:
+                raise ChardevError(f"Chardev '{id}' not found")
+            if chr_.busy:
+                raise ChardevError(f"Chardev '{id}' is busy")
+            self._destroy(chr_)
+
+        self.ioloop.run_sync(run)
+
+    def query(self) -> list[dict[str, Any]]:
+        """query-chardev: [{label, filename, frontend-open}]."""
+        return self.ioloop.run_sync(lambda: [c.info() for c in self._chardevs.values()])
+
+    def query_backends(self) -> list[dict[str, str]]:
+        """query-chardev-backends."""
+        return [{"name": name} for name in self.backend_names()]
+
+    def send_break(self, id: str) -> None:
+        """chardev-send-break: a BREAK event to the chardev's frontend."""
+
+        def run() -> None:
+            chr_ = self._chardevs.get(id)
+            if chr_ is None:
+                raise ChardevError(f"Chardev '{id}' not found")
+            chr_.be_event(ChardevEvent.BREAK)
+
+        self.ioloop.run_sync(run)
+
+    def _ringbuf(self, device: str) -> Any:
+        from .ringbuf import RingbufChardev
+
+        chr_ = self._chardevs.get(device)
+        if chr_ is None:
+            raise ChardevError(f"Device '{device}' not found")
+        if not isinstance(chr_, RingbufChardev):
+            raise ChardevError(f"{device} is not a ringbuf device")
+        return chr_
+
+    def ringbuf_write(self, device: str, data: str, format: str = "utf8") -> None:
+        """ringbuf-write: straight into the ring (not logged, not sent to a frontend)."""
+        if format not in ("utf8", "base64"):
+            raise ChardevError(f"Parameter 'format' does not accept value '{format}'")
+        if not isinstance(data, str):
+            raise ChardevError("Invalid parameter type for 'data', expected: string")
+
+        def run() -> None:
+            ring = self._ringbuf(device)
+            if format == "base64":
+                if not _B64_OK.match(data):
+                    raise ChardevError("Base64 data contains invalid characters")
+                try:
+                    raw = base64.b64decode(data.replace("\n", ""), validate=False)
+                except (binascii.Error, ValueError):
+                    raise ChardevError("Base64 data contains invalid characters") from None
+            else:
+                raw = data.encode("utf-8", "surrogateescape")
+            ring.ring_put(raw)
+
+        self.ioloop.run_sync(run)
+
+    def ringbuf_read(self, device: str, size: int, format: str = "utf8") -> str:
+        """ringbuf-read: consumes min(size, count) of the oldest bytes."""
+        if format not in ("utf8", "base64"):
+            raise ChardevError(f"Parameter 'format' does not accept value '{format}'")
+        if not isinstance(size, int) or isinstance(size, bool):
+            raise ChardevError("Invalid parameter type for 'size', expected: integer")
+
+        def run() -> str:
+            ring = self._ringbuf(device)
+            if size <= 0:
+                raise ChardevError("size must be greater than zero")
+            raw = ring.ring_get(size)
+            if format == "base64":
+                return base64.b64encode(raw).decode("ascii")
+            # QEMU hands back a C string: an embedded NUL ends it
+            raw = raw.split(b"\0", 1)[0]
+            return raw.decode("utf-8", "replace")
+
+        return self.ioloop.run_sync(run)
+
+    # ------------------------------------------------------------------------------------
+    # convenience for frontends written in plain Python
+
+    def attach(self, label: str) -> CharBackend:
+        """CharBackend on the chardev `label` (raises if missing or in use)."""
+        chr_ = self.find(label)
+        if chr_ is None:
+            raise ChardevError(f"Device '{label}' not found")
+        return CharBackend(chr_)
+
+    def labels(self) -> list[str]:
+        return list(self._chardevs)
