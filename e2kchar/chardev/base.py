@@ -183,6 +183,15 @@ class Chardev:
     def chr_take_focus(self, fe: CharBackend) -> None:
         pass
 
+    @classmethod
+    def exclusive_resource(cls, config: BackendConfig) -> object | None:
+        """A key for a host resource only one chardev can hold (a port, a tty, stdio).
+
+        Two configs with the same key conflict; a swap may then release the old chardev
+        before opening the new one.
+        """
+        return None
+
     def query_extra(self) -> dict[str, Any]:
         """Extra fields of the chardev-add / chardev-change return value."""
         return {}

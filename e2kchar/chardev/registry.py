@@ -323,11 +323,14 @@ class ChardevRegistry:
 
     def _change_unattached(self, id: str, old: Chardev, config: BackendConfig) -> dict[str, Any]:
         """The "easy case": never lose the old chardev before the new one is known to open."""
-        try:
+        key = type(old).exclusive_resource(old.config)
+        conflict = key is not None and key == self._backend_class(
+            config.type).exclusive_resource(config)
+        if not conflict:
             new = self._open(id, config, log_from=old)
-        except ChardevError as first:
-            # maybe the old one holds what the new one needs (same port, same path):
-            # release it, retry, and bring it back if the new one still fails.
+        else:
+            # the old one holds what the new one needs (same port, tty, stdio): release
+            # it, open the new one, and bring the old one back if that fails
             old_config = old.config
             del self._chardevs[id]
             old._finalize()
@@ -338,7 +341,7 @@ class ChardevRegistry:
                     self._register(id, self._open(id, old_config, reopen=True))
                 except ChardevError:
                     log.exception("could not restore chardev %s after a failed change", id)
-                raise first from None
+                raise
             self._register(id, new)
             return new.query_extra()
         if new.logfile is not None and new.logfile is old.logfile:

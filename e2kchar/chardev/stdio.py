@@ -19,6 +19,10 @@ from .types import ChardevError
 class StdioChardev(FdChardev):
     TYPE = "stdio"
 
+    @classmethod
+    def exclusive_resource(cls, config: object) -> object | None:
+        return ("stdio",)
+
     def open(self) -> bool:
         if self.registry.stdio_in_use:
             raise ChardevError("cannot use stdio by multiple character devices")

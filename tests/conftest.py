@@ -1,0 +1,63 @@
+"""Shared fixtures for the unit tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from e2kchar import ChardevRegistry
+
+
+@pytest.fixture
+def reg():
+    registry = ChardevRegistry()
+    try:
+        yield registry
+    finally:
+        registry.close()
+
+
+class Recorder:
+    """A frontend that records what it receives, with a controllable can_read."""
+
+    def __init__(self, fe, room: int = 1 << 20, be_change=None) -> None:
+        import threading
+
+        self.fe = fe
+        self.room = room
+        self.data = bytearray()
+        self.events = []
+        self.reads = []  # size of each read() call
+        self.lock = threading.Lock()
+        self.be_change_calls = 0
+        self._be_change = be_change
+        fe.set_handlers(self.can_read, self.read, self.event, self.be_change)
+
+    def can_read(self) -> int:
+        return self.room
+
+    def read(self, data: bytes) -> None:
+        with self.lock:
+            assert len(data) <= self.room, "backend delivered more than can_read allowed"
+            self.room -= len(data)
+            self.data += data
+            self.reads.append(len(data))
+
+    def event(self, ev) -> None:
+        self.events.append(ev)
+
+    def be_change(self) -> int:
+        self.be_change_calls += 1
+        if self._be_change is not None:
+            return self._be_change()
+        self.fe.set_handlers(self.can_read, self.read, self.event, self.be_change)
+        return 0
+
+    def give(self, n: int) -> None:
+        with self.lock:
+            self.room += n
+        self.fe.accept_input()
+
+
+@pytest.fixture
+def recorder():
+    return Recorder

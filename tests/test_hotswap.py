@@ -1,0 +1,147 @@
+"""chardev-change: QEMU's algorithm, the veto rollback, and exactly-once delivery."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+from e2kchar import CharBackend, ChardevError, ChardevEvent
+
+
+def ringbuf(size=4096):
+    return {"type": "ringbuf", "data": {"size": size}}
+
+
+def file_(path, **kw):
+    return {"type": "file", "data": {"out": str(path), **kw}}
+
+
+def test_change_errors(reg):
+    with pytest.raises(ChardevError, match="Chardev 'x' does not exist"):
+        reg.change("x", ringbuf())
+    fe = CharBackend(reg.new("r", "ringbuf"))
+    fe.set_handlers(lambda: 0, lambda d: None)  # no be_change handler
+    with pytest.raises(ChardevError, match="Chardev user does not support chardev hotswap"):
+        reg.change("r", ringbuf())
+    fe.set_handlers(lambda: 0, lambda d: None, be_change=lambda: 0)
+    with pytest.raises(ChardevError, match="'nope' is not a valid char driver name"):
+        reg.change("r", {"type": "nope"})
+    with pytest.raises(ChardevError, match="size of ringbuf chardev must be power of two"):
+        reg.change("r", ringbuf(3))
+    assert reg.find("r").be is fe  # untouched
+
+
+def test_successful_change_keeps_handlers_and_replays_opened(reg, tmp_path, recorder):
+    rec = recorder(CharBackend(reg.new("r", "ringbuf")))
+    assert reg.run_until(lambda: rec.events == [ChardevEvent.OPENED], 2)
+    rec.fe.write_all(b"before ")
+    old = reg.find("r")
+    assert reg.change("r", file_(tmp_path / "o")) == {}
+    assert rec.be_change_calls == 1 and rec.fe.chardev is reg.find("r") is not old
+    assert old.closed
+    rec.fe.write_all(b"after")
+    assert (tmp_path / "o").read_bytes() == b"after"
+    assert reg.run_until(lambda: rec.events.count(ChardevEvent.OPENED) == 2, 2)
+    assert reg.query() == [{"label": "r", "filename": "file", "frontend-open": True}]
+
+
+def test_closed_sent_when_new_backend_is_not_open(reg, recorder):
+    rec = recorder(CharBackend(reg.new("r", "ringbuf")))
+    reg.run_until(lambda: rec.events, 2)
+    reg.change("r", {"type": "null"})
+    assert rec.events == [ChardevEvent.OPENED, ChardevEvent.CLOSED]
+
+
+def test_veto_rolls_back_and_data_keeps_flowing(reg, tmp_path, recorder):
+    rec = recorder(CharBackend(reg.new("r", "ringbuf")), be_change=lambda: -1)
+    reg.run_until(lambda: rec.events, 2)
+    old = reg.find("r")
+    with pytest.raises(ChardevError, match="Chardev 'r' change failed"):
+        reg.change("r", {"type": "null"})
+    # CLOSED was sent (null is not open) and OPENED re-sent on rollback
+    assert rec.events == [ChardevEvent.OPENED, ChardevEvent.CLOSED, ChardevEvent.OPENED]
+    assert reg.find("r") is old and rec.fe.chardev is old and not old.closed
+    rec.fe.write_all(b"still here")
+    assert reg.ringbuf_read("r", 100) == "still here"
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(ChardevError, match="change failed"):
+        reg.change("r", file_(tmp_path / "o"))
+    rec.fe.write_all(b"!")
+    assert reg.ringbuf_read("r", 100) == "!"
+
+
+def test_be_change_exception_is_a_veto(reg):
+    fe = CharBackend(reg.new("r", "ringbuf"))
+
+    def broken() -> int:
+        raise RuntimeError("device bug")
+
+    fe.set_handlers(lambda: 0, lambda d: None, be_change=broken)
+    with pytest.raises(ChardevError, match="change failed"):
+        reg.change("r", ringbuf())
+    assert fe.chardev is reg.find("r")
+
+
+def test_easy_case_keeps_old_until_new_opens(reg, tmp_path):
+    reg.new("r", "ringbuf")
+    reg.ringbuf_write("r", "kept")
+    with pytest.raises(ChardevError, match="Could not open"):
+        reg.change("r", file_("/nonexistent/dir/x"))
+    assert reg.ringbuf_read("r", 100) == "kept"  # QEMU would have destroyed it
+    assert reg.change("r", file_(tmp_path / "o")) == {}
+    assert reg.query()[0]["filename"] == "file"
+
+
+def test_logfile_survives_a_swap(reg, tmp_path, recorder):
+    log = tmp_path / "boot.log"
+    rec = recorder(CharBackend(reg.new("r", f"ringbuf,logfile={log}")))
+    rec.fe.write_all(b"first\n")
+    reg.change("r", {"type": "null", "data": {"logfile": str(log)}})
+    rec.fe.write_all(b"second\n")
+    assert log.read_bytes() == b"first\nsecond\n"  # never truncated by the swap
+
+
+@pytest.mark.parametrize("rounds", [20])
+def test_file_to_file_under_a_writer_thread_is_exactly_once(reg, tmp_path, rounds):
+    fe = CharBackend(reg.new("s", f"file,path={tmp_path / 'out0'}"))
+    fe.set_handlers(lambda: 0, lambda d: None, be_change=lambda: 0)
+    stop = threading.Event()
+    written = []
+
+    def writer() -> None:
+        n = 0
+        while not stop.is_set():
+            line = f"line {n:07d}\n".encode()
+            assert fe.write_all(line) == len(line)
+            written.append(n)
+            n += 1
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        for i in range(1, rounds + 1):
+            reg.run_until(lambda: False, 0.01)
+            reg.change("s", file_(tmp_path / f"out{i}"))
+    finally:
+        stop.set()
+        t.join()
+    data = b"".join((tmp_path / f"out{i}").read_bytes() for i in range(rounds + 1))
+    lines = data.decode().splitlines()
+    assert lines == [f"line {n:07d}" for n in range(len(written))]
+    assert sum(1 for i in range(rounds + 1) if (tmp_path / f"out{i}").stat().st_size) > 5
+
+
+def test_swapped_backend_delivers_input(reg, tmp_path, recorder):
+    rec = recorder(CharBackend(reg.new("r", "ringbuf")))
+    base = tmp_path / "p"
+    os.mkfifo(f"{base}.in")
+    os.mkfifo(f"{base}.out")
+    wr = os.open(f"{base}.in", os.O_RDWR)
+    try:
+        reg.change("r", {"type": "pipe", "data": {"device": str(base)}})
+        os.write(wr, b"typed after the swap")
+        assert reg.run_until(lambda: rec.data == b"typed after the swap", 2)
+    finally:
+        os.close(wr)
