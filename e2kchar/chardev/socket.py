@@ -1,0 +1,884 @@
+"""socket: tcp / unix streams, server or client, with telnet, tn3270 and websocket modes.
+
+One connection at a time: a server stops accepting while a client is attached and re-arms
+its listener when the client leaves; a client with reconnect-ms retries on a timer. The
+guest's output is a non-blocking send from the CPU thread; while nobody is connected it is
+dropped (QEMU) or, with history=BYTES, kept in a bounded buffer replayed to the next peer.
+Input stops while the frontend cannot take more and resumes on accept_input.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+import stat
+import tempfile
+import threading
+from collections import deque
+from typing import Any
+
+from .base import Chardev
+from .config import FdAddress, InetAddress, SocketAddress, UnixAddress
+from .ioloop import TimerHandle
+from .telnet import TELNET_NEGOTIATION, TN3270_NEGOTIATION, TelnetFilter
+from .types import READ_BUF_LEN, ChardevError, ChardevEvent
+from .websocket import (
+    CLOSE_NORMAL,
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONT,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    FrameDecoder,
+    HandshakeError,
+    WebSocketError,
+    bad_request,
+    close_payload,
+    encode_frame,
+    handshake_response,
+    parse_request,
+)
+
+log = logging.getLogger(__name__)
+
+#: sizeof(sockaddr_un.sun_path) on Linux
+UNIX_PATH_MAX = 108
+CONNECT_TIMEOUT = 10.0
+
+_DISCONNECTED, _HANDSHAKE, _CONNECTED = range(3)
+
+
+def _strerror(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _host_port(sockaddr: Any) -> tuple[str, str]:
+    host, port = sockaddr[0], sockaddr[1]
+    return host, str(port)
+
+
+def _bracket(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def unix_sockaddr(addr: UnixAddress) -> bytes:
+    """The sun_path bytes for a unix address (abstract names get the leading NUL)."""
+    raw = os.fsencode(addr.path)
+    if addr.abstract:
+        raw = b"\0" + raw
+        if len(raw) > UNIX_PATH_MAX:
+            raise ChardevError(f"UNIX socket path '{addr.path}' is too long")
+        if addr.tight is False:
+            raw = raw.ljust(UNIX_PATH_MAX, b"\0")
+        return raw
+    if len(raw) >= UNIX_PATH_MAX:
+        raise ChardevError(f"UNIX socket path '{addr.path}' is too long")
+    return raw
+
+
+def _inet_family(addr: InetAddress) -> int:
+    if addr.ipv4 and not addr.ipv6:
+        return socket.AF_INET
+    if addr.ipv6 and not addr.ipv4:
+        return socket.AF_INET6
+    return socket.AF_UNSPEC
+
+
+def _resolve(addr: InetAddress, passive: bool) -> list[tuple[Any, ...]]:
+    host: str | None = addr.host
+    if not host:
+        host = None if passive else "localhost"
+    flags = (socket.AI_PASSIVE if passive else 0) | (socket.AI_NUMERICHOST if addr.numeric
+                                                      else 0)
+    try:
+        return socket.getaddrinfo(host, addr.port, _inet_family(addr), socket.SOCK_STREAM, 0,
+                                  flags)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ChardevError(
+            f"address resolution failed for {addr.host}:{addr.port}: {exc}") from None
+
+
+class SocketChardev(Chardev):
+    """QEMU's chardev-socket (tcp, unix, fd), plus a bounded history for late peers."""
+
+    TYPE = "socket"
+    closed_on_finalize = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._conn_lock = threading.Lock()  # _sock/_state/_outbuf/_history, both threads
+        self._listen: socket.socket | None = None
+        self._listening = False
+        self._sock: socket.socket | None = None
+        self._fd = -1
+        self._state = _DISCONNECTED
+        self._outbuf = bytearray()
+        self._inq: deque[bytes | ChardevEvent] = deque()
+        self._history = bytearray()
+        self._history_max = 0
+        self._reading = False
+        self._writer_armed = False
+        self._pending_open = False
+        self._connecting: socket.socket | None = None
+        self._reconnect_timer: TimerHandle | None = None
+        self._reconnect_ms = 0
+        self._connect_error_reported = False
+        self._ever_connected = threading.Event()
+        self._unix_owned: tuple[str, int, int] | None = None
+        self._telnet: TelnetFilter | None = None
+        self._ws_request: bytearray | None = None
+        self._ws_decoder: FrameDecoder | None = None
+        self._addr: SocketAddress | None = None
+        self.is_listen = False
+        self.is_telnet = False
+        self.is_tn3270 = False
+        self.is_websocket = False
+        self.local_name = ""
+        self.peer_name = ""
+
+    # ------------------------------------------------------------------------------------
+    # public properties (QEMU's QOM "addr" and "connected")
+
+    @property
+    def addr(self) -> SocketAddress | None:
+        """The socket address; for a server the bound one (real port when 0 was given)."""
+        return self._addr
+
+    @property
+    def connected(self) -> bool:
+        return self._state == _CONNECTED
+
+    # ------------------------------------------------------------------------------------
+    # open
+
+    def open(self) -> bool:
+        cfg = self.config
+        self.is_listen = cfg.server is not False  # type: ignore[attr-defined]
+        self.is_tn3270 = bool(cfg.tn3270)  # type: ignore[attr-defined]
+        # negotiation is a server-side feature in QEMU
+        self.is_telnet = self.is_listen and bool(cfg.telnet or cfg.tn3270)  # type: ignore[attr-defined]
+        self.is_websocket = bool(cfg.websocket)  # type: ignore[attr-defined]
+        reconnect_ms = cfg.reconnect_ms  # type: ignore[attr-defined]
+        if reconnect_ms is None:
+            reconnect_ms = (cfg.reconnect or 0) * 1000  # type: ignore[attr-defined]
+        if reconnect_ms < 0:
+            raise ChardevError("'reconnect-ms' must not be negative")
+        history = cfg.history or 0  # type: ignore[attr-defined]
+        if history < 0:
+            raise ChardevError("'history' must not be negative")
+        self._history_max = history
+        if cfg.tls_creds:  # type: ignore[attr-defined]
+            raise ChardevError(f"No TLS credentials with id '{cfg.tls_creds}'")  # type: ignore[attr-defined]
+        if self.is_websocket and not self.is_listen:
+            raise ChardevError("Websocket client is not implemented")
+        if self.is_websocket and self.is_telnet:
+            raise ChardevError("'websocket' option is incompatible with telnet")
+        if reconnect_ms and self.is_listen:
+            raise ChardevError(
+                "'reconnect' option is incompatible with socket in server listen mode")
+        self._reconnect_ms = reconnect_ms
+        addr = cfg.addr  # type: ignore[attr-defined]
+        self._addr = addr
+        if isinstance(addr, FdAddress):
+            return self._open_fd(addr)
+        if self.is_listen:
+            self._do_listen(addr)
+            self._set_disconnected_filename()
+            self._start_listening()
+            return False
+        self._set_disconnected_filename()
+        if reconnect_ms:
+            self._start_connect()
+            return False
+        sock = self._connect_sync(addr)
+        self._new_connection(sock)
+        return False
+
+    def _open_fd(self, addr: FdAddress) -> bool:
+        try:
+            num = int(addr.str)
+        except ValueError:
+            raise ChardevError(f"File descriptor named '{addr.str}' has not been found") \
+                from None
+        try:
+            sock = socket.socket(fileno=os.dup(num))
+        except OSError as exc:
+            raise ChardevError(f"Failed to use socket fd {num}: {_strerror(exc)}") from None
+        try:
+            listening = bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+        except OSError:
+            listening = False
+        if listening != self.is_listen:
+            sock.close()
+            raise ChardevError(f"fd {num} is {'' if listening else 'not '}a listening socket "
+                               f"but server={'on' if self.is_listen else 'off'}")
+        self._set_disconnected_filename()
+        if listening:
+            sock.setblocking(False)
+            self._listen = sock
+            self._start_listening()
+        else:
+            self._new_connection(sock)
+        return False
+
+    def _do_listen(self, addr: SocketAddress) -> None:
+        if isinstance(addr, UnixAddress):
+            self._listen_unix(addr)
+        elif isinstance(addr, InetAddress):
+            self._listen_inet(addr)
+        assert self._listen is not None
+        self._listen.setblocking(False)
+
+    def _listen_inet(self, addr: InetAddress) -> None:
+        try:
+            first = int(addr.port)
+        except ValueError:
+            infos = _resolve(addr, True)
+            first = int(infos[0][4][1])
+        last = addr.to if addr.to is not None and addr.to > first else first
+        infos = _resolve(InetAddress(host=addr.host, port=str(first), numeric=addr.numeric,
+                                     ipv4=addr.ipv4, ipv6=addr.ipv6), True)
+        error: OSError | None = None
+        for port in range(first, last + 1):
+            for family, kind, proto, _canon, sockaddr in infos:
+                sock = socket.socket(family, kind, proto)
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    sock.bind((sockaddr[0], port) + tuple(sockaddr[2:]))
+                    sock.listen(1)
+                except OSError as exc:
+                    sock.close()
+                    error = exc
+                    continue
+                self._listen = sock
+                host, real_port = _host_port(sock.getsockname())
+                self._addr = InetAddress(host=host, port=real_port, numeric=addr.numeric,
+                                         to=addr.to, ipv4=addr.ipv4, ipv6=addr.ipv6)
+                return
+        reason = _strerror(error) if error is not None else "no address"
+        raise ChardevError(f"Failed to find an available port: {reason}")
+
+    def _listen_unix(self, addr: UnixAddress) -> None:
+        if not addr.path and not addr.abstract:
+            fd, path = tempfile.mkstemp(prefix="qemu-socket-")
+            os.close(fd)
+            os.unlink(path)
+            addr = UnixAddress(path=path, abstract=addr.abstract, tight=addr.tight)
+            self._addr = addr
+        raw = unix_sockaddr(addr)
+        if not addr.abstract:
+            try:
+                if stat.S_ISSOCK(os.lstat(addr.path).st_mode):
+                    os.unlink(addr.path)  # a stale socket from an earlier run
+            except OSError:
+                pass
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(raw)
+            sock.listen(1)
+        except OSError as exc:
+            sock.close()
+            raise ChardevError(f"Failed to bind socket to {addr.path}: {_strerror(exc)}") \
+                from None
+        self._listen = sock
+        if not addr.abstract:
+            try:
+                st = os.stat(addr.path)
+                self._unix_owned = (addr.path, st.st_dev, st.st_ino)
+            except OSError:
+                pass
+
+    def _client_socket(self, addr: SocketAddress) -> list[tuple[socket.socket, Any]]:
+        """Candidate (socket, sockaddr) pairs for a client connect."""
+        if isinstance(addr, UnixAddress):
+            raw = unix_sockaddr(addr)
+            return [(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM), raw)]
+        assert isinstance(addr, InetAddress)
+        out = []
+        for family, kind, proto, _canon, sockaddr in _resolve(addr, False):
+            out.append((socket.socket(family, kind, proto), sockaddr))
+        return out
+
+    def _connect_sync(self, addr: SocketAddress) -> socket.socket:
+        where = addr.path if isinstance(addr, UnixAddress) else \
+            f"{addr.host}:{addr.port}"  # type: ignore[union-attr]
+        error: OSError | None = None
+        candidates = self._client_socket(addr)
+        for i, (sock, sockaddr) in enumerate(candidates):
+            try:
+                sock.settimeout(CONNECT_TIMEOUT)
+                sock.connect(sockaddr)
+            except OSError as exc:
+                sock.close()
+                error = exc
+                continue
+            for other, _ in candidates[i + 1:]:
+                other.close()
+            return sock
+        reason = _strerror(error) if error is not None else "no address"
+        raise ChardevError(f"Failed to connect to '{where}': {reason}")
+
+    # ------------------------------------------------------------------------------------
+    # filenames
+
+    def _kind(self) -> str:
+        return "telnet" if self.is_telnet else "tcp"
+
+    def _unix_suffix(self, addr: UnixAddress) -> str:
+        text = ",server" if self.is_listen else ""
+        if addr.abstract:
+            text += ",abstract" + (",tight" if addr.tight is not False else "")
+        return text
+
+    def _set_disconnected_filename(self) -> None:
+        addr = self._addr
+        server = ",server" if self.is_listen else ""
+        if isinstance(addr, InetAddress):
+            self.filename = f"disconnected:{self._kind()}:{addr.host}:{addr.port}{server}"
+        elif isinstance(addr, UnixAddress):
+            self.filename = f"disconnected:unix:{addr.path}{self._unix_suffix(addr)}"
+        elif isinstance(addr, FdAddress):
+            self.filename = f"disconnected:fd:{addr.str}{server}"
+
+    def _set_connected_filename(self, sock: socket.socket) -> None:
+        addr = self._addr
+        if sock.family == socket.AF_UNIX:
+            path = addr.path if isinstance(addr, UnixAddress) else ""
+            suffix = self._unix_suffix(addr) if isinstance(addr, UnixAddress) else \
+                (",server" if self.is_listen else "")
+            self.filename = f"unix:{path}{suffix}"
+            self.local_name = self.peer_name = path
+            return
+        try:
+            lhost, lport = _host_port(sock.getsockname())
+            rhost, rport = _host_port(sock.getpeername())
+        except OSError:
+            return
+        self.local_name = f"{_bracket(lhost)}:{lport}"
+        self.peer_name = f"{_bracket(rhost)}:{rport}"
+        server = ",server" if self.is_listen else ""
+        self.filename = f"{self._kind()}:{self.local_name}{server} <-> {self.peer_name}"
+
+    # ------------------------------------------------------------------------------------
+    # connection lifecycle (I/O thread)
+
+    def _start_listening(self) -> None:
+        if self._listen is not None and not self._listening and not self.closed:
+            if self.ioloop.add_reader(self._listen.fileno(), self._on_accept):
+                self._listening = True
+
+    def _stop_listening(self) -> None:
+        if self._listen is not None and self._listening:
+            self.ioloop.remove_reader(self._listen.fileno())
+            self._listening = False
+
+    def _on_accept(self) -> None:
+        listener = self._listen
+        if listener is None or self.closed:
+            return
+        try:
+            conn, _peer = listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            # e.g. EMFILE: do not spin on a listener we cannot serve; try again shortly
+            log.warning("%s: accept failed: %s", self.label, _strerror(exc))
+            self._stop_listening()
+            self.ioloop.call_later(0.5, self._start_listening)
+            return
+        self._new_connection(conn)
+
+    def _start_connect(self) -> None:
+        self._reconnect_timer = None
+        if self.closed or self._sock is not None or self._connecting is not None:
+            return
+        addr = self._addr
+        assert addr is not None
+        try:
+            candidates = self._client_socket(addr)
+        except (ChardevError, OSError) as exc:
+            self._connect_failed(str(exc))
+            return
+        sock, sockaddr = candidates[0]
+        for other, _ in candidates[1:]:
+            other.close()
+        sock.setblocking(False)
+        err = sock.connect_ex(sockaddr)
+        if err == 0:
+            self._new_connection(sock)
+            return
+        if err != errno.EINPROGRESS:
+            sock.close()
+            self._connect_failed(os.strerror(err))
+            return
+        self._connecting = sock
+        if not self.ioloop.add_writer(sock.fileno(), self._on_connect_done):
+            self._connecting = None
+            sock.close()
+            self._connect_failed("cannot poll the socket")
+
+    def _on_connect_done(self) -> None:
+        sock = self._connecting
+        if sock is None:
+            return
+        self.ioloop.remove_writer(sock.fileno())
+        self._connecting = None
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            sock.close()
+            self._connect_failed(os.strerror(err))
+            return
+        self._new_connection(sock)
+
+    def _connect_failed(self, reason: str) -> None:
+        if not self._connect_error_reported:
+            log.error("Unable to connect character device %s: %s", self.label, reason)
+            self._connect_error_reported = True
+        self._schedule_reconnect()
+
+    def _schedule_reconnect(self) -> None:
+        if self.closed or not self._reconnect_ms or self._reconnect_timer is not None:
+            return
+        self._reconnect_timer = self.ioloop.call_later(self._reconnect_ms / 1000.0,
+                                                       self._start_connect)
+
+    def _new_connection(self, sock: socket.socket) -> None:
+        if self.closed or self._sock is not None:
+            sock.close()  # one client at a time
+            return
+        try:
+            sock.setblocking(False)
+            if self.config.nodelay and sock.family in (  # type: ignore[attr-defined]
+                    socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as exc:
+            log.warning("%s: cannot set up the connection: %s", self.label, _strerror(exc))
+            sock.close()
+            self._schedule_reconnect()
+            return
+        self._stop_listening()
+        with self._conn_lock:
+            self._sock = sock
+            self._fd = sock.fileno()
+            self._state = _HANDSHAKE
+            self._outbuf.clear()
+        self._inq.clear()
+        self._set_connected_filename(sock)
+        if self.is_websocket:
+            self._ws_request = bytearray()
+            self._ws_decoder = FrameDecoder()
+            self._add_reader()
+        elif self.is_telnet:
+            self._telnet = TelnetFilter(self.is_tn3270)
+            self._pending_open = True
+            self._send_control(TN3270_NEGOTIATION if self.is_tn3270 else TELNET_NEGOTIATION)
+        else:
+            self._telnet = None
+            self._connected()
+
+    def _connected(self) -> None:
+        """The connection is usable: replay history, start reading, emit OPENED."""
+        sock = self._sock
+        if sock is None:
+            return
+        self._pending_open = False
+        with self._conn_lock:
+            self._state = _CONNECTED
+            if self._history:
+                kept = bytes(self._history)
+                self._history.clear()
+                self._outbuf += encode_frame(OP_BINARY, kept) if self.is_websocket else kept
+        self._connect_error_reported = False
+        self._ever_connected.set()
+        self._flush()
+        if self._sock is not sock:
+            return  # the history replay found the peer gone
+        self._add_reader()
+        self.be_event(ChardevEvent.OPENED)
+        if self.has_watches:
+            self.chr_arm_watch()
+
+    def _disconnect(self, events: bool = True) -> None:
+        """Drop the current connection; servers listen again, clients maybe reconnect."""
+        sock = self._sock
+        if sock is None:
+            return
+        was_open = self._state == _CONNECTED
+        if self._reading:
+            self.ioloop.remove_reader(self._fd)
+            self._reading = False
+        if self._writer_armed:
+            self.ioloop.remove_writer(self._fd)
+            self._writer_armed = False
+        with self._conn_lock:
+            self._sock = None
+            self._fd = -1
+            self._state = _DISCONNECTED
+            self._outbuf.clear()
+        try:
+            sock.close()
+        except OSError:
+            pass
+        self._inq.clear()
+        self._pending_open = False
+        self._ws_request = None
+        self._ws_decoder = None
+        self.local_name = self.peer_name = ""
+        if self.closed:
+            return
+        self._set_disconnected_filename()
+        if events and was_open:
+            self.be_event(ChardevEvent.CLOSED)
+        if self.closed:
+            return
+        if self.is_listen:
+            self._start_listening()
+        else:
+            self._schedule_reconnect()
+        if self.has_watches:
+            self.ioloop.call_soon(self.fire_watches)  # output is dropped now: "writable"
+
+    def _disconnect_if(self, sock: socket.socket) -> None:
+        if self._sock is sock:
+            self._disconnect()
+
+    # ------------------------------------------------------------------------------------
+    # output
+
+    def _keep_history(self, data: bytes | memoryview) -> None:
+        """Under _conn_lock: keep what nobody received, oldest dropped first."""
+        limit = self._history_max
+        if limit <= 0:
+            return
+        hist = self._history
+        if len(data) >= limit:
+            hist[:] = data[len(data) - limit:]
+            return
+        hist += data
+        excess = len(hist) - limit
+        if excess > 0:
+            del hist[:excess]
+
+    def _flush_locked(self) -> bool:
+        """Under _conn_lock: send pending control/frame bytes; True once all are out."""
+        sock = self._sock
+        if sock is None:
+            self._outbuf.clear()
+            return True
+        while self._outbuf:
+            try:
+                n = sock.send(self._outbuf)
+            except (BlockingIOError, InterruptedError):
+                return False
+            del self._outbuf[:n]
+        return True
+
+    def _flush(self) -> None:
+        """I/O thread: push _outbuf; arm the writer while something remains."""
+        sock = self._sock
+        if sock is None:
+            return
+        with self._conn_lock:
+            try:
+                done = self._flush_locked()
+            except OSError as exc:
+                log.info("%s: peer gone while sending: %s", self.label, _strerror(exc))
+                done = None
+        if done is None:
+            self._disconnect()
+            return
+        if not done:
+            self._arm_writer()
+            return
+        if self._pending_open:
+            self._connected()
+
+    def _send_control(self, data: bytes) -> None:
+        with self._conn_lock:
+            self._outbuf += data
+        self._flush()
+
+    def _send_and_close(self, data: bytes) -> None:
+        """Best effort final words (websocket close, HTTP 400), then disconnect."""
+        with self._conn_lock:
+            self._outbuf += data
+            try:
+                self._flush_locked()
+            except OSError:
+                pass
+        self._disconnect()
+
+    def _arm_writer(self) -> None:
+        if self._writer_armed or self._sock is None or self.closed:
+            return
+        if self.ioloop.add_writer(self._fd, self._on_writable):
+            self._writer_armed = True
+
+    def _arm_writer_for(self, sock: socket.socket) -> None:
+        if self._sock is sock:
+            self._arm_writer()
+
+    def _on_writable(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        with self._conn_lock:
+            try:
+                done = self._flush_locked()
+            except OSError:
+                done = None
+        if done is None:
+            self._disconnect()
+            return
+        if not done:
+            return
+        self.ioloop.remove_writer(self._fd)
+        self._writer_armed = False
+        if self._pending_open:
+            self._connected()
+        self.fire_watches()
+
+    def chr_write(self, data: memoryview) -> int:
+        arm: socket.socket | None = None
+        with self._conn_lock:
+            sock = self._sock
+            if sock is None or self._state != _CONNECTED:
+                self._keep_history(data)
+                return len(data)  # nobody listening: QEMU drops and reports success
+            try:
+                if self._outbuf and not self._flush_locked():
+                    raise BlockingIOError(errno.EAGAIN, "socket buffer full")
+                if self.is_websocket:
+                    frame = encode_frame(OP_BINARY, bytes(data))
+                    try:
+                        n = sock.send(frame)
+                    except (BlockingIOError, InterruptedError):
+                        n = 0
+                    if n < len(frame):
+                        self._outbuf += frame[n:]
+                        arm = sock
+                    result = len(data)
+                else:
+                    result = sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                raise BlockingIOError(errno.EAGAIN, "socket buffer full") from None
+            except OSError as exc:
+                # the peer went away mid-write: keep what we could not send for the next one
+                log.info("%s: write failed: %s", self.label, _strerror(exc))
+                self._outbuf.clear()
+                self._keep_history(data)
+                self.ioloop.call_soon(self._disconnect_if, sock)
+                return len(data)
+        if arm is not None:
+            self.ioloop.call_soon(self._arm_writer_for, arm)
+        return result
+
+    def chr_arm_watch(self) -> None:
+        if self._sock is None or self._state != _CONNECTED:
+            self.ioloop.call_soon(self.fire_watches)
+            return
+        self._arm_writer()
+
+    # ------------------------------------------------------------------------------------
+    # input
+
+    def _add_reader(self) -> None:
+        if not self._reading and self._sock is not None and not self.closed:
+            if self.ioloop.add_reader(self._fd, self._on_readable):
+                self._reading = True
+
+    def _pause_reader(self) -> None:
+        if self._reading:
+            self.ioloop.remove_reader(self._fd)
+            self._reading = False
+
+    def chr_update_read_handler(self) -> None:
+        if self.closed or self._sock is None:
+            return
+        if self._state == _CONNECTED:
+            self._deliver_pending()
+        self._add_reader()
+
+    def chr_accept_input(self) -> None:
+        if self._sock is not None and self._state == _CONNECTED:
+            self._deliver_pending()
+
+    def _deliver_pending(self) -> None:
+        inq = self._inq
+        while inq and self._sock is not None and not self.closed:
+            item = inq[0]
+            if isinstance(item, ChardevEvent):
+                inq.popleft()
+                self.be_event(item)
+                continue
+            n = self.be_can_write()
+            if n <= 0:
+                return
+            if n >= len(item):
+                inq.popleft()
+                self.be_write(item)
+            else:
+                inq[0] = item[n:]
+                self.be_write(item[:n])
+
+    def _on_readable(self) -> None:
+        sock = self._sock
+        if sock is None or self.closed:
+            return
+        if self._state == _HANDSHAKE and self._ws_request is not None:
+            self._read_ws_handshake(sock)
+            return
+        if self._state == _CONNECTED:
+            self._deliver_pending()
+        n = 0 if (self._inq or self._state != _CONNECTED) else self.be_can_write()
+        if n <= 0:
+            self._peek_or_pause(sock)
+            return
+        try:
+            data = sock.recv(min(n, READ_BUF_LEN))
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            log.info("%s: read failed: %s", self.label, _strerror(exc))
+            self._disconnect()
+            return
+        if not data:
+            self._disconnect()
+            return
+        self._process_input(sock, data)
+        if self._sock is sock:
+            self._deliver_pending()
+
+    def _peek_or_pause(self, sock: socket.socket) -> None:
+        """The frontend is full: notice a hang-up anyway, else wait until it has room."""
+        try:
+            data = sock.recv(1, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._disconnect()
+            return
+        if not data:
+            self._disconnect()
+            return
+        self._pause_reader()
+        be = self.be
+        has_reader = be is not None and be._can_read is not None
+        self.schedule_read_recheck(0.01 if has_reader else 0.1)
+
+    def _process_input(self, sock: socket.socket, data: bytes) -> None:
+        if self._telnet is not None:
+            self._inq.extend(self._telnet.feed(data))
+        elif self._ws_decoder is not None:
+            self._process_ws(sock, data)
+        else:
+            self._inq.append(data)
+
+    # -- websocket -----------------------------------------------------------------------
+
+    def _read_ws_handshake(self, sock: socket.socket) -> None:
+        try:
+            data = sock.recv(READ_BUF_LEN)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._disconnect()
+            return
+        if not data:
+            self._disconnect()
+            return
+        req = self._ws_request
+        assert req is not None
+        req += data
+        try:
+            parsed = parse_request(bytes(req))
+            if parsed is None:
+                return
+            headers, rest = parsed
+            response = handshake_response(headers)
+        except HandshakeError as exc:
+            log.warning("%s: websocket handshake failed: %s", self.label, exc)
+            self._send_and_close(bad_request(str(exc)))
+            return
+        self._ws_request = None
+        self._send_control(response)
+        if self._sock is not sock:
+            return
+        self._connected()
+        if rest and self._sock is sock:
+            self._process_ws(sock, rest)
+            if self._sock is sock:
+                self._deliver_pending()
+
+    def _process_ws(self, sock: socket.socket, data: bytes) -> None:
+        decoder = self._ws_decoder
+        assert decoder is not None
+        try:
+            frames = decoder.feed(data)
+        except WebSocketError as exc:
+            log.warning("%s: websocket protocol error: %s", self.label, exc)
+            self._send_and_close(encode_frame(OP_CLOSE, close_payload(exc.status, str(exc))))
+            return
+        for opcode, payload in frames:
+            if opcode in (OP_BINARY, OP_TEXT, OP_CONT):
+                if payload:
+                    self._inq.append(payload)
+            elif opcode == OP_PING:
+                self._send_control(encode_frame(OP_PONG, payload))
+            elif opcode == OP_CLOSE:
+                self._send_and_close(encode_frame(
+                    OP_CLOSE, close_payload(CLOSE_NORMAL, "peer requested close")))
+                return
+            if self._sock is not sock:
+                return
+
+    # ------------------------------------------------------------------------------------
+    # control and teardown
+
+    def chr_disconnect(self) -> None:
+        self._disconnect()
+
+    def chr_wait_connected(self, timeout: float | None) -> None:
+        """Block (never on the I/O thread) until a peer connects: wait=on servers."""
+        if self.ioloop.in_loop_thread():
+            return
+        if timeout is None and not (self.is_listen and self.config.wait):  # type: ignore[attr-defined]
+            return
+        if self._ever_connected.is_set():
+            return
+        log.info("waiting for connection on: %s", self.filename)
+        if not self._ever_connected.wait(timeout):
+            raise ChardevError(f"timed out waiting for a connection on {self.filename}")
+        if self.closed:
+            raise ChardevError(f"chardev '{self.label}' closed while waiting for a connection")
+
+    def chr_close(self) -> None:
+        if self._reconnect_timer is not None:
+            self._reconnect_timer.cancel()
+            self._reconnect_timer = None
+        if self._connecting is not None:
+            self.ioloop.remove_writer(self._connecting.fileno())
+            self._connecting.close()
+            self._connecting = None
+        self._disconnect(events=False)
+        if self._listen is not None:
+            self._stop_listening()
+            self._listen.close()
+            self._listen = None
+        owned = self._unix_owned
+        if owned is not None:
+            self._unix_owned = None
+            path, dev, ino = owned
+            try:
+                st = os.lstat(path)
+                if (st.st_dev, st.st_ino) == (dev, ino):
+                    os.unlink(path)
+            except OSError:
+                pass
+        self._ever_connected.set()  # release a waiter
+
+    def info(self) -> dict[str, Any]:
+        return super().info()
