@@ -135,6 +135,8 @@ class Chardev:
         self._read_recheck: Any = None
         #: set by a reopen after a failed swap: do not truncate or reset what exists
         self.reopen = False
+        #: observers of accepted output (test consoles, --capture); kept across a swap
+        self.taps: list[Callable[[bytes], Any]] = []
 
     # ------------------------------------------------------------------------------------
     # hooks for backend classes
@@ -291,11 +293,28 @@ class Chardev:
                 off += res
                 if not write_all:
                     break
-            if off and self.logfile is not None:
-                self.logfile.write(bytes(view[:off]))
+            if off:
+                if self.logfile is not None:
+                    self.logfile.write(bytes(view[:off]))
+                if self.taps:
+                    accepted = bytes(view[:off])
+                    for tap in self.taps:
+                        try:
+                            tap(accepted)
+                        except Exception:
+                            log.exception("%s: output tap failed", self.label)
         if off:
             return off
         return res
+
+    def add_tap(self, callback: Callable[[bytes], Any]) -> None:
+        """Also hand every accepted output chunk to callback (on the writer's thread)."""
+        with self._write_lock:
+            self.taps = [*self.taps, callback]
+
+    def remove_tap(self, callback: Callable[[bytes], Any]) -> None:
+        with self._write_lock:
+            self.taps = [t for t in self.taps if t is not callback]
 
     def add_watch(self, callback: Callable[[], Any]) -> Watch:
         watch = Watch(self, callback)

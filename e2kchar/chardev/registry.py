@@ -286,6 +286,7 @@ class ChardevRegistry:
         if old.be_open and not new.be_open:
             old.be_event(ChardevEvent.CLOSED)
             closed_sent = True
+        new.taps = list(old.taps)  # observers see the output on both sides of the swap
         old.detach_frontend(fe)
         fe._chr = None
         try:
@@ -308,13 +309,22 @@ class ChardevRegistry:
             self._discard(new, old)
             raise ChardevError(f"Chardev '{id}' change failed")
         # success: the old backend goes away, its CLOSED reaches nobody
-        if new.logfile is not None and new.logfile is old.logfile:
-            old.logfile = None
+        self._hand_over(old, new)
         del self._chardevs[id]
         old.label = id
         old._finalize()
         self._register(id, new)
         return new.query_extra()
+
+    @staticmethod
+    def _hand_over(old: Chardev, new: Chardev) -> None:
+        """What outlives a swap: the open logfile (never truncated) and output taps."""
+        if new.logfile is not None and new.logfile is old.logfile:
+            old.logfile = None
+        with old._write_lock:
+            if not new.taps:
+                new.taps = list(old.taps)
+            old.taps = []
 
     def _discard(self, new: Chardev, old: Chardev) -> None:
         if new.logfile is not None and new.logfile is old.logfile:
@@ -331,21 +341,23 @@ class ChardevRegistry:
         else:
             # the old one holds what the new one needs (same port, tty, stdio): release
             # it, open the new one, and bring the old one back if that fails
-            old_config = old.config
+            old_config, old_taps = old.config, old.taps
             del self._chardevs[id]
             old._finalize()
             try:
                 new = self._open(id, config)
             except ChardevError:
                 try:
-                    self._register(id, self._open(id, old_config, reopen=True))
+                    restored = self._open(id, old_config, reopen=True)
+                    restored.taps = list(old_taps)
+                    self._register(id, restored)
                 except ChardevError:
                     log.exception("could not restore chardev %s after a failed change", id)
                 raise
+            new.taps = list(old_taps)
             self._register(id, new)
             return new.query_extra()
-        if new.logfile is not None and new.logfile is old.logfile:
-            old.logfile = None
+        self._hand_over(old, new)
         del self._chardevs[id]
         old._finalize()
         self._register(id, new)

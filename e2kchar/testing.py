@@ -1,0 +1,237 @@
+"""Test API for guest consoles: wait for lines, prompts and bytes; fail fast on bad strings.
+
+A Console taps the output of a chardev (by label, so it follows hotswaps) and can type into
+its frontend, like Renode's terminal tester but importable from plain Python and pytest:
+
+    con = Console(registry, "serial0", guest_clock=machine.guest_time)
+    con.fail_on("Kernel panic")
+    m = con.wait_for_line(r"U-Boot (\\S+)", timeout=5)
+    con.write_line("version")
+    con.wait_for_prompt("=> ")
+
+Timeouts count guest time when a guest clock is given (a slow host does not fail a test),
+with a host-time safety cap so a stopped guest cannot hang the test run.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .chardev.registry import ChardevRegistry
+from .chardev.types import ChardevError
+
+__all__ = ["Console", "LineMatch", "ConsoleTimeout", "FailingStringFound"]
+
+
+class ConsoleTimeout(AssertionError):
+    """The awaited output did not appear in time; carries the console's recent output."""
+
+
+class FailingStringFound(AssertionError):
+    """A registered failing string appeared on the console."""
+
+
+@dataclass
+class LineMatch:
+    """One matched line (or prompt / byte sequence) with its timestamps and regex groups."""
+
+    line: str
+    host_time: float  # time.time() when the line's last byte arrived
+    guest_time: float | None  # guest seconds since reset, when the machine provides it
+    groups: tuple[str | None, ...] = ()
+    named: dict[str, str | None] = field(default_factory=dict)
+
+
+@dataclass
+class _Line:
+    text: str
+    host_time: float
+    guest_time: float | None
+
+
+class Console:
+    """Observe and drive one chardev's frontend."""
+
+    def __init__(self, registry: ChardevRegistry, label: str, *,
+                 guest_clock: Callable[[], float] | None = None,
+                 default_timeout: float = 8.0, encoding: str = "utf-8") -> None:
+        self.registry = registry
+        self.label = label
+        self.guest_clock = guest_clock or registry.guest_clock
+        self.default_timeout = default_timeout
+        self.encoding = encoding
+        self._cond = threading.Condition()
+        self._raw = bytearray()  # everything seen
+        self._lines: list[_Line] = []  # completed lines (CR dropped, LF ends a line)
+        self._partial = bytearray()
+        self._cursor = 0  # index of the first line not yet consumed by a wait
+        self._byte_cursor = 0
+        self._failing: list[re.Pattern[str]] = []
+        self._input = bytearray()
+        self._input_scheduled = False
+        chr_ = registry.find(label)
+        if chr_ is None:
+            raise ChardevError(f"Device '{label}' not found")
+        chr_.add_tap(self._on_output)
+
+    # -- output side ---------------------------------------------------------------------
+
+    def _now_guest(self) -> float | None:
+        if self.guest_clock is None:
+            return None
+        try:
+            return float(self.guest_clock())
+        except Exception:
+            return None
+
+    def _on_output(self, data: bytes) -> None:
+        now = time.time()
+        guest = self._now_guest()
+        with self._cond:
+            self._raw += data
+            for b in data:
+                if b == 0x0A:
+                    text = self._partial.decode(self.encoding, "replace")
+                    self._lines.append(_Line(text, now, guest))
+                    self._partial.clear()
+                elif b not in (0x0D, 0x00):
+                    self._partial.append(b)
+            self._cond.notify_all()
+
+    @property
+    def output(self) -> bytes:
+        with self._cond:
+            return bytes(self._raw)
+
+    @property
+    def lines(self) -> list[str]:
+        with self._cond:
+            return [ln.text for ln in self._lines]
+
+    def fail_on(self, pattern: str) -> None:
+        """Any later wait fails at once when pattern (a regex) appears in a line."""
+        self._failing.append(re.compile(pattern))
+
+    register_failing_string = fail_on
+
+    def unregister_failing_string(self, pattern: str) -> None:
+        self._failing = [p for p in self._failing if p.pattern != pattern]
+
+    def _check_failing(self, text: str) -> None:
+        for pat in self._failing:
+            if pat.search(text):
+                raise FailingStringFound(
+                    f"failing string {pat.pattern!r} on {self.label}: {text!r}")
+
+    def _wait(self, check: Callable[[], LineMatch | None], timeout: float | None,
+              what: str) -> LineMatch:
+        timeout = self.default_timeout if timeout is None else timeout
+        host_start = time.monotonic()
+        host_cap = host_start + max(10.0 * timeout, timeout + 5.0)
+        guest_start = self._now_guest()
+        with self._cond:
+            while True:
+                found = check()
+                if found is not None:
+                    return found
+                now = time.monotonic()
+                guest_now = self._now_guest()
+                if guest_start is not None and guest_now is not None:
+                    expired = guest_now - guest_start >= timeout or now >= host_cap
+                else:
+                    expired = now - host_start >= timeout
+                if expired:
+                    tail = bytes(self._raw[-400:]).decode(self.encoding, "replace")
+                    raise ConsoleTimeout(
+                        f"timed out after {timeout} s waiting for {what} on {self.label}; "
+                        f"last output: {tail!r}")
+                self._cond.wait(0.01)
+
+    def wait_for_line(self, pattern: str, timeout: float | None = None, *,
+                      regex: bool = True) -> LineMatch:
+        """The next completed line matching pattern (a regex unless regex=False)."""
+        pat = re.compile(pattern if regex else re.escape(pattern))
+
+        def check() -> LineMatch | None:
+            while self._cursor < len(self._lines):
+                ln = self._lines[self._cursor]
+                self._cursor += 1
+                self._check_failing(ln.text)
+                m = pat.search(ln.text)
+                if m:
+                    return LineMatch(ln.text, ln.host_time, ln.guest_time, m.groups(),
+                                     m.groupdict())
+            return None
+
+        return self._wait(check, timeout, f"a line matching {pattern!r}")
+
+    def wait_for_prompt(self, prompt: str, timeout: float | None = None, *,
+                        regex: bool = False) -> LineMatch:
+        """An unfinished line (no newline yet) that matches prompt."""
+        pat = re.compile(prompt if regex else re.escape(prompt))
+
+        def check() -> LineMatch | None:
+            while self._cursor < len(self._lines):  # consume completed lines first
+                self._check_failing(self._lines[self._cursor].text)
+                self._cursor += 1
+            text = self._partial.decode(self.encoding, "replace")
+            m = pat.search(text)
+            if m:
+                self._byte_cursor = len(self._raw)
+                return LineMatch(text, time.time(), self._now_guest(), m.groups(),
+                                 m.groupdict())
+            return None
+
+        return self._wait(check, timeout, f"the prompt {prompt!r}")
+
+    def wait_for_bytes(self, data: bytes, timeout: float | None = None) -> LineMatch:
+        """An exact byte sequence anywhere in the output after the last match."""
+
+        def check() -> LineMatch | None:
+            idx = self._raw.find(data, self._byte_cursor)
+            if idx < 0:
+                return None
+            self._byte_cursor = idx + len(data)
+            return LineMatch(data.decode(self.encoding, "replace"), time.time(),
+                             self._now_guest())
+
+        return self._wait(check, timeout, f"the bytes {data!r}")
+
+    # -- input side ----------------------------------------------------------------------
+
+    def write(self, data: bytes | str) -> None:
+        """Type into the guest: delivered to the frontend as fast as it can take it."""
+        if isinstance(data, str):
+            data = data.encode(self.encoding)
+        with self._cond:
+            self._input += data
+        self.registry.ioloop.call_soon(self._pump)
+
+    def write_line(self, text: str, eol: str = "\r") -> None:
+        self.write(text + eol)
+
+    def _pump(self) -> None:
+        chr_ = self.registry.find(self.label)
+        if chr_ is None or not self._input:
+            return
+        n = chr_.be_can_write()
+        if n > 0:
+            with self._cond:
+                chunk = bytes(self._input[:n])
+                del self._input[:n]
+            chr_.be_write(chunk)
+        if self._input:
+            self.registry.ioloop.call_later(0.001, self._pump)
+
+    @property
+    def input_pending(self) -> int:
+        return len(self._input)
+
+    def close(self) -> None:
+        chr_ = self.registry.find(self.label)
+        if chr_ is not None:
+            chr_.remove_tap(self._on_output)
