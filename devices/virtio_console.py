@@ -1,0 +1,639 @@
+"""virtio-console (virtio-serial): port 0 console plus named multiport ports.
+
+Host data is never dropped: input the guest has no buffers for stays in the backend (can_read
+is 0) and is pulled again with accept_input(); guest output a backend cannot take throttles
+the port until a writable watch fires. The device sits behind any transport (virtio_mmio).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from collections import deque
+from collections.abc import Callable
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any
+
+from construct import Int16ul, Int32ul, Struct
+
+from e2kchar.chardev.frontend import CharBackend
+from e2kchar.chardev.types import ChardevEvent
+
+from .virtio import VirtioDevice, VirtioId
+from .virtqueue import VirtqElement, VirtQueue, VirtqueueError
+
+if TYPE_CHECKING:
+    from e2kchar.chardev.base import Chardev, Watch
+
+log = logging.getLogger(__name__)
+
+# device feature bits
+F_SIZE = 0
+F_MULTIPORT = 1
+F_EMERG_WRITE = 2
+
+DATA_QUEUE_SIZE = 128
+CONTROL_QUEUE_SIZE = 32
+#: the most ports a virtio-mmio/pci transport can address (queue index is 16 bits in QEMU: 1024)
+MAX_PORTS_LIMIT = 511
+#: how many device->guest control messages wait for control buffers before we log drops
+CTRL_BACKLOG_LIMIT = 4096
+#: the most bytes of one guest control message we look at
+CTRL_MSG_MAX = 4096
+
+ConsoleConfig = Struct("cols" / Int16ul, "rows" / Int16ul, "max_nr_ports" / Int32ul,
+                       "emerg_wr" / Int32ul)
+ControlMsg = Struct("id" / Int32ul, "event" / Int16ul, "value" / Int16ul)
+ConsoleResize = Struct("cols" / Int16ul, "rows" / Int16ul)
+CTRL_HDR = ControlMsg.sizeof()
+EMERG_WR_OFFSET = 8
+
+
+class CtrlEvent(IntEnum):
+    DEVICE_READY = 0
+    PORT_ADD = 1
+    PORT_REMOVE = 2
+    PORT_READY = 3
+    CONSOLE_PORT = 4
+    RESIZE = 5
+    PORT_OPEN = 6
+    PORT_NAME = 7
+
+
+class Port:
+    """One virtio-serial port: its backend handle and both data directions."""
+
+    def __init__(self, nr: int, name: str | None, console: bool) -> None:
+        self.nr = nr
+        self.name = name
+        self.console = console
+        self.fe: CharBackend | None = None
+        self.host_connected = False
+        self.guest_ready = False       # PORT_READY received
+        self.guest_connected = False   # the guest has the port open
+        # host -> guest
+        self.rx_elems: deque[VirtqElement] = deque()  # popped, still empty receive buffers
+        self.pending_in = bytearray()   # taken from the backend, not yet in guest memory
+        # guest -> host
+        self.tx_elem: VirtqElement | None = None
+        self.tx_rest: list[tuple[int, int]] = []
+        self.tx_view: memoryview | None = None
+        self.backlog = bytearray()      # emergency-write bytes the backend did not take yet
+        self.throttled = False
+        self.watch: Watch | None = None
+        self.stats = {"rx_bytes": 0, "tx_bytes": 0}
+
+    @property
+    def rx_queue(self) -> int:
+        return 0 if self.nr == 0 else 2 * self.nr + 2
+
+    @property
+    def tx_queue(self) -> int:
+        return self.rx_queue + 1
+
+
+class VirtioConsole(VirtioDevice):
+    """virtio-console with up to max_ports ports (MULTIPORT when max_ports > 1)."""
+
+    device_id = VirtioId.CONSOLE
+
+    def __init__(self, *, max_ports: int = 31, cols: int = 0, rows: int = 0,
+                 emergency_write: bool = True) -> None:
+        if not isinstance(max_ports, int) or not 1 <= max_ports <= MAX_PORTS_LIMIT:
+            raise ValueError(f"max_ports must be 1..{MAX_PORTS_LIMIT}, not {max_ports!r}")
+        self.max_ports = max_ports
+        self.multiport_offered = max_ports > 1
+        nq = 2 * max_ports + 2 if self.multiport_offered else 2
+        sizes = [CONTROL_QUEUE_SIZE if i in (2, 3) and self.multiport_offered
+                 else DATA_QUEUE_SIZE for i in range(nq)]
+        super().__init__(sizes)
+        self.cols = cols & 0xFFFF
+        self.rows = rows & 0xFFFF
+        self.emergency_write = emergency_write
+        self.ports: dict[int, Port] = {}
+        self.device_ready = False
+        self.ctrl_pending: deque[bytes] = deque()
+
+    # -- host-side API ---------------------------------------------------------------
+
+    def add_port(self, chardev: Chardev | None = None, name: str | None = None,
+                 console: bool = True, nr: int | None = None) -> int:
+        """Add a virtconsole (console=True) or virtserialport; returns the port number.
+
+        The first console takes port 0; other ports take the lowest free number >= 1.
+        A port added after the guest's DEVICE_READY is hot-plugged (PORT_ADD).
+        """
+        with self.lock:
+            if name is not None:
+                if not isinstance(name, str) or not name or "\0" in name:
+                    raise ValueError(f"bad port name {name!r}")
+                if any(p.name == name for p in self.ports.values()):
+                    raise ValueError(f"virtio-serial port name '{name}' is already in use")
+            if nr is None:
+                if console and 0 not in self.ports:
+                    nr = 0
+                else:
+                    nr = next((i for i in range(1, self.max_ports) if i not in self.ports), None)
+                    if nr is None:
+                        raise ValueError(f"no free port: all {self.max_ports} are in use")
+            elif not 0 <= nr < self.max_ports or nr in self.ports:
+                raise ValueError(f"port number {nr} is out of range or in use")
+            elif nr == 0 and not console:
+                raise ValueError("port 0 is reserved for a console")
+            port = Port(nr, name, console)
+            if chardev is not None:
+                port.fe = CharBackend(chardev)
+                if console:
+                    port.host_connected = True
+                self._register_handlers(port)
+            self.ports[nr] = port
+            if self.device_ready and self.has_feature(F_MULTIPORT):
+                self._send_ctrl(nr, CtrlEvent.PORT_ADD, 1)
+            return nr
+
+    def remove_port(self, nr: int) -> None:
+        """Hot-unplug a port: PORT_REMOVE to the guest, the backend is detached."""
+        with self.lock:
+            port = self.ports.pop(nr, None)
+            if port is None:
+                raise ValueError(f"no port {nr}")
+            if port.watch is not None:
+                port.watch.cancel()
+                port.watch = None
+            fe = port.fe
+            port.fe = None
+            if self.device_ready and self.has_feature(F_MULTIPORT):
+                self._send_ctrl(nr, CtrlEvent.PORT_REMOVE, 1)
+        if fe is not None:
+            fe.deinit()
+
+    def port(self, nr: int) -> Port | None:
+        return self.ports.get(nr)
+
+    def resize(self, nr: int, cols: int, rows: int) -> None:
+        """Tell the guest a console's size: config space for port 0, RESIZE when multiport."""
+        with self.lock:
+            port = self.ports.get(nr)
+            if port is None:
+                raise ValueError(f"no port {nr}")
+            if nr == 0:
+                self.cols, self.rows = cols & 0xFFFF, rows & 0xFFFF
+                self.config_changed()
+            if self.device_ready and self.has_feature(F_MULTIPORT) and port.guest_ready:
+                self._send_ctrl(nr, CtrlEvent.RESIZE, 0,
+                                ConsoleResize.build({"cols": cols & 0xFFFF, "rows": rows & 0xFFFF}))
+
+    # -- VirtioDevice ----------------------------------------------------------------
+
+    def device_features(self) -> int:
+        f = 1 << F_SIZE
+        if self.multiport_offered:
+            f |= 1 << F_MULTIPORT
+        if self.emergency_write:
+            f |= 1 << F_EMERG_WRITE
+        return f
+
+    def config_bytes(self) -> bytes:
+        cfg = ConsoleConfig.build({"cols": self.cols, "rows": self.rows,
+                                   "max_nr_ports": self.max_ports, "emerg_wr": 0})
+        return cfg if self.emergency_write else cfg[:EMERG_WR_OFFSET]
+
+    def config_write(self, offset: int, data: bytes) -> None:
+        with self.lock:
+            if not self.emergency_write or not (
+                    offset <= EMERG_WR_OFFSET < offset + len(data)):
+                log.debug("virtio-console: config write at %#x ignored", offset)
+                return
+            value = int.from_bytes(data, "little") >> 8 * (EMERG_WR_OFFSET - offset)
+            self._emergency_write(value & 0xFF)
+
+    def _multiport(self) -> bool:
+        return self.has_feature(F_MULTIPORT)
+
+    def _on_driver_ok(self) -> None:
+        if not self._multiport():
+            p0 = self.ports.get(0)
+            if p0 is not None:
+                self._set_guest_connected(p0, True)
+        for vq in self.queues:
+            if vq.ready:
+                self._on_queue_notify(vq)
+
+    def _on_reset(self) -> None:
+        self.device_ready = False
+        self.ctrl_pending.clear()
+        for port in self.ports.values():
+            port.guest_ready = False
+            if port.guest_connected:
+                self._set_guest_connected(port, False)
+            port.rx_elems.clear()
+            self._drop_tx(port)
+
+    def _on_queue_reset(self, index: int) -> None:
+        for port in self.ports.values():
+            if index == port.rx_queue:
+                port.rx_elems.clear()
+            elif index == port.tx_queue:
+                self._drop_tx(port)
+
+    def _drop_tx(self, port: Port) -> None:
+        if port.tx_elem is not None:
+            log.debug("virtio-console: port %d: guest output in flight discarded by reset",
+                      port.nr)
+        port.tx_elem = None
+        port.tx_rest = []
+        port.tx_view = None
+        if port.watch is not None and not port.backlog:
+            port.watch.cancel()
+            port.watch = None
+            port.throttled = False
+
+    def _on_queue_notify(self, vq: VirtQueue) -> None:
+        i = vq.index
+        try:
+            if self.multiport_offered and i == 2:
+                self._flush_ctrl()
+            elif self.multiport_offered and i == 3:
+                self._handle_ctrl_out(vq)
+            else:
+                nr = 0 if i < 2 else (i - 2) // 2
+                port = self.ports.get(nr)
+                if port is None:
+                    self._discard_queue(vq, nr)
+                elif i == port.rx_queue:
+                    self._flush_rx(port)
+                    if not port.pending_in and port.fe is not None:
+                        port.fe.accept_input()
+                else:
+                    self._flush_tx(port)
+        except VirtqueueError as exc:
+            self.set_needs_reset(str(exc))
+
+    def _discard_queue(self, vq: VirtQueue, nr: int) -> None:
+        """Transmit buffers for a port that does not exist: complete them unread."""
+        if vq.index % 2 == 0:
+            return  # receive buffers stay posted; nothing will fill them
+        pushed = False
+        while (elem := vq.pop()) is not None:
+            vq.push(elem, 0)
+            pushed = True
+        if pushed:
+            log.warning("virtio-console: output for nonexistent port %d discarded", nr)
+            self.notify_used(vq)
+
+    # -- guest connection state ------------------------------------------------------
+
+    def _guest_usable(self, port: Port) -> bool:
+        return self.driver_ok and port.guest_connected
+
+    def _set_guest_connected(self, port: Port, connected: bool) -> None:
+        port.guest_connected = connected
+        if port.fe is not None:
+            if not port.console:
+                port.fe.set_open(connected)
+            if connected:
+                port.fe.accept_input()
+
+    # -- host -> guest ---------------------------------------------------------------
+
+    def _rx_space(self, port: Port, want: int) -> int:
+        """Writable bytes in posted receive buffers, popping more while short of want."""
+        space = sum(e.in_len for e in port.rx_elems)
+        vq = self.queues[port.rx_queue]
+        while space < want and vq.ready:
+            elem = vq.pop()
+            if elem is None:
+                break
+            if not elem.in_len:
+                log.warning("virtio-console: port %d: receive buffer with no writable space",
+                            port.nr)
+                vq.push(elem, 0)
+                self.notify_used(vq)
+                continue
+            port.rx_elems.append(elem)
+            space += elem.in_len
+        return space
+
+    def _flush_rx(self, port: Port) -> None:
+        """Copy pending host input into the guest's receive buffers, one chunk per buffer."""
+        if not self._guest_usable(port) or port.rx_queue >= len(self.queues):
+            return
+        vq = self.queues[port.rx_queue]
+        pushed = False
+        try:
+            while port.pending_in:
+                if not port.rx_elems and not self._rx_space(port, 1):
+                    break
+                elem = port.rx_elems[0]
+                n = vq.write_segments(elem.in_sg, bytes(port.pending_in[:elem.in_len]))
+                port.rx_elems.popleft()
+                vq.push(elem, n)
+                pushed = True
+                del port.pending_in[:n]
+                port.stats["rx_bytes"] += n
+        except VirtqueueError as exc:
+            self.set_needs_reset(str(exc))
+        finally:
+            if pushed:
+                self.notify_used(vq)
+
+    def _can_read(self, port: Port) -> int:
+        with self.lock:
+            if port.pending_in or not self._guest_usable(port):
+                return 0
+            try:
+                return self._rx_space(port, 4096)
+            except VirtqueueError as exc:
+                self.set_needs_reset(str(exc))
+                return 0
+
+    def _read(self, port: Port, data: bytes) -> None:
+        with self.lock:
+            port.pending_in += data
+            self._flush_rx(port)
+
+    # -- guest -> host ---------------------------------------------------------------
+
+    def _flush_tx(self, port: Port) -> None:
+        """Hand the port's transmit chains to the backend until empty or it pushes back."""
+        if port.throttled:
+            return
+        vq = self.queues[port.tx_queue]
+        pushed = False
+        try:
+            while True:
+                fe = port.fe
+                if port.tx_view is None and port.backlog and fe is not None:
+                    if not self._write_out(port, fe, port.backlog, is_backlog=True):
+                        break
+                    continue
+                if port.tx_view is None:
+                    if port.tx_elem is not None:
+                        if port.tx_rest:
+                            addr, n = port.tx_rest.pop(0)
+                            port.tx_view = memoryview(vq.read_segments([(addr, n)])[0])
+                            continue
+                        vq.push(port.tx_elem, 0)
+                        port.tx_elem = None
+                        pushed = True
+                        continue
+                    if fe is not None and not port.console and not port.host_connected:
+                        break  # hold guest output until the host side connects
+                    elem = vq.pop()
+                    if elem is None:
+                        break
+                    if fe is None:
+                        vq.push(elem, 0)  # no backend at all: nobody could ever read it
+                        pushed = True
+                        log.debug("virtio-console: port %d has no backend; output discarded",
+                                  port.nr)
+                        continue
+                    port.tx_elem = elem
+                    port.tx_rest = list(elem.out_sg)
+                    continue
+                if fe is None:
+                    port.tx_view = None
+                    continue
+                if not self._write_out(port, fe, port.tx_view, is_backlog=False):
+                    break
+        except VirtqueueError as exc:
+            self.set_needs_reset(str(exc))
+        finally:
+            if pushed:
+                self.notify_used(vq)
+
+    def _write_out(self, port: Port, fe: CharBackend, buf: Any, is_backlog: bool) -> bool:
+        """One fe.write of buf; True when all of it went out, else the port is throttled."""
+        if not len(buf):
+            if not is_backlog:
+                port.tx_view = None
+            return True
+        res = fe.write(buf)
+        if res > 0:
+            port.stats["tx_bytes"] += res
+            if is_backlog:
+                del port.backlog[:res]
+                done = not port.backlog
+            else:
+                port.tx_view = port.tx_view[res:] if res < len(buf) else None  # type: ignore[index]
+                done = port.tx_view is None
+            if done:
+                return True
+        elif res < 0 and res not in (-errno.EAGAIN, -errno.EWOULDBLOCK):
+            log.warning("virtio-console: port %d: backend write failed (%s); %d bytes dropped",
+                        port.nr, errno.errorcode.get(-res, res), len(buf))
+            if is_backlog:
+                port.backlog.clear()
+            else:
+                port.tx_view = None
+                port.tx_rest = []
+            return True
+        self._throttle(port)
+        return False
+
+    def _throttle(self, port: Port) -> None:
+        port.throttled = True
+        if port.watch is not None:
+            port.watch.cancel()
+        fe = port.fe
+        port.watch = fe.add_watch(self._unthrottle_cb(port)) if fe is not None else None
+
+    def _unthrottle_cb(self, port: Port) -> Callable[[], None]:
+        def cb() -> None:
+            with self.lock:
+                if self.ports.get(port.nr) is not port:
+                    return
+                port.watch = None
+                port.throttled = False
+                self._flush_tx(port)
+        return cb
+
+    def _emergency_write(self, byte: int) -> None:
+        port = next((p for _, p in sorted(self.ports.items()) if p.console and p.fe is not None),
+                    None)
+        if port is None:
+            log.debug("virtio-console: emergency write %#x with no console port", byte)
+            return
+        port.backlog.append(byte)
+        self._flush_tx(port)
+
+    # -- control queues --------------------------------------------------------------
+
+    def _send_ctrl(self, nr: int, event: CtrlEvent, value: int, payload: bytes = b"") -> None:
+        if len(self.ctrl_pending) >= CTRL_BACKLOG_LIMIT:
+            log.error("virtio-console: guest is not reading control messages; oldest dropped")
+            self.ctrl_pending.popleft()
+        self.ctrl_pending.append(
+            ControlMsg.build({"id": nr, "event": int(event), "value": value}) + payload)
+        self._flush_ctrl()
+
+    def _flush_ctrl(self) -> None:
+        if not self.driver_ok or not self._multiport():
+            return
+        vq = self.queues[2]
+        pushed = False
+        try:
+            while self.ctrl_pending:
+                elem = vq.pop()
+                if elem is None:
+                    break
+                msg = self.ctrl_pending[0]
+                if elem.in_len < len(msg):
+                    log.warning("virtio-console: control buffer of %d bytes truncates a "
+                                "%d-byte message", elem.in_len, len(msg))
+                n = vq.write_segments(elem.in_sg, msg)
+                vq.push(elem, n)
+                pushed = True
+                self.ctrl_pending.popleft()
+        except VirtqueueError as exc:
+            self.set_needs_reset(str(exc))
+        finally:
+            if pushed:
+                self.notify_used(vq)
+
+    def _handle_ctrl_out(self, vq: VirtQueue) -> None:
+        msgs: list[bytes] = []
+        try:
+            while (elem := vq.pop()) is not None:
+                data = bytearray()
+                for addr, n in elem.out_sg:
+                    take = min(n, CTRL_MSG_MAX - len(data))
+                    if take <= 0:
+                        break
+                    data += vq.read_segments([(addr, take)])[0]
+                vq.push(elem, 0)
+                msgs.append(bytes(data))
+        finally:
+            if msgs:
+                self.notify_used(vq)
+        for msg in msgs:
+            self._handle_ctrl_msg(msg)
+
+    def _handle_ctrl_msg(self, msg: bytes) -> None:
+        if len(msg) < CTRL_HDR:
+            log.warning("virtio-console: short control message (%d bytes) ignored", len(msg))
+            return
+        m = ControlMsg.parse(msg)
+        try:
+            event = CtrlEvent(m.event)
+        except ValueError:
+            log.warning("virtio-console: unknown control event %d ignored", m.event)
+            return
+        if event == CtrlEvent.DEVICE_READY:
+            if m.value != 1:
+                log.error("virtio-console: guest failed to initialise the device")
+                return
+            self.device_ready = True
+            for nr in sorted(self.ports):
+                self._send_ctrl(nr, CtrlEvent.PORT_ADD, 1)
+            return
+        port = self.ports.get(m.id)
+        if port is None:
+            log.warning("virtio-console: control event %s for unknown port %d ignored",
+                        event.name, m.id)
+            return
+        if event == CtrlEvent.PORT_READY:
+            if m.value != 1:
+                log.error("virtio-console: guest failed to add port %d", port.nr)
+                return
+            port.guest_ready = True
+            if port.console:
+                self._send_ctrl(port.nr, CtrlEvent.CONSOLE_PORT, 1)
+            if port.name is not None:
+                self._send_ctrl(port.nr, CtrlEvent.PORT_NAME, 1,
+                                port.name.encode("utf-8", "replace") + b"\0")
+            if port.host_connected:
+                self._send_ctrl(port.nr, CtrlEvent.PORT_OPEN, 1)
+        elif event == CtrlEvent.PORT_OPEN:
+            connected = bool(m.value)
+            if connected != port.guest_connected:
+                self._set_guest_connected(port, connected)
+            if connected:
+                self._flush_rx(port)
+                self._flush_tx(port)
+        else:
+            log.warning("virtio-console: guest sent device-only control event %s; ignored",
+                        event.name)
+
+    # -- backend handlers ------------------------------------------------------------
+
+    def _register_handlers(self, port: Port) -> None:
+        fe = port.fe
+        assert fe is not None
+        if port.console:
+            fe.set_handlers(lambda: self._can_read(port), lambda d: self._read(port, d),
+                            None, lambda: self._be_change(port), set_open=True)
+        else:
+            fe.set_handlers(lambda: self._can_read(port), lambda d: self._read(port, d),
+                            lambda ev: self._event(port, ev), lambda: self._be_change(port),
+                            set_open=False)
+
+    def _event(self, port: Port, event: ChardevEvent) -> None:
+        with self.lock:
+            if event == ChardevEvent.OPENED:
+                if port.host_connected:
+                    return
+                port.host_connected = True
+                if self.device_ready and port.guest_ready and self._multiport():
+                    self._send_ctrl(port.nr, CtrlEvent.PORT_OPEN, 1)
+                if self.driver_ok:
+                    self._flush_tx(port)
+            elif event == ChardevEvent.CLOSED:
+                if not port.host_connected:
+                    return
+                port.host_connected = False
+                if self.device_ready and port.guest_ready and self._multiport():
+                    self._send_ctrl(port.nr, CtrlEvent.PORT_OPEN, 0)
+
+    def _be_change(self, port: Port) -> int:
+        """Hotswap: re-register on the new backend and move the unthrottle watch."""
+        with self.lock:
+            fe = port.fe
+            if fe is None:
+                return 0
+            self._register_handlers(port)
+            if port.console:
+                port.host_connected = True
+                if port.guest_connected:
+                    pass  # console ports never push the guest's open state (as QEMU)
+            if port.watch is not None:
+                port.watch.cancel()
+                port.watch = fe.add_watch(self._unthrottle_cb(port))
+            elif port.throttled:
+                port.watch = fe.add_watch(self._unthrottle_cb(port))
+            fe.accept_input()
+            return 0
+
+    # -- snapshot --------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        with self.lock:
+            s = super().state()
+            s["console"] = {
+                "cols": self.cols, "rows": self.rows, "device_ready": self.device_ready,
+                "ctrl_pending": [m.hex() for m in self.ctrl_pending],
+                "ports": {nr: {"name": p.name, "console": p.console,
+                               "guest_ready": p.guest_ready,
+                               "guest_connected": p.guest_connected,
+                               "host_connected": p.host_connected,
+                               "pending_in": bytes(p.pending_in).hex(),
+                               "backlog": bytes(p.backlog).hex()}
+                          for nr, p in self.ports.items()}}
+            return s
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        with self.lock:
+            super().load_state(state)
+            c = state.get("console", {})
+            self.cols = int(c.get("cols", self.cols))
+            self.rows = int(c.get("rows", self.rows))
+            self.device_ready = bool(c.get("device_ready", False))
+            self.ctrl_pending = deque(bytes.fromhex(m) for m in c.get("ctrl_pending", []))
+            for nr, ps in c.get("ports", {}).items():
+                port = self.ports.get(int(nr))
+                if port is None:
+                    continue
+                port.guest_ready = bool(ps.get("guest_ready", False))
+                port.guest_connected = bool(ps.get("guest_connected", False))
+                port.pending_in = bytearray.fromhex(ps.get("pending_in", ""))
+                port.backlog = bytearray.fromhex(ps.get("backlog", ""))
