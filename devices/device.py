@@ -1,0 +1,226 @@
+"""Plumbing shared by the serial models: one lock, a lazily made clock, and CharPort.
+
+CharPort is a serial line's CharBackend plus what every UART model needs around it:
+transmit that never silently drops (a refused byte stays in the device and is retried from a
+"backend writable" watch), receive flow control (the backend is told to hold input while the
+device has no room and nudged when room appears), de-duplicated line-parameter ioctls, and
+the hotswap steps (re-register, forget what the old backend was told, move the watch).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from e2kchar.chardev.frontend import CharBackend
+from e2kchar.chardev.types import ChardevEvent, ChardevIoctl, SerialParams, Tiocm
+
+from .clock import Clock, HostClock
+
+if TYPE_CHECKING:
+    from e2kchar.chardev.base import Chardev, Watch
+
+log = logging.getLogger(__name__)
+
+#: one preallocated bytes object per byte value: the transmit hot path allocates nothing
+BYTE: tuple[bytes, ...] = tuple(bytes((i,)) for i in range(256))
+
+_MODEM_OUT = int(Tiocm.DTR | Tiocm.RTS)
+
+
+class CharPort:
+    """A device's handle on one chardev (or on nothing, for an unconnected port)."""
+
+    def __init__(self, chardev: Chardev | None, lock: threading.RLock, name: str, *,
+                 can_read: Callable[[], int], read: Callable[[bytes], Any],
+                 event: Callable[[ChardevEvent], Any],
+                 be_change: Callable[[], int]) -> None:
+        self.lock = lock
+        self.name = name
+        self._can_read_cb = can_read
+        self._read_cb = read
+        self._event_cb = event
+        self._be_change_cb = be_change
+        self._watch: Watch | None = None
+        self._on_writable: Callable[[], None] | None = None
+        #: set (under the device lock) when can_read answered 0: the backend holds input
+        self.throttled = False
+        #: None = not asked yet, False = the backend has no modem lines
+        self.tiocm_ok: bool | None = None
+        self._params: SerialParams | None = None
+        self._brk: bool | None = None
+        self._mout: int | None = None
+        self.fe: CharBackend | None = CharBackend(chardev) if chardev is not None else None
+        self.register()
+
+    # ------------------------------------------------------------------------------------
+    # handlers
+
+    def register(self) -> None:
+        """(Re-)install the frontend handlers (also the first step of a hotswap)."""
+        if self.fe is not None:
+            self.fe.set_handlers(self._can_read, self._read_cb, self._event_cb,
+                                 self._be_change_cb, set_open=True)
+
+    def _can_read(self) -> int:
+        with self.lock:
+            n = self._can_read_cb()
+            if n <= 0:
+                self.throttled = True
+                return 0
+            return n
+
+    def room_again(self) -> None:
+        """The device has input room again; call under the device lock."""
+        if self.throttled:
+            self.throttled = False
+            if self.fe is not None:
+                self.fe.accept_input()
+
+    @property
+    def connected(self) -> bool:
+        return self.fe is not None and self.fe.chardev is not None
+
+    # ------------------------------------------------------------------------------------
+    # output
+
+    def send(self, data: bytes) -> int:
+        """One write attempt: bytes consumed, 0 if the backend cannot take any now.
+
+        Bytes for an unconnected port, or a backend that failed for good, count as consumed
+        (they leave the wire, as on hardware with nothing attached) and are logged.
+        """
+        fe = self.fe
+        if fe is None:
+            return len(data)
+        n = fe.write(data)
+        if n > 0:
+            return n
+        if n == 0 or n == -errno.EAGAIN:
+            if fe.chardev is None:
+                return len(data)
+            return 0
+        log.warning("%s: backend write failed (%s); %d byte(s) dropped", self.name,
+                    errno.errorcode.get(-n, n), len(data))
+        return len(data)
+
+    def wait_writable(self, callback: Callable[[], None]) -> bool:
+        """Call callback (under the device lock, I/O thread) once the backend can take more."""
+        self._on_writable = callback
+        if self._watch is not None:
+            return True
+        fe = self.fe
+        if fe is None:
+            return False
+        self._watch = fe.add_watch(self._writable)
+        return self._watch is not None
+
+    def _writable(self) -> None:
+        with self.lock:
+            self._watch = None
+            cb, self._on_writable = self._on_writable, None
+            if cb is not None:
+                cb()
+
+    def cancel_wait(self) -> None:
+        watch, self._watch = self._watch, None
+        self._on_writable = None
+        if watch is not None:
+            watch.cancel()
+
+    @property
+    def waiting(self) -> bool:
+        return self._watch is not None
+
+    # ------------------------------------------------------------------------------------
+    # line state, sent only when it changes
+
+    def set_params(self, params: SerialParams | None) -> None:
+        if params is None or params == self._params or self.fe is None:
+            return
+        self._params = params
+        self.fe.ioctl(ChardevIoctl.SET_PARAMS, params)
+
+    def set_break(self, on: bool) -> None:
+        if on == self._brk or self.fe is None:
+            return
+        self._brk = on
+        self.fe.ioctl(ChardevIoctl.SET_BREAK, on)
+
+    def get_tiocm(self) -> int | None:
+        """The backend's modem lines (Tiocm bits), or None when it has none."""
+        if self.fe is None or self.tiocm_ok is False:
+            return None
+        bits = self.fe.ioctl(ChardevIoctl.GET_TIOCM, None)
+        if not isinstance(bits, int) or bits < 0:
+            self.tiocm_ok = False
+            return None
+        self.tiocm_ok = True
+        return bits
+
+    def set_modem_out(self, dtr: bool, rts: bool) -> None:
+        """Drive DTR/RTS, keeping the backend's other lines (GET, replace, SET)."""
+        want = (int(Tiocm.DTR) if dtr else 0) | (int(Tiocm.RTS) if rts else 0)
+        if want == self._mout or self.fe is None:
+            return
+        bits = self.get_tiocm()
+        if bits is None:
+            return
+        self._mout = want
+        self.fe.ioctl(ChardevIoctl.SET_TIOCM, (bits & ~_MODEM_OUT) | want)
+
+    def forget_line_state(self) -> None:
+        """A new backend knows nothing: the next set_* calls go through."""
+        self._params = None
+        self._brk = None
+        self._mout = None
+        self.tiocm_ok = None
+
+    def after_swap(self) -> None:
+        """Hotswap steps that do not depend on the device: handlers, state, pending watch."""
+        self.register()
+        self.forget_line_state()
+        self.throttled = False
+        if self._watch is not None or self._on_writable is not None:
+            cb = self._on_writable
+            old, self._watch = self._watch, None
+            if old is not None:
+                old.cancel()
+            if cb is not None:
+                self.wait_writable(cb)
+
+    def close(self) -> None:
+        self.cancel_wait()
+        fe, self.fe = self.fe, None
+        if fe is not None:
+            fe.deinit()
+
+
+class SerialDevice:
+    """Base of the serial models: the device lock and the clock (made lazily when needed)."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.lock = threading.RLock()
+        self._clock = clock
+        self._own_clock: HostClock | None = None
+        self.ports: list[CharPort] = []
+
+    @property
+    def clock(self) -> Clock:
+        clock = self._clock
+        if clock is None:
+            clock = self._own_clock = HostClock(name=f"{type(self).__name__}-clock")
+            self._clock = clock
+        return clock
+
+    def close(self) -> None:
+        """Detach from the chardevs and stop an owned clock (call without the lock held)."""
+        for port in self.ports:
+            port.close()
+        if self._own_clock is not None:
+            self._own_clock.close()
+            self._own_clock = None
+            self._clock = None
