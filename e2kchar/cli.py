@@ -1,20 +1,351 @@
-"""`e2kchar run`: boot a firmware on the E2K machine with QEMU-style options."""
+"""`e2kchar run`: boot a firmware on the E2K machine with QEMU-style options.
+
+Examples:
+  e2kchar run                                   bundled demo ROM, channel A on mon:stdio
+  e2kchar run fw.elf -serial file:/tmp/a.log    channel A to a file
+  e2kchar run -bios u-boot.bin -serial null -serial null -serial unix:/tmp/con,server=on,wait=off
+  e2kchar run -chardev socket,id=c0,host=127.0.0.1,port=4444,server=on,wait=off \\
+              -serial chardev:c0 -qmp unix:/tmp/qmp.sock,server=on,wait=off
+  e2kchar run -chardev ringbuf,id=v0 -device virtconsole,chardev=v0 --capture boot.log
+"""
 
 from __future__ import annotations
 
+import argparse
+import logging
+import signal
 import sys
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .chardev.registry import ChardevRegistry
+from .chardev.types import ChardevError
+from .options import parse_chardev, parse_legacy, split_opts
+
+log = logging.getLogger("e2kchar")
+
+EXIT_TIMEOUT = 124
+
+_DEVICE_KEYS = {k: "string" for k in ("driver", "chardev", "chardev-a", "chardev-b", "name",
+                                      "file", "addr", "id")}
+
+EPILOG = """\
+options (QEMU spelling):
+  -serial SPEC      binds in order Am85C30 channel A, channel B, COM1 (16550 at port 0x3F8);
+                    SPEC is QEMU's legacy syntax: stdio, mon:stdio, null, none, pty,
+                    file:PATH, pipe:PATH, tcp:HOST:PORT[,server=on,wait=off],
+                    telnet:..., unix:PATH[,server=on,wait=off], udp:[R]:PORT[@[L]:PORT],
+                    /dev/ttyS0, chardev:ID. The N-th -serial creates chardev 'serialN'.
+                    Default: channel A on mon:stdio (Ctrl-A x quits, Ctrl-A c: monitor).
+  -chardev SPEC     backend,id=ID[,key=value...] e.g. ringbuf,id=r0,size=64k
+                    or socket,id=s0,host=127.0.0.1,port=0,server=on,wait=off,history=64k
+  -device SPEC      virtconsole,chardev=ID[,name=NAME]   virtio-console port (slot 0)
+                    virtserialport,chardev=ID,name=NAME  named virtio-serial port
+                    am85c30,chardev-a=ID[,chardev-b=ID]  ns16550a,chardev=ID  lms,chardev=ID
+                    loader,file=FILE,addr=ADDR           raw file into guest memory
+  -qmp SPEC         QMP monitor: unix:PATH,server=on,wait=off or tcp:127.0.0.1:PORT,...
+  -mon chardev=ID   human monitor on a chardev (usually a mux)
+exit status: the guest's (exit device); 124 when --timeout expires.
+"""
+
+
+class CliError(Exception):
+    """A bad option: printed as 'e2kchar: ...' with exit status 2."""
+
+
+def parse_size(text: str) -> int:
+    """-m: a number of MiB, or with a k/M/G suffix."""
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    t = text.strip().lower()
+    try:
+        if t and t[-1] in units:
+            return int(float(t[:-1]) * units[t[-1]])
+        return int(t) << 20
+    except ValueError:
+        raise CliError(f"invalid RAM size '{text}'") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="e2kchar run", description=__doc__.split("\n\n", 1)[0],
+        epilog=(__doc__.split("\n", 2)[2] + "\n" + EPILOG),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("firmware", nargs="?", help="guest ELF or raw image (default: bundled demo)")
+    ap.add_argument("-bios", help="firmware image (raw at the RAM base, or ELF)")
+    ap.add_argument("-kernel", help="next stage, loaded at RAM base + 2 MiB")
+    ap.add_argument("-m", default="128M", help="RAM size (default 128M)")
+    ap.add_argument("-append", default="", help="kernel command line (boot_info)")
+    ap.add_argument("-chardev", action="append", default=[], metavar="SPEC")
+    ap.add_argument("-serial", action="append", default=[], metavar="SPEC")
+    ap.add_argument("-device", action="append", default=[], metavar="SPEC")
+    ap.add_argument("-qmp", action="append", default=[], metavar="SPEC")
+    ap.add_argument("-mon", action="append", default=[], metavar="SPEC")
+    ap.add_argument("-nographic", action="store_true", help="accepted for QEMU compatibility")
+    ap.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                    help="stop the guest after SECONDS and exit 124")
+    ap.add_argument("--capture", metavar="FILE",
+                    help="record every console to FILE, one tagged line at a time")
+    ap.add_argument("-v", "--verbose", action="count", default=0)
+    return ap
+
+
+def bundled_firmware() -> Path:
+    return Path(str(resources.files("e2kchar.machine") / "firmware" / "e2k-demo.elf"))
+
+
+@dataclass
+class _Plan:
+    serial: list[Any] = field(default_factory=lambda: [None, None, None])
+    lms: Any = None
+    virtio: list[tuple[Any, str | None, bool]] = field(default_factory=list)
+    loaders: list[tuple[str, int]] = field(default_factory=list)
+    monitors: list[str] = field(default_factory=list)
+
+
+class MachineControl:
+    """The QMP/HMP view of a running machine (VmControl)."""
+
+    def __init__(self, machine: Any, on_quit: Any) -> None:
+        self.machine = machine
+        self._on_quit = on_quit
+        self._paused = False
+
+    def status(self) -> str:
+        return "paused" if self._paused else "running"
+
+    def stop(self) -> None:
+        self.machine.pause()
+        self._paused = True
+
+    def cont(self) -> None:
+        self.machine.resume()
+        self._paused = False
+
+    def system_reset(self) -> None:
+        self.machine.reset()
+
+    def quit(self) -> None:
+        self._on_quit()
+
+
+def _chardev_by_id(reg: ChardevRegistry, ident: str | None, what: str) -> Any:
+    if ident is None:
+        return None
+    chr_ = reg.find(ident)
+    if chr_ is None:
+        raise CliError(f"{what}: chardev '{ident}' not found")
+    return chr_
+
+
+def _plan_devices(reg: ChardevRegistry, args: argparse.Namespace, plan: _Plan) -> None:
+    for spec in args.device:
+        try:
+            opts = split_opts(spec, implied="driver", keys=_DEVICE_KEYS)
+        except ChardevError as exc:
+            raise CliError(f"-device {spec}: {exc}") from None
+        driver = opts.get("driver", "")
+        if driver in ("virtconsole", "virtserialport"):
+            chr_ = _chardev_by_id(reg, opts.get("chardev"), f"-device {driver}")
+            name = opts.get("name")
+            if driver == "virtserialport" and not name:
+                raise CliError("-device virtserialport needs name=NAME")
+            plan.virtio.append((chr_, name, driver == "virtconsole"))
+        elif driver == "am85c30":
+            plan.serial[0] = _chardev_by_id(reg, opts.get("chardev-a"), "-device am85c30")
+            plan.serial[1] = _chardev_by_id(reg, opts.get("chardev-b"), "-device am85c30")
+        elif driver == "ns16550a":
+            plan.serial[2] = _chardev_by_id(reg, opts.get("chardev"), "-device ns16550a")
+        elif driver == "lms":
+            plan.lms = _chardev_by_id(reg, opts.get("chardev"), "-device lms")
+        elif driver == "loader":
+            if "file" not in opts or "addr" not in opts:
+                raise CliError("-device loader needs file=FILE,addr=ADDR")
+            try:
+                addr = int(opts["addr"], 0)
+            except ValueError:
+                raise CliError(f"-device loader: bad address '{opts['addr']}'") from None
+            plan.loaders.append((opts["file"], addr))
+        else:
+            raise CliError(f"-device: unknown device '{driver}' (virtconsole, virtserialport, "
+                           "am85c30, ns16550a, lms, loader)")
+
+
+def _plan(reg: ChardevRegistry, args: argparse.Namespace) -> _Plan:
+    plan = _Plan()
+    for spec in args.chardev:
+        try:
+            reg.create(parse_chardev(spec))
+        except ChardevError as exc:
+            raise CliError(f"-chardev {spec}: {exc}") from None
+    serials = list(args.serial) or ["mon:stdio"]
+    if len(serials) > 3:
+        raise CliError("too many -serial options (channel A, channel B and COM1 exist)")
+    for n, spec in enumerate(serials):
+        if spec == "none":
+            continue
+        try:
+            if spec.startswith("chardev:"):
+                chr_ = reg.new(None, spec)
+            else:
+                parsed = parse_legacy(spec, f"serial{n}")
+                chr_ = reg.create(parsed)
+                if parsed.mux:
+                    plan.monitors.append(f"serial{n}")
+        except ChardevError as exc:
+            raise CliError(f"-serial {spec}: {exc}") from None
+        plan.serial[n] = chr_
+    _plan_devices(reg, args, plan)
+    for spec in args.mon:
+        try:
+            opts = split_opts(spec, keys={"chardev": "string", "mode": "string",
+                                          "pretty": "string"})
+        except ChardevError as exc:
+            raise CliError(f"-mon {spec}: {exc}") from None
+        if opts.get("mode", "readline") != "readline":
+            raise CliError("-mon: only mode=readline is supported (use -qmp for QMP)")
+        _chardev_by_id(reg, opts.get("chardev"), "-mon")
+        plan.monitors.append(opts["chardev"])
+    return plan
+
+
+def run(args: argparse.Namespace) -> int:
+    from .machine import Machine  # the harness pulls in unicorn: only when running
+
+    ram_size = parse_size(args.m)
+    firmware = args.firmware or args.bios
+    if args.firmware and args.bios:
+        raise CliError("give either FIRMWARE or -bios, not both")
+    if firmware is None:
+        firmware = str(bundled_firmware())
+        if not Path(firmware).exists():
+            raise CliError("the bundled firmware is missing from this installation")
+    for path in [firmware, args.kernel]:
+        if path is not None and not Path(path).is_file():
+            raise CliError(f"cannot read '{path}': no such file")
+
+    reg = ChardevRegistry()
+    machine = None
+    servers: list[Any] = []
+    capture = None
+    try:
+        plan = _plan(reg, args)
+        machine = Machine(registry=reg, ram_size=ram_size, append=args.append,
+                          serial=plan.serial, lms=plan.lms, clock="host")
+        for chr_, name, console in plan.virtio:
+            machine.add_virtio_port(chr_, name=name, console=console)
+        try:
+            machine.load(firmware)
+            if args.kernel:
+                machine.load_raw(args.kernel, machine.ram_base + (2 << 20))
+            for path, addr in plan.loaders:
+                machine.load_raw(path, addr)
+        except (OSError, ValueError) as exc:
+            raise CliError(str(exc)) from None
+        reg.guest_clock = machine.guest_time
+        quit_status: list[int] = []
+
+        def quit_now(status: int = 0) -> None:
+            quit_status.append(status)
+            machine.stop()
+
+        reg.on_exit(quit_now)
+        vm = MachineControl(machine, quit_now)
+        _start_monitors(reg, vm, plan, args, servers)
+        if args.capture:
+            from .capture import Capture
+
+            capture = Capture(reg, args.capture, guest_clock=machine.guest_time)
+            for label in _console_labels(reg, plan):
+                capture.add(label)
+        signal.signal(signal.SIGTERM, lambda *_: quit_now(0))
+        result = machine.run(timeout=args.timeout)
+        return _exit_status(result, quit_status, args)
+    except ChardevError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        if capture is not None:
+            capture.close()
+        for server in servers:
+            try:
+                server.close()
+            except Exception:
+                log.exception("closing a monitor failed")
+        if machine is not None and hasattr(machine, "close"):
+            machine.close()
+        reg.close()
+
+
+def _console_labels(reg: ChardevRegistry, plan: _Plan) -> list[str]:
+    labels = []
+    for chr_ in [*plan.serial, plan.lms, *(p[0] for p in plan.virtio)]:
+        if chr_ is not None and chr_.label is not None and chr_.label not in labels:
+            labels.append(chr_.label)
+    return labels
+
+
+def _start_monitors(reg: ChardevRegistry, vm: MachineControl, plan: _Plan,
+                    args: argparse.Namespace, servers: list[Any]) -> None:
+    for spec in args.qmp:
+        from .monitor.qmp import QmpServer
+
+        server = QmpServer(reg, vm)
+        try:
+            server.listen(spec)
+        except ChardevError as exc:
+            server.close()
+            raise CliError(f"-qmp {spec}: {exc}") from None
+        servers.append(server)
+    for label in plan.monitors:
+        try:
+            from .monitor.hmp import HumanMonitor
+        except ImportError:
+            log.warning("the human monitor is not available")
+            return
+        hmp = HumanMonitor(reg, vm)
+        hmp.attach(label)
+        servers.append(hmp)
+        # the guest console keeps the focus; Ctrl-A c switches to the monitor
+        console = next((c for c in plan.serial if c is not None and c.label == label), None)
+        if console is not None and console.frontends():
+            console.frontends()[0].take_focus()
+
+
+def _exit_status(result: Any, quit_status: list[int], args: argparse.Namespace) -> int:
+    reason = getattr(result, "reason", "exit")
+    if quit_status:
+        return quit_status[0]
+    if reason == "timeout":
+        print(f"e2kchar: the run timed out after {args.timeout:g} s", file=sys.stderr)
+        return EXIT_TIMEOUT
+    if reason == "exit":
+        return int(result.exit_code)
+    message = getattr(result, "message", "") or reason
+    print(f"e2kchar: {message}", file=sys.stderr)
+    code = getattr(result, "exit_code", 1)
+    return int(code) if code else 1
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: e2kchar run [FIRMWARE.elf] [options]")
+        print("usage: e2kchar run [FIRMWARE] [options]   (e2kchar run --help for details)")
         return 0 if argv else 2
     if argv[0] != "run":
-        print(f"e2kchar: unknown command '{argv[0]}' (try: e2kchar run --help)", file=sys.stderr)
+        print(f"e2kchar: unknown command '{argv[0]}' (try: e2kchar run --help)",
+              file=sys.stderr)
         return 2
-    print("e2kchar: no firmware yet: the machine harness has not landed", file=sys.stderr)
-    return 0
+    args = build_parser().parse_args(argv[1:])
+    logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
+                        format="e2kchar: %(levelname)s: %(message)s")
+    try:
+        return run(args)
+    except CliError as exc:
+        print(f"e2kchar: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

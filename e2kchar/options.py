@@ -127,8 +127,13 @@ def check_id(ident: str) -> str:
     return ident
 
 
-def split_opts(text: str, implied: str | None = None) -> dict[str, str]:
-    """QemuOpts: 'a,k=v,flag,noflag' -> dict; ',,' escapes a comma; last key wins."""
+def split_opts(text: str, implied: str | None = None,
+               keys: dict[str, str] | None = None) -> dict[str, str]:
+    """QemuOpts: 'a,k=v,flag,noflag' -> dict; ',,' escapes a comma; last key wins.
+
+    keys lists the accepted keys and their kinds (default: the -chardev keys).
+    """
+    known = KEYS if keys is None else keys
     if not isinstance(text, str):
         raise ChardevError("option string expected")
     result: dict[str, str] = {}
@@ -155,11 +160,11 @@ def split_opts(text: str, implied: str | None = None) -> dict[str, str]:
             continue
         if "=" in elem:
             key, value = elem.split("=", 1)
-        elif elem.startswith("no") and elem[2:] in KEYS and KEYS[elem[2:]] == _BOOL:
+        elif elem.startswith("no") and known.get(elem[2:]) == _BOOL:
             key, value = elem[2:], "off"
         else:
             key, value = elem, "on"
-        if key not in KEYS:
+        if key not in known:
             raise ChardevError(f"Invalid parameter '{key}'")
         result[key] = value
     return result
