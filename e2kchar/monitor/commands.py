@@ -196,9 +196,11 @@ _NEEDS_RESET = ("shutdown", "guest-panicked", "internal-error")
 
 def _stop(mon: Monitor, args: dict[str, Any]) -> dict[str, Any]:
     vm = _no_vm(mon)
-    was_running = _vm_call(vm.status) == "running"
+    status = _vm_call(vm.status)
+    if status == "paused":
+        return {}  # as QEMU: stopping a stopped machine does nothing, sends no event
     _vm_call(vm.stop)
-    if was_running:
+    if status == "running":
         mon.emit_event("STOP")
     return {}
 

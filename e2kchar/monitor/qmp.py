@@ -231,9 +231,9 @@ class QmpSession:
         if transport.get_write_buffer_size() > self.server.max_output:
             self.drop(f"output backlog over {self.server.max_output} bytes (client not reading)")
 
-    def drop(self, why: str) -> None:
+    def drop(self, why: str, level: int = logging.WARNING) -> None:
         if not self.closed:
-            log.warning("QMP client %s dropped: %s", self.peer, why)
+            log.log(level, "QMP client %s dropped: %s", self.peer, why)
         self.closed = True
         with contextlib.suppress(Exception):
             self.writer.transport.abort()
@@ -531,8 +531,9 @@ class QmpServer:
         try:
             await session.run()
         except asyncio.CancelledError:
-            session.drop("server closing")
-            raise
+            # only close() cancels sessions; ending quietly keeps asyncio's stream
+            # callback from logging the cancellation as an error
+            session.drop("server closing", logging.INFO)
         except Exception:
             log.exception("QMP session failed")
             session.drop("internal error")
@@ -576,7 +577,7 @@ class QmpServer:
         for server in self._servers:
             server.close()
         for session in list(self._sessions):
-            session.drop("server closing")
+            session.drop("server closing", logging.INFO)
         current = asyncio.current_task() if self.loop.is_running() else None
         for task in list(self._tasks):
             if task is not current:
