@@ -225,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
         if path is not None and not Path(path).is_file():
             raise CliError(f"cannot read '{path}': no such file")
 
-    reg = ChardevRegistry()
+    reg = ChardevRegistry(coalesce_output=True)
     machine = None
     servers: list[Any] = []
     capture = None

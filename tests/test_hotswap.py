@@ -103,8 +103,10 @@ def test_logfile_survives_a_swap(reg, tmp_path, recorder):
     assert log.read_bytes() == b"first\nsecond\n"  # never truncated by the swap
 
 
-@pytest.mark.parametrize("rounds", [20])
-def test_file_to_file_under_a_writer_thread_is_exactly_once(reg, tmp_path, rounds):
+@pytest.mark.parametrize("coalesce", [False, True])
+def test_file_to_file_under_a_writer_thread_is_exactly_once(reg, tmp_path, coalesce):
+    rounds = 20
+    reg.coalesce_output = coalesce
     fe = CharBackend(reg.new("s", f"file,path={tmp_path / 'out0'}"))
     fe.set_handlers(lambda: 0, lambda d: None, be_change=lambda: 0)
     stop = threading.Event()
@@ -114,7 +116,12 @@ def test_file_to_file_under_a_writer_thread_is_exactly_once(reg, tmp_path, round
         n = 0
         while not stop.is_set():
             line = f"line {n:07d}\n".encode()
-            assert fe.write_all(line) == len(line)
+            if coalesce:  # byte by byte, as a polled UART transmits
+                for i in range(len(line)):
+                    while fe.write(line[i:i + 1]) != 1:
+                        pass
+            else:
+                assert fe.write_all(line) == len(line)
             written.append(n)
             n += 1
 
@@ -127,6 +134,7 @@ def test_file_to_file_under_a_writer_thread_is_exactly_once(reg, tmp_path, round
     finally:
         stop.set()
         t.join()
+    assert fe.chardev.flush()
     data = b"".join((tmp_path / f"out{i}").read_bytes() for i in range(rounds + 1))
     lines = data.decode().splitlines()
     assert lines == [f"line {n:07d}" for n in range(len(written))]

@@ -137,6 +137,8 @@ class Chardev:
         self.reopen = False
         #: observers of accepted output (test consoles, --capture); kept across a swap
         self.taps: list[Callable[[bytes], Any]] = []
+        self._obuf = bytearray()
+        self._flush_scheduled = False
 
     # ------------------------------------------------------------------------------------
     # hooks for backend classes
@@ -200,6 +202,11 @@ class Chardev:
 
     #: True for backends whose finalisation emits CLOSED (fd family, socket, pty, udp)
     closed_on_finalize: ClassVar[bool] = False
+    #: Buffer accepted output and hand it to chr_write from the I/O thread: a guest that
+    #: prints byte by byte costs one syscall per burst instead of one per byte, and an
+    #: interactive reader waits at most one loop iteration.
+    coalesce_output: ClassVar[bool] = False
+    COALESCE_LIMIT: ClassVar[int] = 65536
 
     # ------------------------------------------------------------------------------------
     # frontend attachment
@@ -271,6 +278,8 @@ class Chardev:
 
     def write(self, data: bytes, write_all: bool) -> int:
         """Frontend output; returns bytes accepted or -errno (QEMU's qemu_chr_write)."""
+        if self.coalesce_output and self.registry.coalesce_output:
+            return self._write_coalesced(data, write_all)
         view = memoryview(data)
         total = len(view)
         off = 0
@@ -294,18 +303,84 @@ class Chardev:
                 if not write_all:
                     break
             if off:
-                if self.logfile is not None:
-                    self.logfile.write(bytes(view[:off]))
-                if self.taps:
-                    accepted = bytes(view[:off])
-                    for tap in self.taps:
-                        try:
-                            tap(accepted)
-                        except Exception:
-                            log.exception("%s: output tap failed", self.label)
+                self._accepted(bytes(view[:off]))
         if off:
             return off
         return res
+
+    def _accepted(self, data: bytes) -> None:
+        if self.logfile is not None:
+            self.logfile.write(data)
+        for tap in self.taps:
+            try:
+                tap(data)
+            except Exception:
+                log.exception("%s: output tap failed", self.label)
+
+    def _write_coalesced(self, data: bytes, write_all: bool) -> int:
+        total = len(data)
+        off = 0
+        while True:
+            with self._write_lock:
+                if self.closed:
+                    return off if off else -errno.EPIPE
+                obuf = self._obuf
+                room = self.COALESCE_LIMIT - len(obuf)
+                if room < total - off:
+                    self._flush_locked()
+                    room = self.COALESCE_LIMIT - len(obuf)
+                if room > 0 and off < total:
+                    chunk = data[off:off + room] if (off or room < total) else data
+                    obuf += chunk
+                    off += len(chunk)
+                    self._accepted(bytes(chunk))
+                    if not self._flush_scheduled:
+                        self._flush_scheduled = True
+                        self.ioloop.call_soon(self._flush_from_loop)
+                if off >= total and write_all:
+                    self._flush_locked()  # write_all: on the backend when we return
+                    if not obuf or self._closing:
+                        return off
+                elif off >= total or not write_all or self._closing:
+                    return off if off else -errno.EAGAIN
+            time.sleep(0.0001)
+
+    def _flush_locked(self) -> bool:
+        """Hand buffered output to the backend; True once the buffer is empty."""
+        obuf = self._obuf
+        while obuf:
+            try:
+                n = self.chr_write(memoryview(obuf))
+            except BlockingIOError:
+                return False
+            except OSError as exc:
+                log.warning("%s: output error, %d bytes dropped: %s", self.label, len(obuf), exc)
+                obuf.clear()
+                return True
+            if n <= 0:
+                return False
+            del obuf[:n]
+        return True
+
+    def flush(self, timeout: float = 1.0) -> bool:
+        """Push buffered output to the backend now; True once nothing is left buffered."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._write_lock:
+                if self.closed or self._flush_locked():
+                    return not self._obuf
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.0005)
+
+    def _flush_from_loop(self) -> None:
+        with self._write_lock:
+            self._flush_scheduled = False
+            if self.closed:
+                return
+            drained = self._flush_locked()
+        if not drained:
+            self.chr_arm_watch()  # fire_watches() resumes the flush once writable
 
     def add_tap(self, callback: Callable[[bytes], Any]) -> None:
         """Also hand every accepted output chunk to callback (on the writer's thread)."""
@@ -334,6 +409,9 @@ class Chardev:
 
     def fire_watches(self) -> None:
         with self._write_lock:
+            if self._obuf and not self.closed and not self._flush_locked():
+                self.chr_arm_watch()  # still full: user watches wait for real room
+                return
             watches, self._watches = self._watches, []
         for watch in watches:
             try:
@@ -355,6 +433,12 @@ class Chardev:
             return
         self._closing = True
         with self._write_lock:
+            deadline = time.monotonic() + 1.0
+            while self._obuf and not self._flush_locked() and time.monotonic() < deadline:
+                time.sleep(0.001)
+            if self._obuf:
+                log.warning("%s: closing with %d bytes of output undelivered", self.label,
+                            len(self._obuf))
             self.closed = True
             self._watches.clear()
         if self._read_recheck is not None:

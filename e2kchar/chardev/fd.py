@@ -21,6 +21,7 @@ class FdChardev(Chardev):
     """Base for file, pipe, stdio and host-tty backends."""
 
     closed_on_finalize = True
+    coalesce_output = True
 
     def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*args, **kwargs)

@@ -45,7 +45,8 @@ _B64_OK = re.compile(r"[A-Za-z0-9+/=\n]*\Z")
 class ChardevRegistry:
     """All chardevs of one machine (or test), keyed by id, and their I/O thread."""
 
-    def __init__(self, *, guest_clock: Callable[[], float] | None = None) -> None:
+    def __init__(self, *, guest_clock: Callable[[], float] | None = None,
+                 coalesce_output: bool = False) -> None:
         self.ioloop = IOLoop()
         self._chardevs: dict[str, Chardev] = {}
         self._backends: dict[str, str | type[Chardev]] = dict(BUILTIN_BACKENDS)
@@ -54,6 +55,9 @@ class ChardevRegistry:
         self._exit_handlers: list[Callable[[int], Any]] = []
         self.exit_status: int | None = None
         self.stdio_in_use = False
+        #: let fd backends buffer output bursts and write them from the I/O thread (one
+        #: syscall per burst); write_all() still returns only once the bytes are written
+        self.coalesce_output = coalesce_output
         self._closed = False
 
     # ------------------------------------------------------------------------------------
