@@ -1,0 +1,660 @@
+"""AMD Am85C30 (Zilog Z85C30-compatible) SCC: the Elbrus on-board serial port, async mode.
+
+MCST wiring: channel A control at +0, A data +1, B control +2, B data +3 (the opposite of
+QEMU's Sun-style ESCC). Modelled: the WR0 pointer protocol with "point high", every WR0
+command, a 3-byte receive FIFO with overrun, Rx/Tx/external-status interrupts with the
+daisy-chain priority (Rx A > Tx A > Ext A > Rx B > Tx B > Ext B), interrupt-under-service
+bits set by an interrupt acknowledge (``intack()``, or an RR2 read with WR9 software INTACK),
+WR9 MIE gating, the status-modified vector in channel B's RR2, local loopback and break both
+ways. Synchronous/SDLC modes, CRC, DPLL and the BRG zero-count interrupt are not modelled.
+
+Choices where the hardware and the MCST firmware disagree (see the reference notes 1.2):
+* The transmitter delivers even while WR5 Tx enable is clear: the BIOS initialises the
+  channels one after the other with a WR9 hardware reset each time, which on a real Z85C30
+  would leave channel A disabled, yet MCST machines print on channel A.
+* RR1 is the Zilog status register (not a WR1 read-back); the boot putc's RR1 -> WR1 restore
+  therefore sets interrupt enables, which stay harmless while WR9 MIE is clear.
+* Bytes the backend cannot take stay in the transmitter (Tx buffer empty and All Sent stay
+  clear) and are retried from a backend watch; a channel reset does not discard them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from e2kchar.chardev.types import ChardevEvent, SerialParams, Tiocm
+
+from .clock import Clock, Timer
+from .device import BYTE, CharPort, SerialDevice
+from .irq import IrqLine
+
+if TYPE_CHECKING:
+    from e2kchar.chardev.base import Chardev
+
+log = logging.getLogger(__name__)
+
+PCLK = 4_915_200
+RX_FIFO_LEN = 3
+MODEM_POLL_NS = 10_000_000
+
+# RR0
+RR0_RX_AVAIL, RR0_ZC, RR0_TX_EMPTY, RR0_DCD = 0x01, 0x02, 0x04, 0x08
+RR0_SYNC, RR0_CTS, RR0_TX_UNDERRUN, RR0_BREAK = 0x10, 0x20, 0x40, 0x80
+RR0_STATUS = RR0_DCD | RR0_SYNC | RR0_CTS | RR0_BREAK
+# RR1
+RR1_ALL_SENT, RR1_RESIDUE_8 = 0x01, 0x06
+RR1_PARITY, RR1_OVERRUN, RR1_FRAMING = 0x10, 0x20, 0x40
+# WR1
+WR1_EXT_IE, WR1_TX_IE, WR1_PARITY_SPECIAL = 0x01, 0x02, 0x04
+# WR9
+WR9_VIS, WR9_NV, WR9_DLC, WR9_MIE, WR9_STATUS_HIGH, WR9_SOFT_INTACK = 1, 2, 4, 8, 0x10, 0x20
+# WR14
+WR14_LOCAL_LOOPBACK = 0x10
+
+CLOCK_MODE = (1, 16, 32, 64)
+DATA_BITS = (5, 7, 6, 8)  # WR5 D6..5 / WR3 D7..6 encoding
+
+# interrupt sources by daisy-chain priority (0 highest)
+SRC_RX, SRC_TX, SRC_EXT = 0, 1, 2
+#: RR3 bit for each priority index: A-Rx 0x20, A-Tx 0x10, A-Ext 0x08, B-Rx 4, B-Tx 2, B-Ext 1
+RR3_BITS = (0x20, 0x10, 0x08, 0x04, 0x02, 0x01)
+_RR3_OF_MASK = tuple(sum(RR3_BITS[i] for i in range(6) if m >> i & 1) for m in range(64))
+#: status codes (V3..V1) per priority index for an ordinary condition
+_VEC_CODE = (6, 4, 5, 2, 0, 1)
+_VEC_NONE = 3
+
+
+class _Channel:
+    """One SCC channel: its registers, FIFOs and CharPort."""
+
+    def __init__(self, scc: Am85C30, index: int, chardev: Chardev | None) -> None:
+        self.scc = scc
+        self.index = index  # 0 = A, 1 = B
+        self.letter = "AB"[index]
+        self.base = 3 * index  # daisy-chain priority index of this channel's Rx source
+        self.wr = [0] * 16
+        self.wr7p = 0
+        self.ptr = 0
+        self.rxf = bytearray()
+        self.rr8 = 0
+        self.rr1_err = 0
+        self.rx_fc_armed = True
+        self.rx_fc_pending = False
+        self.tx_ip = False
+        self.ext_ip = False
+        self.tsr = -1
+        self.tbuf = -1
+        self.brk = False
+        #: DCD/SYNC(DSR)/CTS as RR0 bits; asserted when the backend has no modem lines
+        self.lines = RR0_DCD | RR0_SYNC | RR0_CTS
+        self.seen = self.lines  # status the guest was last shown (change reference)
+        self.latched = -1  # RR0 status latched while an ext/status interrupt is pending
+        self.poll_timer: Timer | None = None
+        name = f"{scc.name}.{self.letter}"
+        self.port = CharPort(chardev, scc.lock, name, can_read=self.can_read,
+                             read=self.receive, event=self.event, be_change=self.be_change)
+
+    # -- reset ---------------------------------------------------------------------------
+
+    def channel_reset(self) -> None:
+        wr = self.wr
+        wr[0] = 0
+        wr[1] &= 0x24
+        wr[3] &= 0xFE
+        wr[4] |= 0x04
+        wr[5] &= 0x61
+        wr[10] &= 0x60
+        wr[14] = (wr[14] & 0xC3) | 0x20
+        wr[15] = 0xF8
+        self.ptr = 0
+        self.rxf.clear()
+        self.rr1_err = 0
+        self.rx_fc_armed = True
+        self.rx_fc_pending = False
+        self.tx_ip = False
+        self.ext_ip = False
+        self.brk = False
+        self.latched = -1
+        self.seen = self.lines
+        self.port.room_again()
+
+    # -- status ------------------------------------------------------------------------
+
+    def rr0(self) -> int:
+        v = RR0_TX_UNDERRUN
+        if self.rxf:
+            v |= RR0_RX_AVAIL
+        if self.tsr < 0 and self.tbuf < 0:
+            v |= RR0_TX_EMPTY
+        latched = self.latched
+        if latched >= 0:
+            return v | latched
+        return v | self.lines | (RR0_BREAK if self.brk else 0)
+
+    def rr1(self) -> int:
+        v = self.rr1_err | RR1_RESIDUE_8
+        if self.tsr < 0 and self.tbuf < 0:
+            v |= RR1_ALL_SENT
+        return v
+
+    def special(self) -> bool:
+        mask = RR1_OVERRUN | RR1_FRAMING
+        if self.wr[1] & WR1_PARITY_SPECIAL:
+            mask |= RR1_PARITY
+        return bool(self.rr1_err & mask)
+
+    def pending(self) -> int:
+        """Interrupt-pending bits of this channel, shifted to its daisy-chain position."""
+        wr1 = self.wr[1]
+        p = 0
+        mode = (wr1 >> 3) & 3
+        if mode and (self.special() or (mode == 2 and self.rxf)
+                     or (mode == 1 and self.rx_fc_pending)):
+            p |= 1 << SRC_RX
+        if self.tx_ip and wr1 & WR1_TX_IE:
+            p |= 1 << SRC_TX
+        if self.ext_ip and wr1 & WR1_EXT_IE:
+            p |= 1 << SRC_EXT
+        return p << self.base
+
+    def ext_check(self) -> None:
+        """Latch an external/status change as an interrupt when enabled (Zilog latch rules)."""
+        if self.latched >= 0:
+            return  # the change will show once the guest resets ext/status
+        cur = self.lines | (RR0_BREAK if self.brk else 0)
+        changed = cur ^ self.seen
+        self.seen = cur
+        if changed & self.wr[15] & RR0_STATUS and self.wr[1] & WR1_EXT_IE:
+            self.latched = cur
+            self.ext_ip = True
+
+    def set_lines(self, lines: int) -> None:
+        if lines != self.lines:
+            self.lines = lines
+            self.ext_check()
+
+    def poll_modem(self) -> None:
+        bits = self.port.get_tiocm()
+        if bits is None:
+            return
+        self.set_lines((RR0_DCD if bits & Tiocm.CAR else 0) | (RR0_CTS if bits & Tiocm.CTS else 0)
+                       | (RR0_SYNC if bits & Tiocm.DSR else 0))
+
+    def update_poll(self) -> None:
+        want = bool(self.wr[1] & WR1_EXT_IE and self.wr[15] & (RR0_DCD | RR0_SYNC | RR0_CTS)
+                    and self.port.connected and self.port.tiocm_ok is not False)
+        if want and self.poll_timer is None:
+            clock = self.scc.clock
+            self.poll_timer = clock.call_at(clock.now_ns() + MODEM_POLL_NS, self.poll_tick)
+        elif not want and self.poll_timer is not None:
+            self.poll_timer.cancel()
+            self.poll_timer = None
+
+    def poll_tick(self) -> None:
+        with self.scc.lock:
+            self.poll_timer = None
+            self.poll_modem()
+            self.scc._update_irq()
+            self.update_poll()
+
+    # -- receive -------------------------------------------------------------------------
+
+    def can_read(self) -> int:
+        if not self.wr[3] & 0x01 or self.wr[14] & WR14_LOCAL_LOOPBACK:
+            return 0
+        return RX_FIFO_LEN - len(self.rxf)
+
+    def receive(self, data: bytes) -> None:
+        with self.scc.lock:
+            for b in data:
+                self.rx_push(b)
+            self.scc._update_irq()
+
+    def event(self, event: ChardevEvent) -> None:
+        if event != ChardevEvent.BREAK:
+            return
+        with self.scc.lock:
+            self.brk = True
+            self.ext_check()
+            self.rx_push(0)
+            if not self.wr[3] & 0x01:
+                self.brk = False  # nobody will read the break character
+                self.ext_check()
+            self.scc._update_irq()
+
+    def rx_push(self, b: int) -> None:
+        if not self.wr[3] & 0x01:
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s: receiver disabled, character %#x discarded", self.port.name, b)
+            return
+        rxf = self.rxf
+        if len(rxf) >= RX_FIFO_LEN:
+            rxf[-1] = b  # the newest character overwrites the last FIFO entry
+            self.rr1_err |= RR1_OVERRUN
+        else:
+            rxf.append(b)
+        if self.rx_fc_armed:
+            self.rx_fc_armed = False
+            self.rx_fc_pending = True
+
+    def read_data(self) -> int:
+        rxf = self.rxf
+        if not rxf:
+            return self.rr8
+        b = self.rr8 = rxf.pop(0)
+        self.rx_fc_pending = False
+        if self.brk and b == 0:
+            self.brk = False
+            self.ext_check()
+        self.port.room_again()
+        self.scc._update_irq()
+        return b
+
+    # -- transmit ------------------------------------------------------------------------
+
+    def write_data(self, b: int) -> None:
+        was = self.tx_ip
+        self.tx_ip = False
+        if self.wr[14] & WR14_LOCAL_LOOPBACK:
+            self.rx_push(b)
+            self.tx_ip = bool(self.wr[1] & WR1_TX_IE)
+            self.scc._update_irq()
+            return
+        if self.tsr < 0 and self.tbuf < 0:
+            # hot path: idle transmitter, the byte leaves at once
+            if self.port.send(BYTE[b]) > 0:
+                self.tx_ip = bool(self.wr[1] & WR1_TX_IE)
+                if self.tx_ip != was:
+                    self.scc._update_irq()
+                return
+            self.tsr = b
+            self.wait_tx()
+        else:
+            if self.tbuf >= 0 and log.isEnabledFor(logging.DEBUG):
+                log.debug("%s: data write while Tx buffer full overwrites it", self.port.name)
+            self.tbuf = b
+        if was:
+            self.scc._update_irq()
+
+    def wait_tx(self) -> None:
+        if not self.port.wait_writable(self.tx_pump):
+            log.warning("%s: backend gone, untransmitted byte(s) dropped", self.port.name)
+            self.tsr = self.tbuf = -1
+            self.tx_finished()
+
+    def tx_pump(self) -> None:
+        if self.tsr < 0:
+            if self.tbuf < 0:
+                return
+            self.tsr, self.tbuf = self.tbuf, -1
+        data = BYTE[self.tsr] + (BYTE[self.tbuf] if self.tbuf >= 0 else b"")
+        n = self.port.send(data)
+        if n <= 0:
+            self.wait_tx()
+            return
+        if n == 1 and self.tbuf >= 0:
+            self.tsr, self.tbuf = self.tbuf, -1
+            self.wait_tx()
+            return
+        self.tsr = self.tbuf = -1
+        self.tx_finished()
+
+    def tx_finished(self) -> None:
+        self.tx_ip = bool(self.wr[1] & WR1_TX_IE)
+        self.scc._update_irq()
+
+    # -- line parameters -----------------------------------------------------------------
+
+    def line_params(self) -> SerialParams | None:
+        wr = self.wr
+        tc = wr[12] | (wr[13] << 8)
+        n = wr[6] & 0x3F
+        if wr[7] & 0x80 and n:  # MCST xN mode: clock factor N/2 instead of WR4's
+            speed = PCLK / (n * (tc + 2))
+        else:
+            speed = PCLK / (2 * CLOCK_MODE[wr[4] >> 6] * (tc + 2))
+        wr4 = wr[4]
+        parity = ("E" if wr4 & 0x02 else "O") if wr4 & 0x01 else "N"
+        stop = 2 if wr4 & 0x08 else 1  # 1.5 stop bits round up to 2
+        return SerialParams(speed=max(1, round(speed)), parity=parity,
+                            data_bits=DATA_BITS[(wr[5] >> 5) & 3], stop_bits=stop)
+
+    def push_params(self) -> None:
+        if self.wr[3] & 0x01 or self.wr[5] & 0x08:  # only once the channel is enabled
+            self.port.set_params(self.line_params())
+
+    def apply_line(self) -> None:
+        """Everything a (new) backend should know: params, break, DTR/RTS, modem lines."""
+        port = self.port
+        if not port.connected:
+            return
+        wr5 = self.wr[5]
+        port.set_params(self.line_params())
+        port.set_break(bool(wr5 & 0x10))
+        port.set_modem_out(bool(wr5 & 0x80), bool(wr5 & 0x02))
+        self.poll_modem()
+        self.update_poll()
+
+    def be_change(self) -> int:
+        with self.scc.lock:
+            self.port.after_swap()
+            self.apply_line()
+            self.scc._update_irq()
+        return 0
+
+    # -- register writes -----------------------------------------------------------------
+
+    def write_reg(self, reg: int, v: int) -> None:
+        scc = self.scc
+        wr = self.wr
+        if reg == 8:
+            self.write_data(v)
+            return
+        if reg == 9:
+            scc._write_wr9(v)
+            return
+        if reg == 2:
+            scc.wr2 = v
+            wr[2] = v
+            return
+        if reg == 7 and wr[15] & 0x01:
+            self.wr7p = v
+            return
+        old = wr[reg]
+        wr[reg] = v
+        if reg == 1:
+            if (v >> 3) & 3 == 1 and (old >> 3) & 3 != 1:
+                self.rx_fc_armed = True
+            if (v ^ old) & WR1_EXT_IE:
+                self.ext_check()
+                self.update_poll()
+        elif reg == 3:
+            if v & 0x01 and not old & 0x01:
+                self.port.room_again()
+                self.push_params()
+        elif reg == 5:
+            if (v ^ old) & 0x10:
+                self.port.set_break(bool(v & 0x10))
+                if v & 0x10 and wr[14] & WR14_LOCAL_LOOPBACK:
+                    self.brk = True
+                    self.ext_check()
+                    self.rx_push(0)
+            if self.port.connected and (v ^ old) & 0x82:
+                self.port.set_modem_out(bool(v & 0x80), bool(v & 0x02))
+            self.push_params()
+        elif reg in (4, 6, 7, 12, 13):
+            self.push_params()
+        elif reg == 14:
+            if (old ^ v) & WR14_LOCAL_LOOPBACK and not v & WR14_LOCAL_LOOPBACK:
+                self.port.room_again()
+        elif reg == 15:
+            self.ext_check()
+            self.update_poll()
+        scc._update_irq()
+
+    def command(self, cmd: int) -> None:
+        """WR0 bits 5..3 (command 1, point high, is handled by the caller)."""
+        if cmd == 2:  # reset external/status interrupts: reopen the latch
+            self.ext_ip = False
+            self.latched = -1
+            self.ext_check()
+        elif cmd == 4:  # enable interrupt on next Rx character
+            self.rx_fc_armed = True
+        elif cmd == 5:  # reset Tx interrupt pending
+            self.tx_ip = False
+        elif cmd == 6:  # error reset
+            self.rr1_err = 0
+        elif cmd == 7:  # reset highest IUS
+            ius = self.scc.ius
+            self.scc.ius = ius & (ius - 1)
+        # 0 null, 3 send abort (SDLC only): nothing to do in async mode
+        self.scc._update_irq()
+
+    # -- register reads ------------------------------------------------------------------
+
+    def read_reg(self, reg: int) -> int:
+        scc = self.scc
+        ext = self.wr7p & 0x40  # 85C30 extended read
+        if reg == 0 or reg == 4 and not ext:
+            return self.rr0()
+        if reg == 1 or reg == 5 and not ext:
+            return self.rr1()
+        if reg == 2 or reg == 6:
+            if scc.wr9 & WR9_SOFT_INTACK:
+                vec = scc.intack()
+                if self.index == 1:
+                    return vec
+            return scc.wr2 if self.index == 0 else scc.status_vector()
+        if reg == 3 or reg == 7:
+            return _RR3_OF_MASK[scc._pending()] if self.index == 0 else 0
+        if reg == 8:
+            return self.read_data()
+        if reg == 4:
+            return self.wr[4]
+        if reg == 5:
+            return self.wr[5]
+        if reg == 9:
+            return self.wr[3] if ext else self.wr[13]
+        if reg == 11:
+            return self.wr[10] if ext else self.wr[15] & 0xFA
+        if reg == 12:
+            return self.wr[12]
+        if reg == 13:
+            return self.wr[13]
+        if reg == 14:
+            return self.wr7p if ext else 0
+        if reg == 15:
+            return self.wr[15] & 0xFA
+        return 0  # RR10: no loop/SDLC status in async mode
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "wr": list(self.wr), "wr7p": self.wr7p, "ptr": self.ptr, "rx_fifo": list(self.rxf),
+            "rr8": self.rr8, "rr1_err": self.rr1_err, "rx_fc_armed": self.rx_fc_armed,
+            "rx_fc_pending": self.rx_fc_pending, "tx_ip": self.tx_ip, "ext_ip": self.ext_ip,
+            "tsr": self.tsr, "tbuf": self.tbuf, "brk": self.brk, "lines": self.lines,
+            "seen": self.seen, "latched": self.latched,
+        }
+
+    def load_state(self, s: dict[str, Any]) -> None:
+        self.wr = [int(x) & 0xFF for x in list(s["wr"])[:16]] + [0] * max(0, 16 - len(s["wr"]))
+        self.wr7p = int(s.get("wr7p", 0)) & 0xFF
+        self.ptr = int(s.get("ptr", 0)) & 0x0F
+        self.rxf = bytearray(bytes(s.get("rx_fifo", ()))[:RX_FIFO_LEN])
+        self.rr8 = int(s.get("rr8", 0)) & 0xFF
+        self.rr1_err = int(s.get("rr1_err", 0)) & 0x70
+        self.rx_fc_armed = bool(s.get("rx_fc_armed", True))
+        self.rx_fc_pending = bool(s.get("rx_fc_pending", False))
+        self.tx_ip = bool(s.get("tx_ip", False))
+        self.ext_ip = bool(s.get("ext_ip", False))
+        tsr, tbuf = int(s.get("tsr", -1)), int(s.get("tbuf", -1))
+        self.tsr = tsr & 0xFF if tsr >= 0 else -1
+        self.tbuf = tbuf & 0xFF if tbuf >= 0 else -1
+        self.brk = bool(s.get("brk", False))
+        self.lines = int(s.get("lines", self.lines)) & (RR0_DCD | RR0_SYNC | RR0_CTS)
+        self.seen = int(s.get("seen", self.lines)) & RR0_STATUS
+        latched = int(s.get("latched", -1))
+        self.latched = latched & RR0_STATUS if latched >= 0 else -1
+
+
+class Am85C30(SerialDevice):
+    """Two-channel SCC at MCST offsets; see the module docstring."""
+
+    def __init__(self, chardev_a: Chardev | None = None, chardev_b: Chardev | None = None,
+                 irq: IrqLine | None = None, *, clock: Clock | None = None,
+                 name: str = "am85c30") -> None:
+        super().__init__(clock)
+        self.name = name
+        self.irq = irq if irq is not None else IrqLine()
+        self.wr2 = 0
+        self.wr9 = 0
+        self.ius = 0
+        self.a = _Channel(self, 0, chardev_a)
+        self.b = _Channel(self, 1, chardev_b)
+        self.channels = (self.a, self.b)
+        self.ports.extend((self.a.port, self.b.port))
+        with self.lock:
+            self._hardware_reset()
+            for ch in self.channels:
+                if ch.port.connected:
+                    ch.poll_modem()
+                    ch.seen = ch.lines
+
+    # ------------------------------------------------------------------------------------
+    # register interface
+
+    def read(self, offset: int, size: int) -> int:
+        if size != 1 or not 0 <= offset <= 3:
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s: read of unsupported offset %#x size %d", self.name, offset, size)
+            return 0
+        with self.lock:
+            ch = self.channels[offset >> 1]
+            if offset & 1:
+                return ch.read_data()
+            ptr = ch.ptr
+            if ptr == 0:
+                return ch.rr0()
+            ch.ptr = 0
+            return ch.read_reg(ptr)
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        if size != 1 or not 0 <= offset <= 3:
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s: write of unsupported offset %#x size %d value %#x",
+                          self.name, offset, size, value)
+            return
+        value &= 0xFF
+        with self.lock:
+            ch = self.channels[offset >> 1]
+            if offset & 1:
+                ch.write_data(value)
+                return
+            ptr = ch.ptr
+            if ptr:
+                ch.ptr = 0
+                ch.write_reg(ptr, value)
+                return
+            # WR0: register pointer and command
+            cmd = (value >> 3) & 7
+            ch.wr[0] = value
+            ch.ptr = (value & 7) | (8 if cmd == 1 else 0)
+            if cmd > 1:
+                ch.command(cmd)
+
+    # ------------------------------------------------------------------------------------
+    # interrupts
+
+    def _pending(self) -> int:
+        return self.a.pending() | self.b.pending()
+
+    def _requesting(self) -> int:
+        """Pending sources not blocked by an equal or higher-priority IUS."""
+        pend = self._pending()
+        ius = self.ius
+        if ius:
+            pend &= (ius & -ius) - 1
+        return pend
+
+    def _update_irq(self) -> None:
+        self.irq.set(bool(self.wr9 & WR9_MIE and self._requesting()))
+
+    def _vector_code(self, pend: int) -> int:
+        if not pend:
+            return _VEC_NONE
+        i = (pend & -pend).bit_length() - 1
+        code = _VEC_CODE[i]
+        if i % 3 == SRC_RX and self.channels[i // 3].special():
+            code |= 1  # special receive condition
+        return code
+
+    def _vector_with(self, code: int) -> int:
+        vec = self.wr2
+        if self.wr9 & WR9_STATUS_HIGH:
+            bits = ((code >> 2) & 1) << 4 | ((code >> 1) & 1) << 5 | (code & 1) << 6
+            return (vec & ~0x70) | bits
+        return (vec & ~0x0E) | (code << 1)
+
+    def status_vector(self) -> int:
+        """RR2 of channel B: the vector modified by the highest-priority pending condition."""
+        return self._vector_with(self._vector_code(self._requesting() or self._pending()))
+
+    def intack(self) -> int:
+        """Interrupt acknowledge: sets the IUS of the highest requesting source, returns the
+        vector the chip would drive (status included when WR9 VIS is set)."""
+        with self.lock:
+            req = self._requesting()
+            code = self._vector_code(req)
+            if req:
+                self.ius |= req & -req
+                self._update_irq()
+            return self._vector_with(code) if self.wr9 & WR9_VIS else self.wr2
+
+    def _write_wr9(self, v: int) -> None:
+        reset = v & 0xC0
+        if reset == 0xC0:
+            self._hardware_reset()
+            self.wr9 = v & 0x03
+        else:
+            if reset == 0x80:
+                self._channel_reset(self.a)
+            elif reset == 0x40:
+                self._channel_reset(self.b)
+            self.wr9 = v & (0x3F if not reset else 0x1F)
+        self.a.wr[9] = self.b.wr[9] = self.wr9
+        self._update_irq()
+
+    def _channel_reset(self, ch: _Channel) -> None:
+        ch.channel_reset()
+        self.wr9 &= ~WR9_SOFT_INTACK
+        self.ius &= ~(7 << ch.base)
+        ch.update_poll()
+
+    def _hardware_reset(self) -> None:
+        for ch in self.channels:
+            ch.channel_reset()
+            ch.wr[10] = 0
+            ch.wr[11] = 0x08
+            ch.wr[14] = (ch.wr[14] & 0xC0) | 0x20
+            ch.update_poll()
+        self.wr9 = 0
+        self.ius = 0
+
+    # ------------------------------------------------------------------------------------
+    # reset and state
+
+    def reset(self) -> None:
+        """Power-on: a hardware reset plus the registers a reset leaves undefined cleared."""
+        with self.lock:
+            for ch in self.channels:
+                ch.wr = [0] * 16
+                ch.wr7p = 0
+                ch.rr8 = 0
+            self.wr2 = 0
+            self._hardware_reset()
+            self._update_irq()
+
+    def state(self) -> dict[str, Any]:
+        with self.lock:
+            return {"wr2": self.wr2, "wr9": self.wr9, "ius": self.ius,
+                    "a": self.a.state(), "b": self.b.state()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore a state() snapshot; line state is re-applied to the backends."""
+        with self.lock:
+            self.wr2 = int(state["wr2"]) & 0xFF
+            self.wr9 = int(state["wr9"]) & 0x3F
+            self.ius = int(state.get("ius", 0)) & 0x3F
+            for ch, key in ((self.a, "a"), (self.b, "b")):
+                ch.port.cancel_wait()
+                ch.load_state(state[key])
+                ch.port.forget_line_state()
+                ch.apply_line()
+                if ch.tsr >= 0 or ch.tbuf >= 0:
+                    ch.tx_pump()
+                ch.port.room_again()
+            self._update_irq()
+
+    def __repr__(self) -> str:
+        return f"<Am85C30 {self.name} A.rr0={self.a.rr0():#04x} B.rr0={self.b.rr0():#04x}>"

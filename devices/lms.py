@@ -1,0 +1,160 @@
+"""LMS simulator console: the polled debug port at I/O ports 0x300..0x304 (window offsets 0..4).
+
+Protocol of the kernels and BIOS (reference notes 1.4): a 32-bit read of 0x300 that is not
+0xFFFFFFFF means "present"; they spin while a 32-bit read of 0x300 is non-zero ("busy"),
+then byte-write the character to 0x300 followed by a byte-write of 0 (a strobe, not output).
+Here a 32-bit read of 0x300 is 0 when idle and 1 while bytes the backend refused are still
+waiting (so nothing is lost); a narrower read of 0x300 returns the next input byte (0 when
+none) and 0x301 reads 1 while input is available. An unconnected console reads all-ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from e2kchar.chardev.types import ChardevEvent
+
+from .device import BYTE, CharPort, SerialDevice
+
+if TYPE_CHECKING:
+    from e2kchar.chardev.base import Chardev
+
+log = logging.getLogger(__name__)
+
+IN_BUF_LEN = 64
+OUT_BUF_LEN = 4096
+_ONES = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFFFFFF, 8: 0xFFFFFFFFFFFFFFFF}
+
+
+class LmsConsole(SerialDevice):
+    """The LMS console port; offsets 0 data, 1 status/shift, 2..3 network, 4 tracer."""
+
+    def __init__(self, chardev: Chardev | None = None, *, name: str = "lms") -> None:
+        super().__init__(None)
+        self.name = name
+        self.inbuf = bytearray()
+        self.outbuf = bytearray()
+        self.shift = 0
+        self.tracer = 0
+        self.net = [0, 0]
+        self.present = chardev is not None
+        self.port = CharPort(chardev, self.lock, name, can_read=self._can_read,
+                             read=self._receive, event=self._event, be_change=self._be_change)
+        self.ports.append(self.port)
+
+    # ------------------------------------------------------------------------------------
+    # register interface
+
+    def read(self, offset: int, size: int) -> int:
+        ones = _ONES.get(size)
+        if ones is None or not 0 <= offset <= 4:
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s: read of unsupported offset %#x size %d", self.name, offset, size)
+            return 0
+        if not self.present:
+            return ones
+        with self.lock:
+            if offset == 0:
+                if size >= 4:
+                    return 1 if self.outbuf else 0
+                if not self.inbuf:
+                    return 0
+                b = self.inbuf.pop(0)
+                self.port.room_again()
+                return b
+            if offset == 1:
+                return 1 if self.inbuf else 0
+            if offset == 4:
+                return self.tracer & ones
+            return 0  # network socket ports: no network behind this console
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        if size not in _ONES or not 0 <= offset <= 4:
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s: write of unsupported offset %#x size %d value %#x",
+                          self.name, offset, size, value)
+            return
+        with self.lock:
+            if offset == 0:
+                b = value & 0xFF
+                if b:  # 0 is the strobe that follows every character
+                    self._output(b)
+            elif offset == 1:
+                self.shift = value & _ONES[size]
+            elif offset == 4:
+                self.tracer = value & _ONES[size]
+            else:
+                self.net[offset - 2] = value & _ONES[size]
+
+    # ------------------------------------------------------------------------------------
+    # data paths
+
+    def _output(self, b: int) -> None:
+        if self.outbuf:
+            if len(self.outbuf) >= OUT_BUF_LEN:
+                log.warning("%s: guest ignored the busy flag; byte %#x dropped", self.name, b)
+                return
+            self.outbuf.append(b)
+            return
+        if self.port.send(BYTE[b]) > 0:
+            return
+        self.outbuf.append(b)
+        self._wait()
+
+    def _wait(self) -> None:
+        if not self.port.wait_writable(self._pump):
+            log.warning("%s: backend gone, %d byte(s) dropped", self.name, len(self.outbuf))
+            self.outbuf.clear()
+
+    def _pump(self) -> None:
+        if not self.outbuf:
+            return
+        n = self.port.send(bytes(self.outbuf))
+        if n > 0:
+            del self.outbuf[:n]
+        if self.outbuf:
+            self._wait()
+
+    def _can_read(self) -> int:
+        return IN_BUF_LEN - len(self.inbuf)
+
+    def _receive(self, data: bytes) -> None:
+        with self.lock:
+            self.inbuf += data[: IN_BUF_LEN - len(self.inbuf)]
+
+    def _event(self, event: ChardevEvent) -> None:
+        pass  # no break, no modem lines on this port
+
+    def _be_change(self) -> int:
+        with self.lock:
+            self.port.after_swap()
+        return 0
+
+    # ------------------------------------------------------------------------------------
+    # reset and state
+
+    def reset(self) -> None:
+        """Input and the tracer state are cleared; output already accepted still drains."""
+        with self.lock:
+            self.inbuf.clear()
+            self.shift = self.tracer = 0
+            self.net = [0, 0]
+            self.port.room_again()
+
+    def state(self) -> dict[str, Any]:
+        with self.lock:
+            return {"inbuf": list(self.inbuf), "outbuf": list(self.outbuf), "shift": self.shift,
+                    "tracer": self.tracer, "net": list(self.net)}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        with self.lock:
+            self.port.cancel_wait()
+            self.inbuf = bytearray(bytes(state.get("inbuf", ()))[:IN_BUF_LEN])
+            self.outbuf = bytearray(bytes(state.get("outbuf", ()))[:OUT_BUF_LEN])
+            self.shift = int(state.get("shift", 0))
+            self.tracer = int(state.get("tracer", 0))
+            self.net = [int(x) for x in list(state.get("net", (0, 0)))[:2]] + [0] * 2
+            self.net = self.net[:2]
+            self._pump()
+            self.port.room_again()
