@@ -1,0 +1,115 @@
+/* Interrupt-driven 16550 echo through the interrupt controller (COM1 = PLIC source 4 on the
+ * E2K map). Linux-style: IER = RDI|RLSI, the handler loops on IIR until "no interrupt",
+ * drains RBR while LSR.DR, and transmits from a queue on THRI (up to the 16-byte FIFO),
+ * turning THRI on when there is something to send (a 16550A re-arms the THRE interrupt
+ * when THRI is enabled while THRE is set) and off when the queue is empty.
+ * EOT (0x04) ends the run with a summary "rx=N irqs=M thri=T".
+ * FCR_VALUE sets the FIFO control (default: FIFOs on, trigger 1 byte).
+ * Exit codes: 0 ok, 7 unexpected trap. */
+#include "drv_util.h"
+#include "drv_uart.h"
+
+#define B COM1_BASE
+#ifndef FCR_VALUE
+#define FCR_VALUE (UART_FCR_ENABLE | UART_FCR_CLEAR_RCVR | UART_FCR_CLEAR_XMIT)
+#endif
+
+static volatile int done;
+static volatile u64 rx_count, irq_count, thri_count, lsr_count, msr_count, spurious;
+static u8 txq[256];
+static volatile u32 tx_head, tx_tail;
+static volatile u8 ier_shadow;
+
+static void set_ier(u8 v)
+{
+    ier_shadow = v;
+    uart_out(B, UART_IER, v);
+}
+
+static void uart_interrupt(void)
+{
+    u8 iir;
+    while (!((iir = uart_in(B, UART_IIR)) & 0x01)) {
+        switch (iir & 0x0E) {
+        case 0x06:                              /* receiver line status */
+            lsr_count++;
+            (void)uart_in(B, UART_LSR);
+            break;
+        case 0x04:                              /* Rx data */
+        case 0x0C:                              /* character timeout */
+            while (uart_in(B, UART_LSR) & UART_LSR_DR) {
+                u8 c = uart_in(B, UART_RBR);
+                rx_count++;
+                if (c == 0x04)
+                    done = 1;
+                else if (tx_head - tx_tail < sizeof(txq))
+                    txq[tx_head++ % sizeof(txq)] = c;
+            }
+            if (tx_head != tx_tail && !(ier_shadow & UART_IER_THRI))
+                set_ier(ier_shadow | UART_IER_THRI);
+            break;
+        case 0x02:                              /* THR empty */
+            thri_count++;
+            for (int n = 0; n < 16 && tx_head != tx_tail; n++)
+                uart_out(B, UART_THR, txq[tx_tail++ % sizeof(txq)]);
+            if (tx_head == tx_tail)
+                set_ier(ier_shadow & (u8)~UART_IER_THRI);
+            break;
+        default:                                /* modem status */
+            msr_count++;
+            (void)uart_in(B, UART_MSR);
+            break;
+        }
+    }
+}
+
+__attribute__((interrupt("machine"), aligned(4))) static void trap_handler(void)
+{
+    u64 cause = csr_read(mcause);
+    if (!mcause_is_external(cause))
+        e2k_exit(7);
+    u32 src;
+    while ((src = plic_claim()) != 0) {
+        if (src == IRQ_COM1) {
+            irq_count++;
+            uart_interrupt();
+        } else {
+            spurious++;
+        }
+        plic_complete(src);
+    }
+}
+
+static void putc_polled(char c) { uart_putc_early(B, c); }
+
+int main(void)
+{
+    irq_disable();
+    uart_out(B, UART_IER, 0);
+    uart_out(B, UART_LCR, UART_LCR_WLEN8);
+    uart_set_divisor(B, 1);
+    uart_out(B, UART_FCR, FCR_VALUE);
+    (void)uart_in(B, UART_LSR);
+    (void)uart_in(B, UART_RBR);
+    (void)uart_in(B, UART_IIR);
+    (void)uart_in(B, UART_MSR);
+    uart_out(B, UART_MCR, UART_MCR_DTR | UART_MCR_RTS | UART_MCR_OUT2);
+    plic_enable_source(IRQ_COM1);
+    trap_install(trap_handler);
+    set_ier(UART_IER_RDI | UART_IER_RLSI);
+    while (!done || tx_head != tx_tail)
+        idle_once();
+    set_ier(0);
+    while ((uart_in(B, UART_LSR) & UART_LSR_BOTH_EMPTY) != UART_LSR_BOTH_EMPTY)
+        ;
+    out_str(putc_polled, "\nrx=");
+    out_dec(putc_polled, rx_count);
+    out_str(putc_polled, " irqs=");
+    out_dec(putc_polled, irq_count);
+    out_str(putc_polled, " thri=");
+    out_dec(putc_polled, thri_count);
+    out_str(putc_polled, " spurious=");
+    out_dec(putc_polled, spurious);
+    out_str(putc_polled, "\n");
+    return 0;
+}
