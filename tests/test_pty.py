@@ -1,0 +1,144 @@
+"""pty backend: a real pseudo-terminal, OPENED/CLOSED on slave open/close, history."""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+
+import serial
+import serial.threaded
+
+from e2kchar import ChardevRegistry
+from e2kchar.chardev.frontend import CharBackend
+from e2kchar.chardev.types import ChardevEvent
+
+OPENED, CLOSED = ChardevEvent.OPENED, ChardevEvent.CLOSED
+
+
+def fd_count() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def open_slave(path: str) -> int:
+    return os.open(path, os.O_RDWR | os.O_NOCTTY)
+
+
+def read_exact(fd: int, n: int, timeout: float = 5.0) -> bytes:
+    out = b""
+    while len(out) < n:
+        r, _, _ = select.select([fd], [], [], timeout)
+        if not r:
+            break
+        out += os.read(fd, n - len(out))
+    return out
+
+
+def test_pty_reports_path_and_tracks_the_slave(reg, recorder, caplog):
+    caplog.set_level("INFO", logger="e2kchar.chardev.pty")
+    ret = reg.add("p", {"type": "pty", "data": {}})
+    path = ret["pty"]
+    assert path.startswith("/dev/pts/") and os.path.exists(path)
+    assert reg.query()[0]["filename"] == f"pty:{path}"
+    assert f"char device redirected to {path} (label p)" in caplog.text
+    chr_ = reg.find("p")
+    rec = recorder(CharBackend(chr_))
+    assert rec.fe.write(b"nobody hears this") == 17  # dropped (QEMU)
+    fd = open_slave(path)
+    assert reg.run_until(lambda: rec.events == [OPENED])
+    assert rec.fe.write_all(b"hello\n") == 6
+    assert read_exact(fd, 6) == b"hello\n"  # raw mode: no CR added
+    os.write(fd, b"typed\r")
+    assert reg.run_until(lambda: bytes(rec.data) == b"typed\r")
+    os.close(fd)
+    assert reg.run_until(lambda: rec.events == [OPENED, CLOSED])  # we do send CLOSED
+    fd = open_slave(path)
+    assert reg.run_until(lambda: rec.events == [OPENED, CLOSED, OPENED])
+    r, _, _ = select.select([fd], [], [], 0.1)
+    assert not r  # what was written while nobody listened is gone
+    os.close(fd)
+
+
+def test_pty_history_replayed_on_open(reg, recorder):
+    chr_ = reg.new("p", "pty,history=8")
+    rec = recorder(CharBackend(chr_))
+    rec.fe.write_all(b"0123456789")
+    rec.fe.write_all(b"ab")
+    fd = open_slave(chr_.pty_path)
+    assert reg.run_until(lambda: OPENED in rec.events)
+    rec.fe.write_all(b"+live")
+    assert read_exact(fd, 13) == b"456789ab+live"
+    os.close(fd)
+
+
+def test_pty_input_respects_can_read(reg, recorder):
+    chr_ = reg.new("p", "pty")
+    rec = recorder(CharBackend(chr_), room=5)
+    fd = open_slave(chr_.pty_path)
+    assert reg.run_until(lambda: OPENED in rec.events)
+    os.write(fd, b"abcdefghijklmnopqrstuvwxyz")
+    assert reg.run_until(lambda: len(rec.data) == 5)
+    while len(rec.data) < 26:
+        rec.give(7)
+        assert reg.run_until(lambda: rec.room == 0 or len(rec.data) == 26)
+    assert bytes(rec.data) == b"abcdefghijklmnopqrstuvwxyz"
+    assert max(rec.reads) <= 7
+    os.close(fd)
+
+
+class Lines(serial.threaded.LineReader):
+    TERMINATOR = b"\n"
+    received: list[str]
+    got: threading.Event
+
+    def handle_line(self, line: str) -> None:
+        self.received.append(line)
+        if len(self.received) >= 3:
+            self.got.set()
+
+
+def test_pyserial_linereader_reads_our_pty(reg, recorder):
+    chr_ = reg.new("p", "pty")
+    rec = recorder(CharBackend(chr_))
+    port = serial.Serial(chr_.pty_path, 115200, timeout=0.1)
+    Lines.received = []
+    Lines.got = threading.Event()
+    with serial.threaded.ReaderThread(port, Lines) as proto:
+        assert reg.run_until(lambda: rec.events == [OPENED])
+        rec.fe.write_all(b"boot: line one\nline two\nlogin: ")
+        rec.fe.write_all(b"ready\n")
+        assert Lines.got.wait(5)
+        assert Lines.received == ["boot: line one", "line two", "login: ready"]
+        proto.write_line("root")
+        assert reg.run_until(lambda: bytes(rec.data) == b"root\n")
+    assert reg.run_until(lambda: rec.events == [OPENED, CLOSED])
+
+
+def test_hotswap_ringbuf_to_pty_reports_path(reg, recorder):
+    reg.new("con", "ringbuf")
+    rec = recorder(reg.attach("con"))
+    ret = reg.change("con", {"type": "pty", "data": {}})
+    assert ret["pty"] == reg.find("con").pty_path
+    fd = open_slave(ret["pty"])
+    assert reg.run_until(lambda: rec.events[-1:] == [OPENED] and len(rec.events) == 3)
+    rec.fe.write_all(b"swapped")
+    assert read_exact(fd, 7) == b"swapped"
+    os.close(fd)
+
+
+def test_pty_no_fd_leak():
+    before = fd_count()
+    reg = ChardevRegistry()
+    events = []
+    try:
+        chr_ = reg.new("p", "pty,history=64")
+        fe = CharBackend(chr_)
+        fe.set_handlers(lambda: 100, lambda d: None, events.append)
+        fd = open_slave(chr_.pty_path)
+        assert reg.run_until(lambda: events == [OPENED])
+        os.close(fd)
+        assert reg.run_until(lambda: events == [OPENED, CLOSED])
+    finally:
+        reg.close()
+    assert events == [OPENED, CLOSED, CLOSED]  # and CLOSED at finalize, as QEMU
+    assert fd_count() == before
