@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from qemu.qmp import ExecuteError, QMPClient
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
-from e2kchar import CharBackend, ChardevEvent, ChardevRegistry
+from e2kchar import CharBackend, ChardevEvent
 from e2kchar.monitor import JsonStreamSplitter, QmpError, QmpServer
 from e2kchar.monitor.qmp import MessageTooLarge
 
@@ -91,12 +91,6 @@ def sockdir():
     d = tempfile.mkdtemp(prefix="qmpt")  # short: unix socket paths are limited to 107 bytes
     yield Path(d)
     shutil.rmtree(d, ignore_errors=True)
-
-
-@pytest.fixture
-def reg():
-    with ChardevRegistry() as r:
-        yield r
 
 
 @pytest.fixture
