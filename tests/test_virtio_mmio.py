@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import struct
 
+from e2kchar.devices import BytearrayMemory, IrqLine, VirtioConsole, VirtioMmio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from virtio_guest import (
@@ -47,8 +48,6 @@ from virtio_guest import (
     ConsoleGuest,
     GuestDriver,
 )
-
-from e2kchar.devices import BytearrayMemory, IrqLine, VirtioConsole, VirtioMmio
 
 
 def slot(max_ports=4, device=True):

@@ -5,20 +5,19 @@ from __future__ import annotations
 import struct
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from e2kchar.devices import BytearrayMemory
 from e2kchar.devices.virtqueue import (
+    VirtQueue,
+    VirtqueueError,
     VringAvail,
     VringDesc,
     VringUsed,
-    VirtQueue,
-    VirtqueueError,
     avail_size,
     need_event,
     used_size,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 BASE = 0x8000_0000
 DESC, AVAIL, USED, DATA = BASE + 0x1000, BASE + 0x2000, BASE + 0x3000, BASE + 0x10000

@@ -1,0 +1,559 @@
+"""virtio-console: multiport handshake, data paths with flow control, emergency write, hotswap."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import struct
+
+import pytest
+from e2kchar.devices import BytearrayMemory, IrqLine, VirtioConsole, VirtioMmio
+from virtio_guest import (
+    ACK,
+    CONFIG,
+    CONSOLE_PORT,
+    DEVICE_READY,
+    DRIVER,
+    DRIVER_OK,
+    F_EVENT_IDX,
+    F_INDIRECT,
+    FEATURES_OK,
+    INT_STATUS,
+    NEEDS_RESET,
+    PORT_ADD,
+    PORT_NAME,
+    PORT_OPEN,
+    PORT_READY,
+    PORT_REMOVE,
+    RAM_BASE,
+    RAM_SIZE,
+    RESIZE,
+    STATUS,
+    ConsoleGuest,
+    rx_queue,
+)
+
+from e2kchar import CharBackend, ChardevEvent
+from e2kchar.chardev.ringbuf import RingbufChardev
+
+BAD_ID = 0xFFFFFFFF
+BIG_RING = "ringbuf,size=1048576"
+
+
+class Rig:
+    """A console behind virtio-mmio, a guest driver, and the registry that owns the backends."""
+
+    def __init__(self, reg, max_ports=4, multiport=True, extra=0, ports=()):
+        self.reg = reg
+        self.mem = BytearrayMemory(RAM_SIZE, RAM_BASE)
+        self.irq = IrqLine()
+        self.con = VirtioConsole(max_ports=max_ports)
+        self.chr = {}
+        for label, spec, name, console in ports:
+            c = reg.new(label, spec) if spec else reg.find(label)
+            self.chr[label] = c
+            self.con.add_port(chardev=c, name=name, console=console)
+        self.mmio = VirtioMmio(device=self.con, memory=self.mem, irq=self.irq)
+        self.g = ConsoleGuest(self.mmio, self.mem)
+        self.g.start(max_ports, multiport, extra)
+
+    def handshake(self, open_ports=()):
+        g = self.g
+        g.send_ctrl(BAD_ID, DEVICE_READY, 1)
+        added = g.read_ctrl()
+        for pid, _, _, _ in added:
+            g.send_ctrl(pid, PORT_READY, 1)
+        for p in open_ports:
+            g.send_ctrl(p, PORT_OPEN, 1)
+        g.read_ctrl()
+        return added
+
+    def wait(self, pred, timeout=5.0):
+        assert self.reg.run_until(pred, timeout), "timed out"
+
+
+def host_connected(rig, nr):
+    return lambda: rig.con.port(nr).host_connected
+
+
+# ---------------------------------------------------------------------------------------
+# handshake
+
+
+def test_multiport_handshake_message_exact(reg):
+    reg.new("c0", "ringbuf")
+    reg.new("p1", "ringbuf")
+    con = VirtioConsole(max_ports=4)
+    assert con.add_port(chardev=reg.find("p1"), name="org.test.0", console=False) == 1
+    assert con.add_port(chardev=reg.find("c0"), console=True) == 0
+    assert con.add_port(chardev=None, name="org.nobackend", console=False) == 2
+    mem = BytearrayMemory(RAM_SIZE, RAM_BASE)
+    mmio = VirtioMmio(device=con, memory=mem, irq=IrqLine())
+    g = ConsoleGuest(mmio, mem)
+    g.start(4)
+    assert reg.run_until(lambda: con.port(1).host_connected, 2)
+    assert g.read_ctrl() == []  # nothing before DEVICE_READY
+    g.send_ctrl(BAD_ID, DEVICE_READY, 1)
+    assert g.read_ctrl() == [(0, PORT_ADD, 1, b""), (1, PORT_ADD, 1, b""), (2, PORT_ADD, 1, b"")]
+    g.send_ctrl(0, PORT_READY, 1)
+    assert g.read_ctrl() == [(0, CONSOLE_PORT, 1, b""), (0, PORT_OPEN, 1, b"")]
+    g.send_ctrl(1, PORT_READY, 1)
+    assert g.read_ctrl() == [(1, PORT_NAME, 1, b"org.test.0\0"), (1, PORT_OPEN, 1, b"")]
+    g.send_ctrl(2, PORT_READY, 1)  # no backend: named, host side not open
+    assert g.read_ctrl() == [(2, PORT_NAME, 1, b"org.nobackend\0")]
+    # the guest opens the generic port: its backend's frontend becomes open
+    assert {c["label"]: c["frontend-open"] for c in reg.query()} == {"c0": True, "p1": False}
+    g.send_ctrl(1, PORT_OPEN, 1)
+    assert {c["label"]: c["frontend-open"] for c in reg.query()} == {"c0": True, "p1": True}
+    g.send_ctrl(1, PORT_OPEN, 0)
+    assert {c["label"]: c["frontend-open"] for c in reg.query()}["p1"] is False
+    # resize: spec order (cols, rows) after the 8-byte header
+    con.resize(0, 80, 25)
+    assert g.read_ctrl() == [(0, RESIZE, 0, struct.pack("<HH", 80, 25))]
+    # hot-plug and hot-unplug
+    reg.new("p3", "ringbuf")
+    assert con.add_port(chardev=reg.find("p3"), name="late", console=False) == 3
+    assert g.read_ctrl() == [(3, PORT_ADD, 1, b"")]
+    con.remove_port(3)
+    assert g.read_ctrl() == [(3, PORT_REMOVE, 1, b"")]
+    assert reg.query()[-1] == {"label": "p3", "filename": "ringbuf", "frontend-open": False}
+
+
+def test_add_port_rules():
+    con = VirtioConsole(max_ports=3)
+    assert con.add_port(None, name="a", console=False) == 1
+    assert con.add_port(None, console=True) == 0
+    assert con.add_port(None, console=True) == 2  # a second console is not port 0
+    with pytest.raises(ValueError, match="no free port"):
+        con.add_port(None, console=False)
+    with pytest.raises(ValueError, match="already in use"):
+        con.add_port(None, name="a", console=True)
+    with pytest.raises(ValueError, match="max_ports"):
+        VirtioConsole(max_ports=0)
+    with pytest.raises(ValueError, match="reserved for a console"):
+        VirtioConsole(max_ports=3).add_port(None, console=False, nr=0)
+
+
+def test_garbage_control_messages_are_ignored(reg, caplog):
+    rig = Rig(reg, ports=[("c0", "ringbuf", None, True)])
+    g = rig.g
+    with caplog.at_level(logging.WARNING):
+        q = g.queues[3]
+        q.add(outs=[b"\x01\x02\x03"])  # short
+        q.add(outs=[struct.pack("<IHH", 0, 99, 1)])  # unknown event
+        q.add(outs=[struct.pack("<IHH", 7, PORT_READY, 1)])  # unknown port
+        q.add(outs=[struct.pack("<IHH", 0, PORT_ADD, 1)])  # device-only event
+        q.add(outs=[struct.pack("<IHH", 0, PORT_OPEN, 1) + b"x" * 9000])  # oversized
+        q.kick()
+        assert len(q.get_used()) == 5
+        g.send_ctrl(BAD_ID, DEVICE_READY, 0)  # the guest failed to initialise
+    assert g.read_ctrl() == []
+    assert "short control message" in caplog.text and "unknown port 7" in caplog.text
+    assert "unknown control event 99" in caplog.text
+    assert not g.r(STATUS) & NEEDS_RESET
+    assert rig.handshake([0])[0] == (0, PORT_ADD, 1, b"")  # and the device still works
+
+
+# ---------------------------------------------------------------------------------------
+# guest -> host
+
+
+def test_guest_output_split_indirect_and_batched(reg):
+    rig = Rig(reg, extra=1 << F_INDIRECT, ports=[("c0", BIG_RING, None, True)])
+    rig.handshake([0])
+    q = rig.g.queues[1]
+    q.add(outs=[b"one ", b"two "])
+    q.add(outs=[b"three ", b"four "], indirect=True)
+    q.add(outs=[b"five"])
+    q.kick()
+    assert rig.chr["c0"].peek() == b"one two three four five"
+    assert [u.len for u in q.get_used()] == [0, 0, 0]
+    assert rig.g.r(INT_STATUS) & 1 and rig.irq.level
+
+
+def test_console_port_without_multiport(reg):
+    """A driver that does not negotiate MULTIPORT: port 0 only, connected on DRIVER_OK."""
+    rig = Rig(reg, multiport=False, ports=[("c0", BIG_RING, None, True)])
+    rig.g.send(0, b"hello")
+    assert rig.chr["c0"].peek() == b"hello"
+    assert rig.g.queues[1].get_used()[0].len == 0
+
+
+class ShortWriter(RingbufChardev):
+    """Accepts at most 5 bytes per write and refuses every other attempt (a slow host)."""
+
+    def open(self) -> bool:
+        self.got = bytearray()
+        self.calls = 0
+        self.stall = False
+        return super().open()
+
+    def chr_write(self, data):
+        self.calls += 1
+        if self.stall or self.calls % 2 == 0:
+            raise BlockingIOError
+        n = min(5, len(data))
+        self.got += data[:n]
+        return n
+
+    def chr_arm_watch(self) -> None:
+        if not self.stall:
+            super().chr_arm_watch()
+
+
+def test_guest_output_backpressure_on_console_port_loses_nothing(reg):
+    reg.register_backend("ringbuf", ShortWriter)
+    rig = Rig(reg, ports=[("c0", "ringbuf", None, True)])
+    rig.handshake([0])
+    data = bytes(range(256)) * 8
+    chunks = [data[i:i + 300] for i in range(0, len(data), 300)]
+    for c in chunks:
+        rig.g.send(0, c, kick=False)
+    rig.g.queues[1].kick()
+    port = rig.con.port(0)
+    assert port.throttled  # the first short write throttled the port
+    w = rig.chr["c0"]
+    rig.wait(lambda: len(w.got) == len(data))
+    assert bytes(w.got) == data
+    rig.wait(lambda: rig.g.queues[1].pending_used() == len(chunks))
+    assert not port.throttled
+
+
+def fifo_pair(tmp_path, name, out_pipe_size=4096):
+    base = str(tmp_path / name)
+    os.mkfifo(base + ".in")
+    os.mkfifo(base + ".out")
+    return base
+
+
+def test_guest_output_backpressure_through_a_slow_pipe(reg, tmp_path):
+    base = fifo_pair(tmp_path, "p")
+    rig = Rig(reg, ports=[("c0", "ringbuf", None, True), ("p1", f"pipe,path={base}", "slow", False)])
+    rig.wait(host_connected(rig, 1))
+    rig.handshake([0, 1])
+    out_fd = rig.chr["p1"].out_fd
+    fcntl.fcntl(out_fd, fcntl.F_SETPIPE_SZ, 4096)
+    data = os.urandom(200_000)
+    q = rig.g.queues[rx_queue(1) + 1]
+    for i in range(0, len(data), 50_000):
+        q.add(outs=[data[i:i + 50_000]])
+    q.kick()  # the pipe fills up: the port throttles instead of dropping
+    assert rig.con.port(1).throttled
+    reader = os.open(base + ".out", os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        got = bytearray()
+        import time
+        deadline = time.monotonic() + 10
+        while len(got) < len(data) and time.monotonic() < deadline:
+            try:
+                got += os.read(reader, 1000)  # a slow reader
+            except BlockingIOError:
+                reg.run_until(lambda: False, 0.002)
+        assert bytes(got) == data
+    finally:
+        os.close(reader)
+    rig.wait(lambda: q.pending_used() == 4)
+
+
+def test_generic_port_holds_output_until_the_host_connects(reg):
+    class Sockish(RingbufChardev):
+        def open(self) -> bool:
+            super().open()
+            return False  # like a socket server waiting for its client
+
+    reg.register_backend("ringbuf", Sockish)
+    rig = Rig(reg, ports=[("c0", "ringbuf", None, True), ("s1", "ringbuf", "sock", False)])
+    rig.handshake([1])
+    assert (1, PORT_OPEN, 1, b"") not in rig.g.ctrl_log  # host side not connected
+    s = rig.chr["s1"]
+    rig.g.send(1, b"held back")
+    assert s.peek() == b"" and rig.g.queues[rx_queue(1) + 1].pending_used() == 0
+    reg.ioloop.run_sync(lambda: s.be_event(ChardevEvent.OPENED))
+    assert rig.g.read_ctrl() == [(1, PORT_OPEN, 1, b"")]
+    assert s.peek() == b"held back"
+    reg.ioloop.run_sync(lambda: s.be_event(ChardevEvent.CLOSED))
+    assert rig.g.read_ctrl() == [(1, PORT_OPEN, 0, b"")]
+    reg.ioloop.run_sync(lambda: s.be_event(ChardevEvent.CLOSED))  # no duplicate
+    assert rig.g.read_ctrl() == []
+    reg.ioloop.run_sync(lambda: s.be_event(ChardevEvent.OPENED))
+    assert rig.g.read_ctrl() == [(1, PORT_OPEN, 1, b"")]
+
+
+def test_port_without_backend_discards_output(reg):
+    rig = Rig(reg, ports=[("c0", "ringbuf", None, True)])
+    rig.con.add_port(None, name="void", console=False)
+    rig.handshake([1])
+    rig.g.send(1, b"nobody listens")
+    assert rig.g.queues[rx_queue(1) + 1].get_used()[0].len == 0
+
+
+# ---------------------------------------------------------------------------------------
+# host -> guest
+
+
+def collect(rig, nr, total, bufsize, batch=3):
+    """Receive `total` bytes on port nr, posting `batch` small buffers whenever none are left."""
+    g = rig.g
+    got = bytearray()
+    sizes = []
+    outstanding = 0
+
+    def step():
+        nonlocal outstanding
+        for u in g.recv(nr):
+            assert 0 < u.len <= bufsize
+            got.extend(u.data)
+            sizes.append(u.len)
+            outstanding -= 1
+        if outstanding == 0 and len(got) < total:
+            g.post_rx(nr, batch, bufsize)
+            outstanding += batch
+        return len(got) >= total
+
+    rig.wait(step, 10)
+    return bytes(got), sizes
+
+
+def test_host_input_split_across_small_buffers_none_lost(reg, tmp_path):
+    base = fifo_pair(tmp_path, "in")
+    rig = Rig(reg, ports=[("c0", f"pipe,path={base}", None, True)])
+    wfd = os.open(base + ".in", os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        data = os.urandom(6000)
+        os.write(wfd, data[:2000])  # the guest has posted no buffers yet
+        rig.handshake([0])
+        os.write(wfd, data[2000:])
+        port = rig.con.port(0)
+        assert not port.rx_elems and not port.pending_in
+        got, sizes = collect(rig, 0, len(data), 16)
+        assert got == data
+        assert max(sizes) == 16 and len(sizes) >= len(data) // 16
+    finally:
+        os.close(wfd)
+
+
+class Feeder(RingbufChardev):
+    """Hands the frontend queued input strictly within can_read (like every fd backend)."""
+
+    def open(self) -> bool:
+        self.queued = bytearray()
+        self.offered = []
+        return super().open()
+
+    def feed(self, data: bytes) -> None:
+        self.queued += data
+        self.chr_update_read_handler()
+
+    def chr_update_read_handler(self) -> None:
+        while self.queued:
+            n = min(self.be_can_write(), len(self.queued))
+            if n <= 0:
+                return
+            chunk = bytes(self.queued[:n])
+            del self.queued[:n]
+            self.offered.append(n)
+            self.be_write(chunk)
+
+    def chr_accept_input(self) -> None:
+        self.chr_update_read_handler()
+
+
+def test_can_read_is_zero_without_buffers_and_input_resumes_on_post(reg):
+    reg.register_backend("ringbuf", Feeder)
+    rig = Rig(reg, ports=[("c0", "ringbuf", None, True)])
+    f = rig.chr["c0"]
+    reg.ioloop.run_sync(f.feed, b"early bird")  # guest port not open yet
+    assert f.queued == b"early bird"
+    rig.handshake([0])
+    reg.ioloop.run_sync(f.chr_update_read_handler)
+    assert f.queued == b"early bird"  # open, but no receive buffers posted
+    rig.g.post_rx(0, 2, 4)  # the post triggers accept_input
+    rig.wait(lambda: rig.g.queues[0].pending_used() == 2)
+    assert [u.data for u in rig.g.recv(0)] == [b"earl", b"y bi"]
+    assert f.offered == [8]
+    rig.g.post_rx(0, 1, 64)
+    rig.wait(lambda: rig.g.queues[0].pending_used() == 1)
+    assert rig.g.recv(0)[0].data == b"rd"
+    assert rig.irq.level
+
+
+def test_event_idx_suppresses_interrupts(reg):
+    rig = Rig(reg, extra=1 << F_EVENT_IDX, ports=[("c0", BIG_RING, None, True)])
+    rig.handshake([0])
+    g, irq = rig.g, rig.irq
+    q = g.queues[1]
+    g.ack_irq()
+    q.set_used_event(100)  # "don't interrupt me until used idx passes 100"
+    g.send(0, b"a")
+    first = irq.level  # the first notification is never suppressed
+    g.ack_irq()
+    g.send(0, b"b")
+    assert first and not irq.level
+    assert q.avail_event() == 2  # the device asks for a kick on the next buffer
+    q.set_used_event(q.used_idx())  # now: interrupt on the next one
+    g.send(0, b"c")
+    assert irq.level and rig.chr["c0"].peek() == b"abc"
+
+
+# ---------------------------------------------------------------------------------------
+# emergency write
+
+
+def test_emergency_write(reg):
+    rig = Rig(reg, ports=[("p1", "ringbuf", "x", False), ("c0", "ringbuf", None, True)])
+    m = rig.mmio
+    m.write(CONFIG + 8, 4, 0x4142)  # low byte only
+    m.write(CONFIG + 8, 1, ord("!"))
+    m.write(CONFIG + 8, 4, 0)  # 0 is still a byte (the guest wrote it)
+    assert rig.chr["c0"].peek() == b"B!\0"
+    assert rig.chr["p1"].peek() == b""
+    assert m.read(CONFIG + 8, 4) == 0  # write-only
+    m.write(CONFIG + 0, 4, 0x1234)  # cols/rows are read-only
+    assert m.read(CONFIG, 4) == 0
+
+
+def test_emergency_write_before_init_with_backpressure(reg):
+    reg.register_backend("ringbuf", ShortWriter)
+    rig = Rig(reg, ports=[("c0", "ringbuf", None, True)])
+    rig.mmio.write(STATUS, 4, 0)
+    for ch in b"panic: emergency":
+        rig.mmio.write(CONFIG + 8, 4, ch)
+    w = rig.chr["c0"]
+    rig.wait(lambda: bytes(w.got) == b"panic: emergency")
+
+
+# ---------------------------------------------------------------------------------------
+# hostile guests
+
+
+def test_descriptor_loop_sets_needs_reset_and_host_data_survives(reg):
+    reg.register_backend("ringbuf", Feeder)
+    rig = Rig(reg, ports=[("c0", "ringbuf", None, True)])
+    rig.handshake([0])
+    g = rig.g
+    q = g.queues[1]
+    q.write_desc(q.desc, 0, RAM_BASE + 0x100, 4, 1, 1)
+    q.write_desc(q.desc, 1, RAM_BASE + 0x100, 4, 1, 0)
+    q.publish(0)
+    f = rig.chr["c0"]
+    reg.ioloop.run_sync(f.feed, b"keep me")
+    q.kick()
+    assert g.r(STATUS) & NEEDS_RESET and g.r(INT_STATUS) & 2
+    # a broken device takes no more input; the backend still holds it
+    reg.ioloop.run_sync(f.chr_update_read_handler)
+    assert f.queued == b"keep me"
+    # the guest resets and starts over: the held input arrives
+    g.w(STATUS, 0)
+    g.queues.clear()
+    g.alloc.next = RAM_BASE + 0x100000
+    g.start(4)
+    rig.handshake([0])
+    g.post_rx(0, 1, 64)
+    rig.wait(lambda: g.queues[0].pending_used() == 1)
+    assert g.recv(0)[0].data == b"keep me"
+
+
+def test_receive_buffer_outside_ram_needs_reset(reg):
+    reg.register_backend("ringbuf", Feeder)
+    rig = Rig(reg, ports=[("c0", "ringbuf", None, True)])
+    rig.handshake([0])
+    q = rig.g.queues[0]
+    q.write_desc(q.desc, 5, RAM_BASE + RAM_SIZE - 2, 64, 2, 0)  # device-writable, past RAM
+    q.publish(5)
+    q.kick()
+    f = rig.chr["c0"]
+    reg.ioloop.run_sync(f.feed, b"data")
+    assert rig.g.r(STATUS) & NEEDS_RESET
+    assert bytes(f.queued) + bytes(rig.con.port(0).pending_in) == b"data"
+
+
+def test_sloppy_driver_notifies_before_driver_ok(reg):
+    """Buffers posted before DRIVER_OK are used once the driver says DRIVER_OK."""
+    reg.new("c0", BIG_RING)
+    con = VirtioConsole(max_ports=1)
+    con.add_port(reg.find("c0"))
+    mem = BytearrayMemory(RAM_SIZE, RAM_BASE)
+    mmio = VirtioMmio(device=con, memory=mem, irq=IrqLine())
+    g = ConsoleGuest(mmio, mem)
+    g.init(queues={0: 8, 1: 8}, driver_ok=False)
+    g.send(0, b"before ok")
+    assert reg.find("c0").peek() == b""
+    g.w(STATUS, ACK | DRIVER | FEATURES_OK | DRIVER_OK)
+    assert reg.find("c0").peek() == b"before ok"
+
+
+# ---------------------------------------------------------------------------------------
+# hotswap
+
+
+class Stuck(ShortWriter):
+    """Takes the first 1000 bytes, then never becomes writable again."""
+
+    def chr_write(self, data):
+        if len(self.got) >= 1000:
+            self.stall = True
+            raise BlockingIOError
+        n = min(len(data), 1000 - len(self.got))
+        self.got += data[:n]
+        return n
+
+
+@pytest.mark.parametrize("console", [True, False])
+def test_hotswap_mid_transfer_loses_and_doubles_nothing(reg, tmp_path, console):
+    reg.register_backend("ringbuf", Stuck)
+    reg.new("p", "ringbuf")
+    reg.new("c0", "ringbuf")
+    ports = [("c0", None, None, True), ("p", None, "swap", False)] if not console else \
+        [("p", None, None, True)]
+    rig = Rig(reg, ports=ports)
+    nr = 0 if console else 1
+    rig.wait(host_connected(rig, nr))
+    rig.handshake([nr])
+    old = reg.find("p")
+    data = os.urandom(5000)
+    rig.g.send(nr, data[:3000], kick=False)
+    rig.g.send(nr, data[3000:])
+    port = rig.con.port(nr)
+    assert port.throttled and len(old.got) == 1000
+    out = tmp_path / "new"
+    reg.change("p", {"type": "file", "data": {"out": str(out)}})
+    rig.wait(lambda: out.exists() and out.stat().st_size >= 4000)
+    assert bytes(old.got) + out.read_bytes() == data
+    rig.wait(lambda: rig.g.queues[rx_queue(nr) + 1].pending_used() == 2)
+    assert not port.throttled
+    fe_open = {c["label"]: c["frontend-open"] for c in reg.query()}["p"]
+    # virtconsole re-registers with set_open; virtserialport keeps the guest's state unsent
+    assert fe_open is console
+    assert port.guest_connected and port.host_connected
+    # and later output goes straight to the new backend
+    rig.g.send(nr, b"after")
+    assert out.read_bytes().endswith(b"after")
+
+
+def test_hotswap_generic_port_reports_host_state(reg):
+    reg.new("c0", "ringbuf")
+    reg.new("p1", "ringbuf")
+    rig = Rig(reg, ports=[("c0", None, None, True), ("p1", None, "h", False)])
+    rig.wait(host_connected(rig, 1))
+    rig.handshake([1])
+    rig.g.read_ctrl()
+    reg.change("p1", {"type": "null"})  # null never reports OPENED
+    assert rig.g.read_ctrl() == [(1, PORT_OPEN, 0, b"")]
+    reg.change("p1", {"type": "ringbuf", "data": {}})
+    rig.wait(host_connected(rig, 1))
+    assert rig.g.read_ctrl() == [(1, PORT_OPEN, 1, b"")]
+    # the guest reopens: now the new backend's frontend is open
+    rig.g.send_ctrl(1, PORT_OPEN, 1)
+    rig.g.send_ctrl(1, PORT_OPEN, 0)
+    rig.g.send_ctrl(1, PORT_OPEN, 1)
+    assert {c["label"]: c["frontend-open"] for c in reg.query()}["p1"] is True
+
+
+def test_frontend_handle_is_a_charbackend(reg):
+    reg.new("c0", "ringbuf")
+    con = VirtioConsole(max_ports=2)
+    con.add_port(reg.find("c0"))
+    assert isinstance(con.port(0).fe, CharBackend)
+    with pytest.raises(Exception, match="is in use"):
+        con.add_port(reg.find("c0"), console=False)
