@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import termios
 import threading
 from typing import Any
 
@@ -225,7 +226,7 @@ class SerialChardev(FdChardev):
                 port.rts = bool(bits & Tiocm.RTS)
                 port.dtr = bool(bits & Tiocm.DTR)
                 return 0
-        except (serial.SerialException, OSError, ValueError) as exc:
+        except (serial.SerialException, OSError, ValueError, termios.error) as exc:
             # e.g. a pty has no modem lines (ENOTTY): the frontend sees "unsupported"
             log.debug("%s: ioctl %d failed: %s", self.label, cmd, exc)
             err = getattr(exc, "errno", None)
@@ -236,10 +237,22 @@ class SerialChardev(FdChardev):
         return -errno.ENOTSUP
 
     def _set_params(self, port: serial.SerialBase, params: SerialParams) -> int:
+        """Apply each setting on its own (a pty refuses parity changes but takes a speed)."""
         if not isinstance(params, SerialParams):
             return -errno.EINVAL
-        port.baudrate = qemu_speed(params.speed)
-        port.parity = _PARITY[params.parity]
-        port.bytesize = params.data_bits
-        port.stopbits = _STOPBITS[params.stop_bits]
-        return 0
+        result = 0
+        for name, value in (("baudrate", qemu_speed(params.speed)),
+                            ("bytesize", params.data_bits),
+                            ("parity", _PARITY[params.parity]),
+                            ("stopbits", _STOPBITS[params.stop_bits])):
+            before = getattr(port, name)
+            try:
+                setattr(port, name, value)
+            except (serial.SerialException, OSError, ValueError, termios.error) as exc:
+                log.debug("%s: setting %s=%s failed: %s", self.label, name, value, exc)
+                # pyserial keeps the refused value and would resend it with every later
+                # setting: put back what the port really has
+                if hasattr(port, "_" + name):
+                    setattr(port, "_" + name, before)
+                result = -errno.EINVAL
+        return result
