@@ -361,11 +361,11 @@ class Ns16550a(SerialDevice):
         if not rxf:
             return self.rbr
         b = self.rbr = rxf.pop(0)
+        self.timeout_ipending = False
         if not rxf:
             self.lsr &= ~(LSR_DR | LSR_BI)
         else:
             self._touch_rx()
-        self.timeout_ipending = False
         self.port.room_again()
         self._update_irq()
         return b

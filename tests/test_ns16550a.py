@@ -1,0 +1,687 @@
+"""NS16550A model through its register interface, with ringbuf-style and real file backends."""
+
+from __future__ import annotations
+
+import errno
+import json
+
+import pytest
+from e2kchar.devices import IrqLine, Ns16550a, VirtualClock
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from e2kchar import ChardevRegistry
+from e2kchar.chardev.ringbuf import RingbufChardev
+from e2kchar.chardev.types import ChardevIoctl, SerialParams, Tiocm
+
+RBR, IER, IIR, LCR, MCR, LSR, MSR, SCR = range(8)
+FCR = 2
+
+
+class RecChardev(RingbufChardev):
+    """A ringbuf that records ioctls, can refuse output and feeds flow-controlled input."""
+
+    def open(self) -> bool:
+        ok = super().open()
+        self.ioctls: list[tuple[ChardevIoctl, object]] = []
+        self.blocked = False
+        self.tiocm: int | None = None
+        self._in = bytearray()
+        return ok
+
+    def chr_write(self, data: memoryview) -> int:
+        if self.blocked:
+            raise BlockingIOError
+        return super().chr_write(data)
+
+    def chr_arm_watch(self) -> None:
+        if not self.blocked:
+            self.ioloop.call_soon(self.fire_watches)
+
+    def set_blocked(self, flag: bool) -> None:
+        def run() -> None:
+            self.blocked = flag
+            if not flag:
+                self.fire_watches()
+        self.ioloop.run_sync(run)
+
+    def chr_ioctl(self, cmd: int, arg: object) -> object:
+        self.ioctls.append((ChardevIoctl(cmd), arg))
+        if cmd == ChardevIoctl.GET_TIOCM:
+            return -errno.ENOTSUP if self.tiocm is None else self.tiocm
+        if cmd == ChardevIoctl.SET_TIOCM and self.tiocm is not None:
+            self.tiocm = int(arg)  # type: ignore[arg-type]
+        return 0
+
+    def feed(self, data: bytes) -> None:
+        def run() -> None:
+            self._in += data
+            self._deliver()
+        self.ioloop.call_soon(run)
+
+    @property
+    def input_left(self) -> int:
+        return len(self._in)
+
+    def chr_update_read_handler(self) -> None:
+        self._deliver()
+
+    def chr_accept_input(self) -> None:
+        self._deliver()
+
+    def _deliver(self) -> None:
+        while self._in:
+            n = self.be_can_write()
+            if n <= 0:
+                return
+            chunk = bytes(self._in[:n])
+            del self._in[:n]
+            self.be_write(chunk)
+
+    def of(self, cmd: ChardevIoctl) -> list[object]:
+        return [a for c, a in self.ioctls if c == cmd]
+
+
+@pytest.fixture
+def reg():
+    with ChardevRegistry() as r:
+        r.register_backend("ringbuf", RecChardev)
+        yield r
+
+
+def make(reg, regshift=0, clock=None, label="com1"):
+    chr_ = reg.new(label, "ringbuf,size=65536")
+    irq = IrqLine()
+    uart = Ns16550a(chardev=chr_, irq=irq, regshift=regshift, baudbase=115200,
+                    clock=clock if clock is not None else VirtualClock())
+    return uart, irq, chr_
+
+
+class Guest:
+    """Byte-register accessors as a driver would use them."""
+
+    def __init__(self, uart: Ns16550a, shift: int = 0, size: int = 1) -> None:
+        self.u, self.shift, self.size = uart, shift, size
+
+    def r(self, reg: int) -> int:
+        return self.u.read(reg << self.shift, self.size) & 0xFF
+
+    def w(self, reg: int, v: int) -> None:
+        self.u.write(reg << self.shift, self.size, v)
+
+    def init_8n1(self, divisor: int = 1, fcr: int = 0x07) -> None:
+        self.w(IER, 0)
+        self.w(LCR, 0x80)
+        self.w(RBR, divisor & 0xFF)
+        self.w(IER, divisor >> 8)
+        self.w(LCR, 0x03)
+        self.w(FCR, fcr)
+        self.w(MCR, 0x0B)
+
+    def putc(self, c: int) -> None:
+        while not self.r(LSR) & 0x20:
+            pass
+        self.w(RBR, c)
+
+
+def test_reset_values(reg):
+    uart, irq, _ = make(reg)
+    g = Guest(uart)
+    assert [g.r(i) for i in (IER, IIR, LCR, MCR, LSR, MSR, SCR)] == [0, 1, 0, 8, 0x60, 0xB0, 0]
+    assert not irq.level
+    g.w(LCR, 0x80)
+    assert (g.r(0), g.r(1)) == (12, 0)  # divisor 12: 9600 baud at 115200
+    uart.close()
+
+
+def test_dlab_divisor_and_params(reg):
+    uart, _, chr_ = make(reg)
+    g = Guest(uart)
+    g.w(LCR, 0x80)
+    g.w(0, 0x34)
+    g.w(1, 0x12)
+    assert (g.r(0), g.r(1), g.r(LCR)) == (0x34, 0x12, 0x80)
+    g.w(0, 1)
+    g.w(1, 0)
+    g.w(LCR, 0x03)
+    assert chr_.of(ChardevIoctl.SET_PARAMS)[-1] == SerialParams(115200, "N", 8, 1)
+    g.w(LCR, 0x80)
+    g.w(0, 12)
+    g.w(LCR, 0x1E)  # 7 bits, 2 stop, even parity
+    assert chr_.of(ChardevIoctl.SET_PARAMS)[-1] == SerialParams(9600, "E", 7, 2)
+    n = len(chr_.of(ChardevIoctl.SET_PARAMS))
+    g.w(LCR, 0x1E)  # unchanged: no ioctl
+    assert len(chr_.of(ChardevIoctl.SET_PARAMS)) == n
+    # IER is not visible under DLAB and vice versa
+    g.w(IER, 0x05)
+    assert g.r(IER) == 0x05
+    uart.close()
+
+
+def test_scratch_register(reg):
+    uart, _, _ = make(reg)
+    g = Guest(uart)
+    for v in (0, 0x55, 0xAA, 0xFF):
+        g.w(SCR, v)
+        assert g.r(SCR) == v
+    uart.close()
+
+
+@pytest.mark.parametrize("shift,size", [(0, 1), (2, 1), (2, 4)])
+def test_polled_output_and_regshift(reg, shift, size):
+    uart, _, _ = make(reg, regshift=shift)
+    g = Guest(uart, shift, size)
+    g.init_8n1()
+    for c in b"Hello, E2K!\n":
+        g.putc(c)
+    assert reg.ringbuf_read("com1", 100) == "Hello, E2K!\n"
+    uart.close()
+
+
+def test_bad_offsets_and_sizes_never_raise(reg):
+    uart, _, _ = make(reg)
+    for size in (0, 2, 3, 4, 8, 16):
+        assert uart.read(0, size) == 0
+        uart.write(0, size, 0x41)
+    for off in (8, 9, 0x100, -1, 1 << 40):
+        assert uart.read(off, 1) == 0
+        uart.write(off, 1, 0x41)
+    assert reg.ringbuf_read("com1", 10) == ""
+    uart4, _, _ = make(reg, regshift=2, label="c4")
+    assert uart4.read(1, 1) == 0 and uart4.read(4, 8) == 0  # unaligned / too wide
+    uart4.write(1 << 2, 4, 0x0F)
+    assert uart4.read(1 << 2, 4) == 0x0F
+    uart.close()
+    uart4.close()
+
+
+@pytest.mark.parametrize("bits,level", [(0, 1), (1, 4), (2, 8), (3, 14)])
+def test_fifo_trigger_levels(reg, bits, level):
+    clock = VirtualClock()
+    uart, irq, chr_ = make(reg, clock=clock)
+    g = Guest(uart)
+    g.init_8n1(fcr=0x07 | (bits << 6))
+    g.w(IER, 0x01)
+    assert g.r(IIR) == 0xC1
+    chr_.feed(bytes(range(0x30, 0x30 + level - 1)))
+    assert reg.run_until(lambda: len(uart.state()["rx_fifo"]) == level - 1)
+    assert uart.state()["rx_fifo"] == list(range(0x30, 0x30 + level - 1))
+    assert g.r(IIR) == 0xC1 and not irq.level
+    chr_.feed(b"!")
+    assert reg.run_until(lambda: irq.level)
+    assert g.r(IIR) == 0xC4
+    got = bytearray()
+    while g.r(LSR) & 1:
+        got.append(g.r(RBR))
+    assert got == bytes(range(0x30, 0x30 + level - 1)) + b"!"
+    assert g.r(IIR) == 0xC1 and not irq.level
+    uart.close()
+
+
+def test_character_timeout_interrupt(reg):
+    clock = VirtualClock()
+    uart, irq, chr_ = make(reg, clock=clock)
+    g = Guest(uart)
+    g.init_8n1(fcr=0x87)  # trigger 8
+    g.w(IER, 0x01)
+    chr_.feed(b"abc")
+    assert reg.run_until(lambda: len(uart.state()["rx_fifo"]) == 3)
+    assert not irq.level
+    char_ns = 10 * 1_000_000_000 // 115200
+    clock.advance(3 * char_ns)
+    assert not irq.level
+    clock.advance(2 * char_ns)
+    assert irq.level and g.r(IIR) == 0xCC
+    assert g.r(RBR) == ord("a")  # any RBR read clears the timeout
+    assert g.r(IIR) == 0xC1 and not irq.level
+    clock.advance(5 * char_ns)  # re-armed for the bytes still waiting
+    assert g.r(IIR) == 0xCC
+    assert g.r(RBR) == ord("b") and g.r(RBR) == ord("c")
+    clock.advance(10 * char_ns)
+    assert g.r(IIR) == 0xC1 and not irq.level
+    assert clock.next_deadline() is None
+    uart.close()
+
+
+def test_no_timer_when_polled(reg):
+    clock = VirtualClock()
+    uart, _, chr_ = make(reg, clock=clock)
+    g = Guest(uart)
+    g.init_8n1()
+    chr_.feed(b"xyz")
+    assert reg.run_until(lambda: len(uart.state()["rx_fifo"]) == 3)
+    for c in b"out":
+        g.putc(c)
+    assert clock.next_deadline() is None  # IER = 0: nothing needs a timer
+    uart.close()
+
+
+def test_thre_interrupt_semantics(reg):
+    uart, irq, _ = make(reg)
+    g = Guest(uart)
+    g.init_8n1()
+    g.w(IER, 0x02)
+    assert irq.level and g.r(IIR) == 0xC2
+    assert not irq.level and g.r(IIR) == 0xC1  # IIR read cleared it
+    g.w(IER, 0x02)  # rewriting THRI while THRE is set re-arms it
+    assert irq.level and g.r(IIR) == 0xC2
+    g.w(RBR, ord("x"))  # transmit completes -> THRE again -> interrupt
+    assert irq.level
+    g.w(IER, 0)
+    assert not irq.level
+    # Linux serial8250_startup THRE test must not flag UART_BUG_THRE
+    g.w(IER, 0x02)
+    iir1 = g.r(IIR)
+    g.w(IER, 0)
+    g.w(IER, 0x02)
+    iir = g.r(IIR)
+    g.w(IER, 0)
+    assert not (not iir1 & 1 and iir & 1)
+    uart.close()
+
+
+def test_iir_priorities_and_lsr_errors_clear_on_read(reg):
+    uart, irq, chr_ = make(reg)
+    g = Guest(uart)
+    g.init_8n1(fcr=0x07)
+    g.w(MCR, 0x10)  # loopback
+    for i in range(17):  # one more than the FIFO: overrun
+        g.w(RBR, i)
+    g.w(MCR, 0x11)  # DTR toggled in loopback: DSR delta
+    g.w(IER, 0x0F)
+    assert g.r(IIR) == 0xC6  # line status first
+    lsr = g.r(LSR)
+    assert lsr & 0x02 and lsr & 0x01
+    assert not g.r(LSR) & 0x02  # OE cleared by the read
+    assert g.r(IIR) == 0xC4  # then received data (16 >= trigger 1)
+    for _ in range(16):
+        g.r(RBR)
+    assert g.r(IIR) == 0xC2  # then THR empty (cleared by this read)
+    assert g.r(IIR) == 0xC0  # then modem status
+    msr = g.r(MSR)
+    assert msr & 0x02 and msr & 0x20
+    assert g.r(IIR) == 0xC1 and not irq.level
+    assert reg.ringbuf_read("com1", 100) == ""  # loopback: nothing reached the host
+    uart.close()
+
+
+def test_loopback_msr_mapping_and_deltas(reg):
+    uart, _, _ = make(reg)
+    g = Guest(uart)
+    g.w(MCR, 0x1A)
+    assert g.r(MSR) & 0xF0 == 0x90
+    g.w(MCR, 0x1F)
+    msr = g.r(MSR)
+    assert msr & 0xF0 == 0xF0 and msr & 0x0F == 0x02  # DSR delta (RI rising is no event)
+    assert g.r(MSR) & 0x0F == 0  # deltas clear on read
+    g.w(MCR, 0x1B)  # OUT1 -> RI falls: trailing-edge RI
+    assert g.r(MSR) & 0x04
+    g.w(MCR, 0x10)
+    assert g.r(MSR) & 0xF0 == 0
+    uart.close()
+
+
+def test_modem_lines_from_backend(reg):
+    chr_ = reg.new("com1", "ringbuf,size=64")
+    chr_.tiocm = int(Tiocm.CTS | Tiocm.CAR)
+    uart = Ns16550a(chardev=chr_, irq=IrqLine(), clock=VirtualClock())
+    uart.write(MCR, 1, 0x0B)
+    assert uart.read(MSR, 1) & 0xF0 == 0x90
+    sets = chr_.of(ChardevIoctl.SET_TIOCM)
+    assert sets and sets[-1] & (Tiocm.DTR | Tiocm.RTS) == Tiocm.DTR | Tiocm.RTS
+    uart.write(MCR, 1, 0x08)
+    assert chr_.of(ChardevIoctl.SET_TIOCM)[-1] & (Tiocm.DTR | Tiocm.RTS) == 0
+    uart.close()
+
+
+def test_break_both_ways(reg):
+    uart, irq, chr_ = make(reg)
+    g = Guest(uart)
+    g.init_8n1()
+    g.w(LCR, 0x43)
+    g.w(LCR, 0x03)
+    assert chr_.of(ChardevIoctl.SET_BREAK) == [True, False]
+    g.w(IER, 0x05)
+    reg.send_break("com1")
+    assert reg.run_until(lambda: irq.level)
+    assert g.r(IIR) == 0xC6
+    lsr = g.r(LSR)
+    assert lsr & 0x10 and lsr & 0x01
+    assert g.r(RBR) == 0
+    assert not g.r(LSR) & 0x11
+    uart.close()
+
+
+def _linux_autoconfig(g: Guest) -> str:
+    """Clean-room replay of the register sequence of Linux 8250 autoconfig."""
+    scratch = g.r(IER)
+    g.w(IER, 0)
+    scratch2 = g.r(IER) & 0x0F
+    g.w(IER, 0x0F)
+    scratch3 = g.r(IER) & 0x0F
+    g.w(IER, scratch)
+    if scratch2 != 0 or scratch3 != 0x0F:
+        return "none"
+    save_mcr = g.r(MCR)
+    save_lcr = g.r(LCR)
+    g.w(MCR, 0x10 | 0x0A)
+    status1 = g.r(MSR) & 0xF0
+    g.w(MCR, save_mcr)
+    if status1 != 0x90:
+        return "none"
+    g.w(LCR, 0xBF)
+    g.w(2, 0)  # EFR on 16650+, FCR here
+    g.w(LCR, 0)
+    g.w(FCR, 0x01)
+    kind = g.r(IIR) >> 6
+    g.w(LCR, save_lcr)
+    if kind != 3:
+        return {0: "8250", 1: "unknown", 2: "16550"}[kind]
+    # autoconfig_16550a: EFR probes under DLAB and 0xBF read IIR (non-zero) here
+    g.w(LCR, 0x80)
+    assert g.r(2) != 0
+    g.w(LCR, 0xBF)
+    assert g.r(2) != 0
+    g.w(LCR, 0)
+    # IER UUE bit (XScale) must not stick
+    iersave = g.r(IER)
+    g.w(IER, iersave & ~0x40)
+    if not g.r(IER) & 0x40:
+        g.w(IER, iersave | 0x40)
+        if g.r(IER) & 0x40:
+            return "xscale"
+    g.w(IER, iersave)
+    # size_fifo: loopback, divisor 1, 256 bytes out, count what comes back
+    g.w(FCR, 0x07)
+    g.w(MCR, 0x10)
+    g.w(LCR, 0x80)
+    old_dl = g.r(0) | g.r(1) << 8
+    g.w(0, 1)
+    g.w(1, 0)
+    g.w(LCR, 0x03)
+    for c in range(256):
+        g.w(RBR, c)
+    count = 0
+    while g.r(LSR) & 1 and count < 1024:
+        g.r(RBR)
+        count += 1
+    g.w(LCR, 0x80)
+    g.w(0, old_dl & 0xFF)
+    g.w(1, old_dl >> 8)
+    g.w(LCR, 0)
+    g.w(MCR, save_mcr)
+    g.w(FCR, 0x07)
+    g.r(RBR)
+    g.w(IER, 0)
+    return "16550A-U6" if count == 64 else f"16550A/{count}"
+
+
+def test_linux_autoconfig_identifies_16550a(reg):
+    uart, irq, _ = make(reg)
+    assert _linux_autoconfig(Guest(uart)) == "16550A/16"
+    assert not irq.level
+    assert reg.ringbuf_read("com1", 1000) == ""  # the probe's loopback traffic stays inside
+    uart.close()
+
+
+def test_xen_existence_probe(reg):
+    uart, _, _ = make(reg)
+    g = Guest(uart)
+    scratch = g.r(IER)
+    g.w(IER, 0)
+    scratch2 = g.r(IER) & 0x0F
+    g.w(IER, 0x0F)
+    scratch3 = g.r(IER) & 0x0F
+    g.w(IER, scratch)
+    assert (scratch2, scratch3) == (0, 0x0F)
+    g.w(MCR, 0x10 | 0x0A)
+    assert g.r(MSR) & 0xF0 == 0x90
+    uart.close()
+
+
+def test_interrupt_driven_rx_never_drops(reg):
+    uart, irq, chr_ = make(reg)
+    g = Guest(uart)
+    g.init_8n1(fcr=0x47)  # trigger 4
+    g.w(IER, 0x05)
+    data = bytes(i & 0xFF for i in range(3000))
+    chr_.feed(data)
+    got = bytearray()
+    while len(got) < len(data):
+        assert reg.run_until(lambda: irq.level or uart.state()["rx_fifo"], 5)
+        while True:
+            iir = g.r(IIR)
+            if iir & 1:
+                # below the trigger level with no timeout (virtual clock): poll drains
+                break
+            assert iir & 0x0F in (0x04, 0x0C), hex(iir)
+            while g.r(LSR) & 1:
+                got.append(g.r(RBR))
+        lsr = g.r(LSR)
+        assert not lsr & 0x02, "overrun"
+        while lsr & 1:
+            got.append(g.r(RBR))
+            lsr = g.r(LSR)
+    assert bytes(got) == data
+    uart.close()
+
+
+def test_interrupt_driven_tx_with_backpressure(reg):
+    uart, irq, chr_ = make(reg)
+    g = Guest(uart)
+    g.init_8n1()
+    data = bytes(range(256)) * 4
+    pos = 0
+    interrupts = 0
+    g.w(IER, 0x02)
+    while pos < len(data):
+        assert reg.run_until(lambda: irq.level, 5)
+        assert g.r(IIR) == 0xC2  # THR empty; the read acknowledges it
+        interrupts += 1
+        if interrupts == 10:
+            chr_.set_blocked(True)
+        burst = data[pos:pos + 16]  # a FIFO's worth per interrupt, as Linux does
+        for c in burst:
+            g.w(RBR, c)
+        pos += len(burst)
+        if interrupts == 10:
+            # the backend refuses: the transmitter stays busy and raises nothing
+            assert g.r(LSR) & 0x60 == 0 and not irq.level
+            assert g.r(IIR) == 0xC1
+            chr_.set_blocked(False)
+    assert reg.run_until(lambda: g.r(LSR) & 0x60 == 0x60)
+    assert chr_.peek() == data
+    uart.close()
+
+
+def test_blocked_backend_loses_nothing(reg):
+    uart, irq, chr_ = make(reg)
+    g = Guest(uart)
+    g.init_8n1()
+    chr_.set_blocked(True)
+    g.w(RBR, ord("A"))
+    assert g.r(LSR) & 0x60 == 0
+    for c in b"BCDEFGHIJKLMNOP":  # a FIFO-filling burst
+        g.w(RBR, c)
+    assert uart.state()["tx_fifo"] == list(b"BCDEFGHIJKLMNOP")
+    chr_.set_blocked(False)
+    assert reg.run_until(lambda: g.r(LSR) & 0x60 == 0x60)
+    assert chr_.peek() == b"ABCDEFGHIJKLMNOP"
+    uart.close()
+
+
+def test_hotswap_mid_transmit(reg):
+    uart, irq, old = make(reg)
+    g = Guest(uart)
+    g.init_8n1(divisor=3)  # 38400
+    g.w(LCR, 0x1B)  # 8E1
+    g.w(MCR, 0x0B)
+    g.w(IER, 0x02)
+    g.r(IIR)
+    g.w(RBR, ord("1"))
+    old.set_blocked(True)
+    for c in b"234":
+        g.w(RBR, c)
+    assert not g.r(LSR) & 0x40
+    reg.change("com1", {"type": "ringbuf", "data": {"size": 4096}})
+    new = reg.find("com1")
+    assert new is not old
+    assert new.of(ChardevIoctl.SET_PARAMS) == [SerialParams(38400, "E", 8, 1)]
+    assert new.of(ChardevIoctl.SET_BREAK) == [False]
+    assert ChardevIoctl.GET_TIOCM in [c for c, _ in new.ioctls]
+    assert reg.run_until(lambda: new.peek() == b"234")
+    assert reg.run_until(lambda: irq.level and g.r(LSR) & 0x60 == 0x60)
+    assert old.peek() + new.peek() == b"1234"
+    for c in b"56":
+        g.putc(c)
+    assert new.peek() == b"23456"
+    # the new backend's input reaches the guest too
+    new.feed(b"in")
+    assert reg.run_until(lambda: len(uart.state()["rx_fifo"]) == 2)
+    uart.close()
+
+
+def test_real_file_backend(reg, tmp_path):
+    inp = tmp_path / "in.txt"
+    out = tmp_path / "out.txt"
+    inp.write_bytes(b"typed")
+    chr_ = reg.new("f", f"file,path={out},input-path={inp}")
+    irq = IrqLine()
+    uart = Ns16550a(chardev=chr_, irq=irq, clock=VirtualClock())
+    g = Guest(uart)
+    g.init_8n1()
+    for c in b"boot log\n":
+        g.putc(c)
+    assert out.read_bytes() == b"boot log\n"
+    got = bytearray()
+
+    def drain() -> bool:
+        while g.r(LSR) & 1:
+            got.append(g.r(RBR))
+        return bytes(got) == b"typed"
+
+    assert reg.run_until(drain, 5)
+    uart.close()
+
+
+def test_state_roundtrip(reg):
+    uart, irq, chr_ = make(reg)
+    g = Guest(uart)
+    g.init_8n1(fcr=0x87)
+    g.w(SCR, 0x5A)
+    g.w(IER, 0x03)
+    chr_.feed(b"abc")
+    assert reg.run_until(lambda: len(uart.state()["rx_fifo"]) == 3)
+    snap = json.loads(json.dumps(uart.state()))
+    uart2, irq2, _ = make(reg, label="com2")
+    uart2.load_state(snap)
+    assert uart2.state() == uart.state()
+    assert irq2.level == irq.level
+    g2 = Guest(uart2)
+    assert bytes(g2.r(RBR) for _ in range(3)) == b"abc"
+    uart.reset()
+    assert uart.read(LSR, 1) == 0x60 and uart.read(IIR, 1) == 1 and not irq.level
+    uart.close()
+    uart2.close()
+
+
+def test_unconnected_port(reg):
+    irq = IrqLine()
+    uart = Ns16550a(chardev=None, irq=irq, clock=VirtualClock())
+    g = Guest(uart)
+    g.init_8n1()
+    for c in b"nowhere":
+        g.putc(c)
+    assert g.r(LSR) & 0x60 == 0x60
+    uart.close()
+
+
+def test_bad_constructor_arguments():
+    with pytest.raises(ValueError):
+        Ns16550a(chardev=None, irq=IrqLine(), regshift=7)
+    with pytest.raises(ValueError):
+        Ns16550a(chardev=None, irq=IrqLine(), baudbase=0)
+
+
+# ----------------------------------------------------------------------------------------
+# hypothesis: any access sequence keeps the invariants
+
+def expected_iir(s: dict) -> int:
+    ier, lsr = s["ier"], s["lsr"]
+    if ier & 4 and lsr & 0x1E:
+        return 6
+    if ier & 1:
+        if s["timeout_ipending"]:
+            return 0x0C
+        trig = (1, 4, 8, 14)[s["fcr"] >> 6]
+        if lsr & 1 and (not s["fcr"] & 1 or len(s["rx_fifo"]) >= trig):
+            return 4
+    if ier & 2 and s["thr_ipending"]:
+        return 2
+    if ier & 8 and s["msr"] & 0x0F:
+        return 0
+    return 1
+
+
+class UartMachine(RuleBasedStateMachine):
+    @initialize()
+    def setup(self) -> None:
+        self.reg = ChardevRegistry()
+        self.reg.register_backend("ringbuf", RecChardev)
+        self.chr = self.reg.new("h", "ringbuf,size=4096")
+        self.clock = VirtualClock()
+        self.irq = IrqLine()
+        self.uart = Ns16550a(chardev=self.chr, irq=self.irq, clock=self.clock)
+
+    def teardown(self) -> None:
+        if hasattr(self, "uart"):
+            self.uart.close()
+            self.reg.close()
+
+    @rule(offset=st.integers(-2, 12), size=st.sampled_from([0, 1, 2, 3, 4, 8]))
+    def read(self, offset: int, size: int) -> None:
+        v = self.uart.read(offset, size)
+        assert 0 <= v <= 0xFF
+
+    @rule(offset=st.integers(-2, 12), size=st.sampled_from([1, 1, 1, 2, 4]),
+          value=st.integers(0, 0x1FF))
+    def write(self, offset: int, size: int, value: int) -> None:
+        self.uart.write(offset, size, value)
+
+    @rule(data=st.binary(max_size=20))
+    def host_input(self, data: bytes) -> None:
+        self.chr.feed(data)
+
+    @rule()
+    def host_break(self) -> None:
+        self.reg.send_break("h")
+
+    @rule(ns=st.integers(0, 10_000_000))
+    def time_passes(self, ns: int) -> None:
+        self.clock.advance(ns)
+
+    @rule(flag=st.booleans())
+    def backend_blocks(self, flag: bool) -> None:
+        self.chr.set_blocked(flag)
+
+    @invariant()
+    def consistent(self) -> None:
+        if not hasattr(self, "uart"):
+            return
+        with self.uart.lock:
+            s = self.uart.state()
+            level = self.irq.level
+        depth = 16 if s["fcr"] & 1 else 1
+        assert len(s["rx_fifo"]) <= depth and len(s["tx_fifo"]) <= depth
+        assert bool(s["lsr"] & 1) == bool(s["rx_fifo"])
+        assert s["iir"] == expected_iir(s)
+        assert level == (s["iir"] != 1)
+        busy = s["tsr"] >= 0 or s["tx_fifo"]
+        assert bool(s["lsr"] & 0x40) == (not busy)
+
+
+UartMachine.TestCase.settings = settings(max_examples=40, stateful_step_count=30,
+                                         deadline=None,
+                                         suppress_health_check=[HealthCheck.too_slow])
+test_uart_state_machine = UartMachine.TestCase
