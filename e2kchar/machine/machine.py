@@ -1,0 +1,1051 @@
+"""The E2K machine on a unicorn RV64 CPU: RAM, the bus, boot blocks and the CPU loop.
+
+Threads: run() executes the guest on the caller's thread (the CPU thread). Devices are
+reached through their read/write interface from MMIO callbacks on that thread; host input
+arrives on the registry's I/O thread and reaches the CPU through a "kick". A kick never
+duplicates an MMIO access: see `_mmio_after` and `_retire` (unicorn-harness-notes pitfall 2).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import mmap
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from unicorn import (
+    UC_ARCH_RISCV,
+    UC_HOOK_INSN_INVALID,
+    UC_HOOK_INTR,
+    UC_HOOK_MEM_UNMAPPED,
+    UC_HOOK_TLB_FILL,
+    UC_MEM_FETCH,
+    UC_MEM_FETCH_UNMAPPED,
+    UC_MEM_WRITE_UNMAPPED,
+    UC_MODE_RISCV64,
+    UC_PROT_ALL,
+    UC_PROT_READ,
+    UC_PROT_WRITE,
+    UC_TLB_VIRTUAL,
+    Uc,
+    UcError,
+)
+from unicorn import riscv_const as R
+
+from e2kchar.chardev import ChardevRegistry
+from e2kchar.chardev.base import Chardev
+from e2kchar.devices import GuestMemoryError, IrqLine
+
+from . import layout as L
+from .clint import Clint
+from .clock import GuestClock
+from .elf import ElfError, is_elf, parse_elf
+from .fdt import machine_dtb
+from .misc import Device, EmptyVirtioSlot, ExitDevice, PortWindow
+from .pci import BarWindow, PciEcam, PciFunction
+from .plic import Plic
+from .rvinsn import WFI, decode_mem, decode_rdtime, insn_length, sign_extend
+
+log = logging.getLogger(__name__)
+
+U64 = (1 << 64) - 1
+UNTIL = U64  # odd: never a PC, so emu_start runs until something stops it
+MSTATUS_SIE, MSTATUS_MIE, MSTATUS_SPIE, MSTATUS_MPIE = 1 << 1, 1 << 3, 1 << 5, 1 << 7
+MSTATUS_SPP, MSTATUS_MPP = 1 << 8, 3 << 11
+MIP_MSIP, MIP_MTIP, MIP_SEIP, MIP_MEIP = 1 << 3, 1 << 7, 1 << 9, 1 << 11
+CAUSE_INSN_ACCESS, CAUSE_ILLEGAL, CAUSE_BREAKPOINT = 1, 2, 3
+CAUSE_LOAD_MISALIGNED, CAUSE_LOAD_ACCESS = 4, 5
+CAUSE_STORE_MISALIGNED, CAUSE_STORE_ACCESS = 6, 7
+CAUSE_ECALL_U = 8
+IRQ_MSI, IRQ_MTI, IRQ_MEI = 3, 7, 11
+CAUSE_NAMES = {0: "instruction address misaligned", 1: "instruction access fault",
+               2: "illegal instruction", 3: "breakpoint", 4: "load address misaligned",
+               5: "load access fault", 6: "store address misaligned", 7: "store access fault",
+               8: "ecall from U-mode", 9: "ecall from S-mode", 11: "ecall from M-mode",
+               12: "instruction page fault", 13: "load page fault", 15: "store page fault"}
+#: a kick waits this long for an MMIO callback to take it before stopping the CPU itself
+KICK_GRACE = 0.0005
+#: while a timer interrupt is pending but masked, look again this often
+MASKED_POLL = 0.001
+TRAP_STORM = 1_000_000     # the same trap at the same pc this many times in a row
+VECTOR_STORM = 64          # the trap handler itself trapping this many times in a row
+
+
+class MachineError(Exception):
+    """A configuration or image problem (bad ELF, image outside RAM, missing file)."""
+
+
+@dataclass
+class RunResult:
+    """Why run() returned. exit_code: the guest's code for "exit", 124 for "timeout",
+    1 for "trap" (the report is in pc/cause/tval/message), 0 otherwise."""
+
+    reason: str
+    exit_code: int = 0
+    pc: int = 0
+    cause: int | None = None
+    tval: int | None = None
+    message: str = ""
+
+
+@dataclass
+class _Image:
+    addr: int
+    data: bytes
+    memsz: int
+    executable: bool
+
+
+@dataclass
+class _Region:
+    name: str
+    base: int
+    size: int
+    device: Device
+
+
+class RamMemory:
+    """GuestMemory over the machine's RAM buffer, for DMA (virtio); any thread."""
+
+    def __init__(self, buf: mmap.mmap, base: int, size: int) -> None:
+        self._buf = buf
+        self.base = base
+        self.size = size
+
+    def _off(self, addr: int, n: int) -> int:
+        off = addr - self.base
+        if n < 0 or off < 0 or off + n > self.size:
+            raise GuestMemoryError(f"guest access of {n} bytes at {addr:#x} is outside RAM "
+                                   f"[{self.base:#x}, {self.base + self.size:#x})")
+        return off
+
+    def read(self, addr: int, n: int) -> bytes:
+        off = self._off(addr, n)
+        return self._buf[off:off + n]
+
+    def write(self, addr: int, data: bytes) -> None:
+        off = self._off(addr, len(data))
+        self._buf[off:off + len(data)] = bytes(data)
+
+
+def _device_class(name: str) -> Any:
+    try:
+        import e2kchar.devices as devices
+    except Exception:  # a half-landed device package must not break the machine
+        log.exception("importing e2kchar.devices failed")
+        return None
+    return getattr(devices, name, None)
+
+
+@dataclass
+class _Stats:
+    mmio_reads: int = 0
+    mmio_writes: int = 0
+    irqs: int = 0
+    traps: int = 0
+    kicks: int = 0
+    retired: int = 0
+    retire_failures: int = 0
+    emu_starts: int = 0
+    wfi_sleeps: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+class Machine:
+    """The E2K machine (ARCHITECTURE.md section 6) with an RV64 stand-in CPU."""
+
+    def __init__(self, registry: ChardevRegistry | None = None, *, ram_size: int = L.DEFAULT_RAM_SIZE,
+                 append: str = "", serial: list[Chardev | None] | None = None,
+                 lms: Chardev | None = None, clock: str = "virtual") -> None:
+        if ram_size < 4 << 20 or ram_size % 4096 or ram_size > 1 << 40:
+            raise MachineError(f"RAM size {ram_size} must be a multiple of 4 KiB, at least 4 MiB")
+        serial = list(serial or [])
+        if len(serial) > 3:
+            raise MachineError(f"{len(serial)} serial ports given; the machine has 3 "
+                               "(Am85C30 A, Am85C30 B, COM1)")
+        serial += [None] * (3 - len(serial))
+        self._own_registry = registry is None
+        self.registry = registry if registry is not None else ChardevRegistry()
+        self.ram_size = ram_size
+        self.append = append
+        self.boot_info = L.build_boot_info(ram_size, append)  # checks the cmdline length
+        self.ram_layout = L.RamLayout(ram_size)
+        self.clock = GuestClock(clock)
+        if getattr(self.registry, "guest_clock", None) is None:
+            self.registry.guest_clock = self.guest_time
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
+        self._ram = mmap.mmap(-1, ram_size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        self.memory = RamMemory(self._ram, L.RAM_BASE, ram_size)
+        self._images: list[_Image] = []
+        self._entry = L.RAM_BASE
+        self._stats = _Stats()
+        self._closed = False
+        # CPU-loop state (guarded by _lock where another thread touches it)
+        self._kick = False
+        self._kick_time = 0.0
+        self._stop_issued = False
+        self._pending: list[tuple[str, int, int, int]] = []
+        self._in_emu = False
+        self._cpu_ident: int | None = None
+        self._running = False
+        self._stop_req = False
+        self._pause_req = False
+        self._paused = False
+        self._reset_req = False
+        self._exit: tuple[str, int] | None = None
+        self._fault: tuple[int, int] | None = None      # (cause, address) from a mem hook
+        self._report: RunResult | None = None           # a trap that ends the run
+        self._timer_poll = False
+        self._run_deadline = float("inf")
+        self._seip = False
+        self._last_trap: tuple[int, int] = (0, -1)
+        self._trap_repeat = 0
+        self._code_pages: set[int] = set()
+        self._pc = L.RAM_BASE
+        self._build_devices(serial, lms)
+        self.uc: Uc = self._new_cpu()
+        self._write_boot_blocks()
+        self._set_boot_regs()
+        self._kicker = threading.Thread(target=self._kicker_main, name="e2k-kicker", daemon=True)
+        self._kicker.start()
+
+    # ------------------------------------------------------------------------------------
+    # devices and the map
+
+    def _build_devices(self, serial: list[Chardev | None], lms: Chardev | None) -> None:
+        self.plic = Plic(L.PLIC_SOURCES, L.PLIC_CONTEXTS, on_output=self._plic_output)
+        self.clint = Clint(self.clock, on_change=self._timer_changed)
+        self.exit_device = ExitDevice(on_exit=self._on_exit)
+        self.devices: dict[str, Any] = {"plic": self.plic, "clint": self.clint,
+                                         "exit": self.exit_device}
+        self.irq_lines: dict[int, IrqLine] = {}
+        regions: list[_Region] = []
+
+        # PCI: the Am85C30 at 00:02.2 with BAR1 at the bottom of the PCI MEM window
+        self.pci = PciEcam()
+        self.devices["pci"] = self.pci
+        am_fn = PciFunction(vendor=L.AM85C30_PCI_VENDOR, device=L.AM85C30_PCI_DEVICE,
+                            class_code=0x07, subclass=0x00, prog_if=0x02,
+                            bars={1: (L.AM85C30_BAR1, L.AM85C30_BAR_SIZE)},
+                            int_line=L.IRQ_AM85C30, int_pin=1)
+        self.pci.add(*L.AM85C30_PCI_DEVFN, am_fn)
+        am = self._make("Am85C30", "am85c30", chardev_a=serial[0], chardev_b=serial[1],
+                        irq=self._irq(L.IRQ_AM85C30))
+        regions.append(_Region("am85c30", L.AM85C30_BAR1, L.AM85C30_BAR_SIZE,
+                               BarWindow(am_fn, 1, L.AM85C30_BAR1, am, "am85c30")))
+        regions.append(_Region("pci-ecam", L.ECAM_BASE, L.ECAM_SIZE, self.pci))
+
+        # the I/O-port window: LMS console and COM1
+        io = PortWindow("io-ports")
+        lms_dev = self._make("LmsConsole", "lms", chardev=lms)
+        if lms_dev is not None:
+            io.map(L.LMS_PORT, 5, lms_dev)
+        com1 = self._make("Ns16550a", "com1", chardev=serial[2], irq=self._irq(L.IRQ_COM1),
+                          regshift=0, baudbase=115200)
+        if com1 is not None:
+            io.map(L.COM1_PORT, 8, com1)
+        regions.append(_Region("io-ports", L.IO_BASE, L.IO_SIZE, io))
+
+        # virtio-mmio: slot 0 is the virtio-console, the rest are empty
+        self.virtio_console = self._make("VirtioConsole", None, max_ports=31)
+        for n in range(L.VIRTIO_SLOTS):
+            dev: Any = None
+            if n == 0 and self.virtio_console is not None:
+                dev = self._make("VirtioMmio", "virtio0", device=self.virtio_console,
+                                 memory=self.memory, irq=self._irq(L.IRQ_VIRTIO0))
+            if dev is None:
+                dev = EmptyVirtioSlot()
+                self.devices[f"virtio{n}"] = dev
+            regions.append(_Region(f"virtio{n}", L.VIRTIO_BASE + n * L.VIRTIO_SLOT_SIZE,
+                                   L.VIRTIO_SLOT_SIZE, dev))
+
+        regions.append(_Region("exit", L.EXIT_BASE, L.EXIT_SIZE, self.exit_device))
+        regions.append(_Region("clint", L.TIMER_BASE, L.TIMER_SIZE, self.clint))
+        regions.append(_Region("plic", L.INTC_BASE, L.INTC_SIZE, self.plic))
+        self._regions = regions
+
+    def _irq(self, source: int) -> IrqLine:
+        line = IrqLine(on_change=lambda level, s=source: self.plic.set_irq(s, level))
+        self.irq_lines[source] = line
+        return line
+
+    def _make(self, cls_name: str, dev_name: str | None, **kw: Any) -> Any:
+        """Create a device model if it exists yet; a missing model is skipped with a log line."""
+        cls = _device_class(cls_name)
+        if cls is None:
+            log.warning("device model %s is not available; %s left unpopulated", cls_name,
+                        dev_name or cls_name)
+            return None
+        try:
+            params = inspect.signature(cls).parameters
+            if "clock" in params and "clock" not in kw:
+                pass  # the device makes its own host clock; the machine's is seconds-based
+            dev = cls(**kw)
+        except Exception as exc:
+            raise MachineError(f"cannot create {cls_name}: {exc}") from exc
+        if dev_name is not None:
+            self.devices[dev_name] = dev
+        return dev
+
+    def map_device(self, name: str, base: int, size: int, device: Device,
+                   irq: int | None = None) -> IrqLine | None:
+        """Map an extra device (tests, extensions) before run(); returns its IrqLine if irq."""
+        if base % 4096 or size % 4096 or size <= 0:
+            raise MachineError("device windows must be 4 KiB aligned")
+        for r in self._regions:
+            if base < r.base + r.size and r.base < base + size:
+                raise MachineError(f"{name} at {base:#x} overlaps {r.name}")
+        if base < L.RAM_BASE + self.ram_size and L.RAM_BASE < base + size:
+            raise MachineError(f"{name} at {base:#x} overlaps RAM")
+        region = _Region(name, base, size, device)
+        self._regions.append(region)
+        self.devices[name] = device
+        with self._lock:
+            self._map_region(self.uc, region)
+        return self._irq(irq) if irq is not None else None
+
+    def add_virtio_port(self, chardev: Chardev | None, name: str | None = None,
+                        console: bool = True) -> int:
+        """Add a port to the virtio-console in slot 0; returns the port number."""
+        if self.virtio_console is None:
+            raise MachineError("the virtio-console model is not available")
+        return self.virtio_console.add_port(chardev=chardev, name=name, console=console)
+
+    # ------------------------------------------------------------------------------------
+    # the CPU object
+
+    def _new_cpu(self) -> Uc:
+        uc = Uc(UC_ARCH_RISCV, UC_MODE_RISCV64)
+        uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
+        uc.hook_add(UC_HOOK_TLB_FILL, self._tlb_fill)
+        import ctypes
+        ptr = ctypes.addressof(ctypes.c_char.from_buffer(self._ram))
+        uc.mem_map_ptr(L.RAM_BASE, self.ram_size, UC_PROT_ALL, ptr)
+        for region in self._regions:
+            self._map_region(uc, region)
+        uc.hook_add(UC_HOOK_INTR, self._on_intr)
+        uc.hook_add(UC_HOOK_INSN_INVALID, self._on_insn_invalid)
+        uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
+        self._code_pages = {img.addr & ~0xFFF for img in self._images if img.executable}
+        return uc
+
+    def _tlb_fill(self, uc: Uc, vaddr: int, access: int, entry: Any, ud: Any) -> bool:
+        # identity map (M-mode firmware); only code pages are executable, so plain stores
+        # skip unicorn's notdirty slow path (pitfall 1)
+        page = vaddr & ~0xFFF
+        entry.paddr = vaddr
+        if access == UC_MEM_FETCH:
+            self._code_pages.add(page)
+        entry.perms = UC_PROT_ALL if page in self._code_pages else UC_PROT_READ | UC_PROT_WRITE
+        return True
+
+    def _map_region(self, uc: Uc, region: _Region) -> None:
+        dev, base = region.device, region.base
+        stats = self._stats
+        name = region.name
+
+        def rd(uc: Uc, off: int, size: int, ud: Any) -> int:
+            try:
+                value = dev.read(off, size)
+            except Exception:
+                log.exception("%s: read of %d bytes at +%#x failed", name, size, off)
+                value = 0
+            value = int(value) & ((1 << (8 * size)) - 1)
+            stats.mmio_reads += 1
+            if self._kick:
+                self._mmio_after("r", base + off, size, value)
+            return value
+
+        def wr(uc: Uc, off: int, size: int, value: int, ud: Any) -> None:
+            try:
+                dev.write(off, size, value)
+            except Exception:
+                log.exception("%s: write of %d bytes at +%#x failed", name, size, off)
+            stats.mmio_writes += 1
+            if self._kick:
+                self._mmio_after("w", base + off, size, value)
+
+        uc.mmio_map(base, region.size, rd, None, wr, None)
+
+    def _mmio_after(self, kind: str, addr: int, size: int, value: int) -> None:
+        """An access completed while a kick is pending: stop here, and remember the access,
+        because unicorn rolls the instruction back and would execute it again (pitfall 2)."""
+        with self._lock:
+            if not self._kick:
+                return
+            if not self._stop_issued:
+                self._stop_issued = True
+                self.uc.emu_stop()
+            self._pending.append((kind, addr, size, value))
+
+    # ------------------------------------------------------------------------------------
+    # loading
+
+    def load(self, path: str | Path) -> int:
+        """Load an ELF (PT_LOAD segments; entry = e_entry) or a raw image at the RAM base."""
+        data = self._read_file(path)
+        if is_elf(data):
+            try:
+                image = parse_elf(data, name=str(path))
+            except ElfError as exc:
+                raise MachineError(str(exc)) from None
+            for seg in image.segments:
+                self._add_image(_Image(seg.addr, seg.data, seg.memsz, seg.executable), path)
+            self._entry = image.entry
+            if not self._in_ram(image.entry, 2):
+                raise MachineError(f"{path}: entry point {image.entry:#x} is outside RAM")
+        else:
+            self._add_image(_Image(L.RAM_BASE, data, len(data), True), path)
+            self._entry = L.RAM_BASE
+        self._set_boot_regs()
+        return self._entry
+
+    def load_raw(self, path: str | Path, addr: int) -> None:
+        """QEMU's generic loader: a raw file at a guest address (no entry change)."""
+        data = self._read_file(path)
+        self._add_image(_Image(addr, data, len(data), True), path)
+
+    @staticmethod
+    def _read_file(path: str | Path) -> bytes:
+        try:
+            return Path(path).read_bytes()
+        except OSError as exc:
+            raise MachineError(f"could not load '{path}': {exc.strerror or exc}") from None
+
+    def _in_ram(self, addr: int, n: int) -> bool:
+        return L.RAM_BASE <= addr and addr + n <= L.RAM_BASE + self.ram_size
+
+    def _add_image(self, img: _Image, path: str | Path) -> None:
+        end = img.addr + img.memsz
+        if not self._in_ram(img.addr, img.memsz):
+            raise MachineError(
+                f"{path}: segment [{img.addr:#x}, {end:#x}) is outside RAM "
+                f"[{L.RAM_BASE:#x}, {L.RAM_BASE + self.ram_size:#x}); try a larger -m")
+        if end > self.ram_layout.fdt_addr:
+            raise MachineError(f"{path}: segment [{img.addr:#x}, {end:#x}) overlaps the device "
+                               f"tree and boot_info at the top of RAM ({self.ram_layout.fdt_addr:#x})")
+        with self._lock:
+            self._images.append(img)
+            self._copy_image(img)
+            if img.executable:
+                self._code_pages.update(range(img.addr & ~0xFFF, end, 4096))
+            self._flush_translations()
+
+    def _copy_image(self, img: _Image) -> None:
+        off = img.addr - L.RAM_BASE
+        self._ram[off:off + len(img.data)] = img.data
+        if img.memsz > len(img.data):
+            self._ram[off + len(img.data):off + img.memsz] = bytes(img.memsz - len(img.data))
+
+    def _flush_translations(self) -> None:
+        try:
+            self.uc.ctl_flush_tb()
+        except UcError:
+            log.debug("TB/TLB flush failed", exc_info=True)
+
+    def _write_boot_blocks(self) -> None:
+        dtb = machine_dtb(ram_size=self.ram_size, cmdline=self.append)
+        lay = self.ram_layout
+        self.memory.write(lay.fdt_addr, dtb)
+        self.memory.write(lay.boot_info_addr, self.boot_info)
+
+    def _set_boot_regs(self) -> None:
+        uc = self.uc
+        uc.reg_write(R.UC_RISCV_REG_A0, 0)
+        uc.reg_write(R.UC_RISCV_REG_A1, self.ram_layout.fdt_addr)
+        uc.reg_write(R.UC_RISCV_REG_A2, self.ram_layout.boot_info_addr)
+        self._pc = self._entry
+        uc.reg_write(R.UC_RISCV_REG_PC, self._entry)
+
+    # ------------------------------------------------------------------------------------
+    # public control (any thread)
+
+    def guest_time(self) -> float:
+        """Seconds of guest time since reset (for logtimestamp)."""
+        return self.clock.now()
+
+    @property
+    def stats(self) -> dict:
+        s = self._stats
+        return dict(mmio_reads=s.mmio_reads, mmio_writes=s.mmio_writes, irqs=s.irqs,
+                    traps=s.traps, kicks=s.kicks, retired=s.retired,
+                    retire_failures=s.retire_failures, emu_starts=s.emu_starts,
+                    wfi_sleeps=s.wfi_sleeps)
+
+    @property
+    def pc(self) -> int:
+        return self._pc
+
+    def stop(self) -> None:
+        """End run() soon (thread-safe)."""
+        with self._lock:
+            self._stop_req = True
+            self._request_kick()
+
+    def pause(self, timeout: float = 5.0) -> bool:
+        """QMP stop: returns once the CPU is paused (True) or the wait timed out."""
+        with self._lock:
+            self._pause_req = True
+            if not self._running:
+                self._enter_pause()
+                return True
+            self._request_kick()
+            return self._cond.wait_for(lambda: self._paused or not self._running, timeout)
+
+    def resume(self) -> None:
+        """QMP cont."""
+        with self._lock:
+            self._pause_req = False
+            if self._paused and not self._running:
+                self._leave_pause()
+            self._cond.notify_all()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def reset(self) -> None:
+        """system_reset: devices, RAM contents, CPU state and guest time start over."""
+        with self._lock:
+            if self._running and threading.get_ident() != self._cpu_ident:
+                self._reset_req = True
+                self._request_kick()
+                return
+        self._do_reset()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._stop_req = True
+            self._request_kick()
+            self._cond.notify_all()
+        self._kicker.join(timeout=5)
+        if self._own_registry:
+            self.registry.close()
+
+    def __enter__(self) -> Machine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------------------
+    # kicks (call with _lock held)
+
+    def _request_kick(self) -> None:
+        if not self._kick:
+            self._kick = True
+            self._kick_time = time.monotonic()
+            self._stats.kicks += 1
+        self._cond.notify_all()
+
+    def _kicker_main(self) -> None:
+        """Stops a computing guest for kicks that no MMIO callback took, and turns timer
+        deadlines and the run timeout into kicks."""
+        with self._lock:
+            while not self._closed:
+                now = time.monotonic()
+                wait = 1.0
+                if self._running:
+                    if now >= self._run_deadline:
+                        self._request_kick()
+                    else:
+                        wait = min(wait, self._run_deadline - now)
+                    deadline = self._timer_host_deadline()
+                    if deadline is not None:
+                        if now >= deadline:
+                            self._request_kick()
+                        else:
+                            wait = min(wait, deadline - now)
+                    if self._timer_poll:
+                        self._request_kick()
+                        wait = min(wait, MASKED_POLL)
+                    if self._kick and self._in_emu:
+                        due = self._kick_time + KICK_GRACE
+                        if now >= due:
+                            # no MMIO callback took the kick: the guest computes. Any callback
+                            # that starts from now on sees _kick and records its access.
+                            self.uc.emu_stop()
+                            self._kick_time = now
+                            wait = min(wait, KICK_GRACE)
+                        else:
+                            wait = min(wait, due - now)
+                self._cond.wait(max(wait, 0.0001))
+
+    def _timer_host_deadline(self) -> float | None:
+        """Host time when the timer interrupt is due, if the guest waits for one."""
+        if self._timer_poll:
+            return None
+        if self._mtip_delivered:
+            return None
+        g = self.clint.timer_deadline()
+        if g is None:
+            return None
+        return self.clock.host_deadline(g)
+
+    _mtip_delivered = False
+
+    def _timer_changed(self) -> None:
+        with self._lock:
+            self._mtip_delivered = False
+            self._timer_poll = False
+            self._cond.notify_all()
+
+    def _plic_output(self, ctx: int, level: bool) -> None:
+        if level:
+            self._stats.irqs += 1
+        if threading.get_ident() == self._cpu_ident:
+            if self._in_emu:
+                self._apply_seip_in_callback()
+            return  # the CPU loop applies it before the next emu_start
+        with self._lock:
+            self._request_kick()
+
+    def _apply_seip_in_callback(self) -> None:
+        want = any(self.plic.output)
+        if want == self._seip:
+            return
+        uc = self.uc
+        if uc.reg_read(R.UC_RISCV_REG_PRIV) != 3:
+            with self._lock:
+                self._request_kick()  # M-CSRs are not writable from here; let the loop do it
+            return
+        mip = uc.reg_read(R.UC_RISCV_REG_MIP)
+        uc.reg_write(R.UC_RISCV_REG_MIP, mip | MIP_SEIP if want else mip & ~MIP_SEIP)
+        self._seip = want
+
+    def _on_exit(self, kind: str, code: int) -> None:
+        self._exit = (kind, code)
+        if self._in_emu:
+            self.uc.emu_stop()
+
+    # ------------------------------------------------------------------------------------
+    # CSR access that works whatever the guest's privilege (stock-firmware-notes obstacle 2)
+
+    def _as_machine(self) -> int:
+        priv = self.uc.reg_read(R.UC_RISCV_REG_PRIV)
+        if priv != 3:
+            self.uc.reg_write(R.UC_RISCV_REG_PRIV, 3)
+        return priv
+
+    def _restore_priv(self, priv: int) -> None:
+        if priv != 3:
+            self.uc.reg_write(R.UC_RISCV_REG_PRIV, priv)
+
+    def _xreg(self, n: int) -> int:
+        return 0 if n == 0 else self.uc.reg_read(R.UC_RISCV_REG_X0 + n)
+
+    def _set_xreg(self, n: int, value: int) -> None:
+        if n:
+            self.uc.reg_write(R.UC_RISCV_REG_X0 + n, value & U64)
+
+    def _fetch(self, pc: int) -> int | None:
+        if not self._in_ram(pc, 2):
+            return None
+        lo = int.from_bytes(self.memory.read(pc, 2), "little")
+        if insn_length(lo) == 2:
+            return lo
+        if not self._in_ram(pc, 4):
+            return None
+        return int.from_bytes(self.memory.read(pc, 4), "little")
+
+    # ------------------------------------------------------------------------------------
+    # traps
+
+    def _deliver(self, cause: int, epc: int, tval: int, interrupt: bool = False) -> bool:
+        """Take a trap as the privileged spec says (M, or S when delegated). False when no
+        handler is installed: the run then ends with a report."""
+        uc = self.uc
+        priv = self._as_machine()
+        deleg = uc.reg_read(R.UC_RISCV_REG_MIDELEG if interrupt else R.UC_RISCV_REG_MEDELEG)
+        mstatus = uc.reg_read(R.UC_RISCV_REG_MSTATUS)
+        code = (1 << 63 | cause) if interrupt else cause
+        if priv <= 1 and deleg >> cause & 1:
+            tvec = uc.reg_read(R.UC_RISCV_REG_STVEC)
+            uc.reg_write(R.UC_RISCV_REG_SEPC, epc)
+            uc.reg_write(R.UC_RISCV_REG_SCAUSE, code)
+            uc.reg_write(R.UC_RISCV_REG_STVAL, tval)
+            spie = MSTATUS_SPIE if mstatus & MSTATUS_SIE else 0
+            mstatus = (mstatus & ~(MSTATUS_SIE | MSTATUS_SPIE | MSTATUS_SPP)) | spie
+            mstatus |= MSTATUS_SPP if priv == 1 else 0
+            new_priv, mode_name = 1, "stvec"
+        else:
+            tvec = uc.reg_read(R.UC_RISCV_REG_MTVEC)
+            uc.reg_write(R.UC_RISCV_REG_MEPC, epc)
+            uc.reg_write(R.UC_RISCV_REG_MCAUSE, code)
+            uc.reg_write(R.UC_RISCV_REG_MTVAL, tval)
+            mpie = MSTATUS_MPIE if mstatus & MSTATUS_MIE else 0
+            mstatus = (mstatus & ~(MSTATUS_MIE | MSTATUS_MPIE | MSTATUS_MPP)) | mpie | priv << 11
+            new_priv, mode_name = 3, "mtvec"
+        vec = tvec & ~3
+        if interrupt and tvec & 3 == 1:
+            vec += 4 * cause
+        what = ("interrupt " if interrupt else "") + CAUSE_NAMES.get(cause, f"cause {cause}")
+        if vec == 0 or not self._in_ram(vec, 2):
+            self._restore_priv(priv)
+            self._report = RunResult(
+                "trap", 1, epc, code, tval,
+                f"{what} at pc {epc:#x} (tval {tval:#x}) with no trap handler "
+                f"({mode_name} = {tvec:#x})")
+            return False
+        key = (epc, code)
+        self._trap_repeat = self._trap_repeat + 1 if key == self._last_trap else 0
+        self._last_trap = key
+        if (self._trap_repeat >= TRAP_STORM
+                or (epc == vec and self._trap_repeat >= VECTOR_STORM)):
+            self._restore_priv(priv)
+            self._report = RunResult(
+                "trap", 1, epc, code, tval,
+                f"trap storm: {what} at pc {epc:#x} (tval {tval:#x}) repeated "
+                f"{self._trap_repeat} times; the handler at {vec:#x} does not recover")
+            return False
+        uc.reg_write(R.UC_RISCV_REG_MSTATUS, mstatus)
+        uc.reg_write(R.UC_RISCV_REG_PRIV, new_priv)
+        uc.reg_write(R.UC_RISCV_REG_PC, vec)
+        self._stats.traps += 1
+        return True
+
+    def _fail_stop(self) -> None:
+        if self._in_emu:
+            self.uc.emu_stop()
+
+    def _mem_tval(self, epc: int) -> int:
+        insn = self._fetch(epc)
+        m = decode_mem(insn) if insn is not None else None
+        if m is None:
+            return 0
+        return (self._xreg(m.base) + m.imm) & U64
+
+    def _on_intr(self, uc: Uc, intno: int, ud: Any) -> None:
+        # unicorn has already advanced pc by 4, even for compressed instructions (pitfall 5)
+        epc = (uc.reg_read(R.UC_RISCV_REG_PC) - 4) & U64
+        priv = uc.reg_read(R.UC_RISCV_REG_PRIV)
+        cause = intno
+        tval = 0
+        if intno == CAUSE_ECALL_U:
+            cause = {0: 8, 1: 9, 3: 11}.get(priv, 8)
+        elif intno == CAUSE_ILLEGAL:
+            insn = self._fetch(epc)
+            if insn is not None:
+                tval = insn
+                rd = decode_rdtime(insn)
+                if rd is not None and self._time_allowed(priv):
+                    self._set_xreg(rd, self.clint.mtime())
+                    uc.reg_write(R.UC_RISCV_REG_PC, epc + 4)
+                    return
+        elif intno in (CAUSE_LOAD_MISALIGNED, CAUSE_LOAD_ACCESS, CAUSE_STORE_MISALIGNED,
+                       CAUSE_STORE_ACCESS):
+            tval = self._mem_tval(epc)
+        elif intno == CAUSE_INSN_ACCESS:
+            tval = epc
+        if not self._deliver(cause, epc, tval):
+            self._fail_stop()
+
+    def _time_allowed(self, priv: int) -> bool:
+        if priv == 3:
+            return True
+        p = self._as_machine()
+        ok = bool(self.uc.reg_read(R.UC_RISCV_REG_MCOUNTEREN) & 2)
+        if ok and priv == 0:
+            ok = bool(self.uc.reg_read(R.UC_RISCV_REG_SCOUNTEREN) & 2)
+        self._restore_priv(p)
+        return ok
+
+    _ebreak_taken = False
+
+    def _on_insn_invalid(self, uc: Uc, ud: Any) -> bool:
+        pc = uc.reg_read(R.UC_RISCV_REG_PC)
+        insn = self._fetch(pc)
+        if insn in (0x00100073, 0x9002):  # ebreak, c.ebreak
+            self._ebreak_taken = self._deliver(CAUSE_BREAKPOINT, pc, pc)
+        else:
+            self._ebreak_taken = self._deliver(CAUSE_ILLEGAL, pc, insn or 0)
+        if not self._ebreak_taken:
+            self._fail_stop()
+        return True
+
+    def _on_unmapped(self, uc: Uc, access: int, address: int, size: int, value: int,
+                     ud: Any) -> bool:
+        if access == UC_MEM_FETCH_UNMAPPED:
+            cause = CAUSE_INSN_ACCESS
+        elif access == UC_MEM_WRITE_UNMAPPED:
+            cause = CAUSE_STORE_ACCESS
+        else:
+            cause = CAUSE_LOAD_ACCESS
+        self._fault = (cause, address)
+        return False
+
+    # ------------------------------------------------------------------------------------
+    # interrupts at a safe point (CPU thread, not inside emu_start)
+
+    def _apply_interrupts(self) -> None:
+        uc = self.uc
+        priv = self._as_machine()
+        want = any(self.plic.output)
+        mip = uc.reg_read(R.UC_RISCV_REG_MIP)
+        if bool(mip & MIP_SEIP) != want:
+            uc.reg_write(R.UC_RISCV_REG_MIP, mip | MIP_SEIP if want else mip & ~MIP_SEIP)
+        self._seip = want
+        mie = uc.reg_read(R.UC_RISCV_REG_MIE)
+        mstatus = uc.reg_read(R.UC_RISCV_REG_MSTATUS)
+        self._restore_priv(priv)
+        pending = 0
+        if self.plic.output[0] and mie & MIP_MEIP and not mie & MIP_SEIP:
+            pending |= MIP_MEIP
+        if self.clint.msip and mie & MIP_MSIP:
+            pending |= MIP_MSIP
+        mtip = self.clint.mtip()
+        if mtip and mie & MIP_MTIP:
+            pending |= MIP_MTIP
+        enabled = priv < 3 or mstatus & MSTATUS_MIE
+        with self._lock:
+            self._timer_poll = bool(pending) and not enabled
+            self._mtip_delivered = mtip  # nothing to wait for until mtimecmp changes
+        if not pending or not enabled:
+            return
+        for bit, cause in ((MIP_MEIP, IRQ_MEI), (MIP_MSIP, IRQ_MSI), (MIP_MTIP, IRQ_MTI)):
+            if pending & bit:
+                if self._deliver(cause, self._pc, 0, interrupt=True):
+                    self._pc = uc.reg_read(R.UC_RISCV_REG_PC)
+                return
+
+    def _wfi_wake_pending(self) -> bool:
+        """Is an interrupt enabled in mie pending (wfi must not sleep)?"""
+        uc = self.uc
+        priv = self._as_machine()
+        mie = uc.reg_read(R.UC_RISCV_REG_MIE)
+        self._restore_priv(priv)
+        return bool((self.clint.mtip() and mie & MIP_MTIP) or (self.clint.msip and mie & MIP_MSIP)
+                    or (any(self.plic.output) and mie & (MIP_SEIP | MIP_MEIP)))
+
+    # ------------------------------------------------------------------------------------
+    # retiring an access a stop rolled back
+
+    def _retire(self, pc: int, pending: list[tuple[str, int, int, int]]) -> int:
+        insn = self._fetch(pc)
+        m = decode_mem(insn) if insn is not None else None
+        kind, addr, size, _ = pending[0]
+        ea = (self._xreg(m.base) + m.imm) & U64 if m is not None else None
+        if m is None or ea != addr or m.store != (kind == "w"):
+            self._stats.retire_failures += 1
+            log.error("cannot retire the stopped access (%s %d bytes at %#x) at pc %#x; "
+                      "it will be repeated", kind, size, addr, pc)
+            return pc
+        done = 0
+        value = 0
+        for k, a, s, v in pending:
+            if k != kind or a != addr + done:
+                break
+            value |= v << (8 * done)
+            done += s
+        # the rest of a split access (64-bit MMIO arrives as two halves) is done now
+        while done < m.width:
+            part = min(4, m.width - done)
+            region = self._region_at(addr + done)
+            if region is None:
+                break
+            if m.store:
+                data = (self._xreg(m.reg) >> (8 * done)) & ((1 << (8 * part)) - 1)
+                region.device.write(addr + done - region.base, part, data)
+                self._stats.mmio_writes += 1
+            else:
+                v = region.device.read(addr + done - region.base, part)
+                self._stats.mmio_reads += 1
+                value |= (v & ((1 << (8 * part)) - 1)) << (8 * done)
+            done += part
+        if not m.store:
+            value &= (1 << (8 * m.width)) - 1
+            self._set_xreg(m.reg, sign_extend(value, m.width) if m.signed else value)
+        self._stats.retired += 1
+        return pc + m.length
+
+    def _region_at(self, addr: int) -> _Region | None:
+        for r in self._regions:
+            if r.base <= addr < r.base + r.size:
+                return r
+        return None
+
+    # ------------------------------------------------------------------------------------
+    # pause / reset helpers
+
+    def _enter_pause(self) -> None:
+        self._paused = True
+        self.clock.pause()
+        self._cond.notify_all()
+
+    def _leave_pause(self) -> None:
+        self._paused = False
+        self.clock.resume()
+        self._cond.notify_all()
+
+    def _do_reset(self) -> None:
+        with self._lock:
+            self._reset_req = False
+            self._exit = None
+            self._report = None
+            self._fault = None
+            self._seip = False
+            self._trap_repeat = 0
+            self._last_trap = (0, -1)
+            self._timer_poll = False
+            self._mtip_delivered = False
+        for name, dev in list(self.devices.items()):
+            fn = getattr(dev, "reset", None)
+            if callable(fn):
+                try:
+                    fn()
+                except Exception:
+                    log.exception("reset of %s failed", name)
+        self._ram.madvise(mmap.MADV_DONTNEED)  # private anonymous: reads back as zeros
+        for img in self._images:
+            self._copy_image(img)
+        self._write_boot_blocks()
+        self.clock.reset()
+        self.uc = self._new_cpu()
+        self._set_boot_regs()
+
+    # ------------------------------------------------------------------------------------
+    # the CPU loop
+
+    def run(self, timeout: float | None = 10.0) -> RunResult:
+        """Run the guest on this thread until it exits, traps fatally, is stopped, resets
+        itself, or `timeout` seconds of host time pass (None: no limit)."""
+        with self._lock:
+            if self._running:
+                raise MachineError("run() is already active on another thread")
+            if self._closed:
+                raise MachineError("the machine is closed")
+            self._running = True
+            self._cpu_ident = threading.get_ident()
+            self._run_deadline = time.monotonic() + timeout if timeout is not None else float("inf")
+            if self._paused and not self._pause_req:
+                self._leave_pause()
+            self._cond.notify_all()
+        try:
+            return self._loop()
+        finally:
+            with self._lock:
+                self._running = False
+                self._in_emu = False
+                self._run_deadline = float("inf")
+                self._cond.notify_all()
+
+    def _loop(self) -> RunResult:
+        uc = self.uc
+        while True:
+            if self._exit is not None:
+                kind, code = self._exit
+                if kind == "reset":
+                    self._exit = None
+                    return RunResult("reset", 0, self._pc, message="the guest asked for a reset")
+                return RunResult("exit", code, self._pc)
+            if self._report is not None:
+                return self._report
+            with self._lock:
+                if self._reset_req:
+                    self._lock.release()
+                    try:
+                        self._do_reset()
+                    finally:
+                        self._lock.acquire()
+                    uc = self.uc
+                if self._stop_req:
+                    self._stop_req = False
+                    self._kick = False
+                    return RunResult("stopped", 0, self._pc, message="stopped by the host")
+                if self._pause_req and not self._paused:
+                    self._enter_pause()
+                elif self._paused and not self._pause_req:
+                    self._leave_pause()
+                now = time.monotonic()
+                if now >= self._run_deadline:
+                    self._kick = False
+                    return RunResult("timeout", 124, self._pc,
+                                     message="the run timed out (the guest did not exit)")
+                if self._paused:
+                    self._cond.wait(min(0.05, self._run_deadline - now))
+                    continue
+                self._kick = False
+                self._stop_issued = False
+                self._pending = []
+            self._apply_interrupts()
+            if self._report is not None:
+                return self._report
+            with self._lock:
+                self._in_emu = True
+            err: UcError | None = None
+            self._ebreak_taken = False
+            self._fault = None
+            try:
+                self._stats.emu_starts += 1
+                uc.emu_start(self._pc, UNTIL)
+            except UcError as exc:
+                err = exc
+            finally:
+                with self._lock:
+                    self._in_emu = False
+                    kicked = self._kick
+                    pending, self._pending = self._pending, []
+            pc = uc.reg_read(R.UC_RISCV_REG_PC)
+            if self._exit is not None:
+                self._pc = pc
+                continue
+            if err is not None:
+                pc = self._handle_error(err, pc)
+                self._pc = pc
+                continue
+            if pending:
+                pc = self._retire(pc, pending)
+                uc.reg_write(R.UC_RISCV_REG_PC, pc)
+            self._pc = pc
+            if not kicked and self._report is None and self._after_wfi(pc):
+                self._idle()
+
+    def _after_wfi(self, pc: int) -> bool:
+        return self._in_ram(pc - 4, 4) and int.from_bytes(
+            self.memory.read(pc - 4, 4), "little") == WFI
+
+    def _idle(self) -> None:
+        """The guest is in wfi: sleep until an interrupt, a timer deadline, or a request."""
+        if self._wfi_wake_pending():
+            return
+        self._stats.wfi_sleeps += 1
+        with self._lock:
+            while not (self._kick or self._stop_req or self._pause_req or self._reset_req
+                       or self._closed):
+                now = time.monotonic()
+                wait = self._run_deadline - now
+                deadline = self._timer_host_deadline()
+                if deadline is not None:
+                    wait = min(wait, deadline - now)
+                if wait <= 0:
+                    return
+                self._cond.wait(min(wait, 1.0))
+
+    def _handle_error(self, err: UcError, pc: int) -> int:
+        if self._report is not None:
+            return pc
+        if self._ebreak_taken:
+            return pc  # the hook already moved pc to the trap vector
+        if self._fault is not None:
+            cause, addr = self._fault
+            self._fault = None
+            epc = addr if cause == CAUSE_INSN_ACCESS else pc
+            if self._deliver(cause, epc, addr):
+                return self.uc.reg_read(R.UC_RISCV_REG_PC)
+            return pc
+        insn = self._fetch(pc)
+        if insn in (0x00100073, 0x9002):
+            if self._deliver(CAUSE_BREAKPOINT, pc, pc):
+                return self.uc.reg_read(R.UC_RISCV_REG_PC)
+            return pc
+        self._report = RunResult("trap", 1, pc, None, None,
+                                 f"CPU error at pc {pc:#x}: {err}")
+        return pc

@@ -1,0 +1,107 @@
+"""Small machine devices: the exit device, the I/O-port window, empty virtio-mmio slots and
+a bus window that forwards to one device (used for PCI BARs)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+from .layout import EXIT_FAIL, EXIT_PASS, EXIT_RESET
+
+log = logging.getLogger(__name__)
+
+
+class Device(Protocol):
+    """The device interface of ARCHITECTURE.md section 5."""
+
+    def read(self, offset: int, size: int) -> int: ...
+
+    def write(self, offset: int, size: int, value: int) -> None: ...
+
+
+class ExitDevice:
+    """SiFive-test layout: 0x5555 pass, (code<<16)|0x3333 fail, 0x7777 reset.
+
+    on_exit(kind, code) with kind "exit" or "reset"; other values are logged and ignored."""
+
+    def __init__(self, on_exit: Callable[[str, int], object] | None = None) -> None:
+        self.on_exit = on_exit
+        self.last: tuple[str, int] | None = None
+
+    def reset(self) -> None:
+        self.last = None
+
+    def read(self, offset: int, size: int) -> int:
+        return 0
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        if offset != 0 or size < 4:
+            log.warning("exit device: %d-byte write of %#x at +%#x ignored", size, value, offset)
+            return
+        value &= 0xFFFFFFFF
+        low = value & 0xFFFF
+        if low == EXIT_PASS:
+            event = ("exit", 0)
+        elif low == EXIT_FAIL:
+            event = ("exit", value >> 16)
+        elif low == EXIT_RESET:
+            event = ("reset", 0)
+        else:
+            log.warning("exit device: unknown command %#x ignored", value)
+            return
+        self.last = event
+        if self.on_exit is not None:
+            self.on_exit(*event)
+
+
+class EmptyVirtioSlot:
+    """An unpopulated virtio-mmio slot: magic and version read normally, DeviceID reads 0."""
+
+    MAGIC = 0x74726976  # "virt"
+
+    def read(self, offset: int, size: int) -> int:
+        if offset == 0 and size == 4:
+            return self.MAGIC
+        if offset == 4 and size == 4:
+            return 2
+        if offset == 0xC and size == 4:
+            return 0x554D4551  # vendor "QEMU", as a QEMU empty slot reads
+        return 0
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        log.debug("empty virtio slot: write %#x at +%#x ignored", value, offset)
+
+    def reset(self) -> None:
+        pass
+
+
+class PortWindow:
+    """Dispatches accesses in a window to devices at (start, length); holes read all-ones
+    (as a floating ISA bus does) and ignore writes."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.ports: list[tuple[int, int, Device]] = []
+
+    def map(self, start: int, length: int, dev: Device) -> None:
+        self.ports.append((start, length, dev))
+
+    def _find(self, offset: int) -> tuple[int, Device] | None:
+        for start, length, dev in self.ports:
+            if start <= offset < start + length:
+                return offset - start, dev
+        return None
+
+    def read(self, offset: int, size: int) -> int:
+        hit = self._find(offset)
+        if hit is None:
+            return (1 << (8 * size)) - 1
+        return hit[1].read(hit[0], size)
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        hit = self._find(offset)
+        if hit is None:
+            log.debug("%s: write %#x to unclaimed offset %#x", self.name, value, offset)
+            return
+        hit[1].write(hit[0], size, value)
