@@ -236,7 +236,6 @@ def test_mux_focus_switch_between_device_and_monitor(reg, term):
     got: list[bytes] = []
     dev = CharBackend(reg.find("mon"))
     dev.set_handlers(lambda: 64, got.append)  # the serial device takes focus
-    time.sleep(0)  # set_handlers completes on the I/O thread
     assert reg.run_until(lambda: reg.find("mon").focused() is dev, 5)
     term.take()
     term.type("info chardev\r")
@@ -304,3 +303,28 @@ def test_tokenize_quoted_roundtrip(words):
 def test_escape_ringbuf_is_printable(text):
     out = escape_ringbuf(text)
     assert all(c in "\n\t" or (0x20 <= ord(c) != 0x7F) for c in out)
+
+
+def test_hostile_bytes_do_not_break_the_monitor(reg, term):
+    hmp = start(reg, term)
+    term.take()
+    term.type(bytes(b for b in range(256) if b not in (0x01, 0x0A, 0x0D)) + b"\r")
+    term.wait_for(b"(qemu) ")
+    term.type("x" * 10000 + "\r")  # longer than the line buffer: truncated, still answered
+    term.wait_for(b"(qemu) ", 2)
+    assert command(term, "info status") == "Error: No machine is attached to this monitor\r\n"
+    hmp.close()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(max_size=40))
+def test_any_command_line_gets_text_back(line):
+    with ChardevRegistry() as registry:
+        registry.new("rb", "ringbuf,size=64")
+        mon = Monitor(registry, FakeVm())
+        try:
+            out = mon.execute_sync("human-monitor-command", {"command-line": line})
+            assert isinstance(out, str)
+            assert "\n" not in out.replace("\r\n", "")
+        finally:
+            mon.close()

@@ -691,3 +691,23 @@ def test_splitter_survives_any_bytes(data):
     for item in items:
         assert isinstance(item, bytes | QmpError)
     assert sp.pending <= 1000 + len(data)
+
+
+def test_client_limit_and_half_sent_message(reg, sockdir):
+    srv = QmpServer(reg, max_clients=2)
+    srv.listen(f"unix:{sockdir}/q.sock,server=on,wait=off")
+    a, b = Raw(srv.address), Raw(srv.address)
+    a.recv()
+    b.recv()
+    c = Raw(srv.address)
+    assert c.f.readline() == b""  # refused: closed without a greeting
+    c.close()
+    b.send(b'{"execute": "qmp_capa')  # and gone half-way through a message
+    b.close()
+    assert reg.run_until(lambda: srv.clients == 1, 5)
+    d = Raw(srv.address)
+    d.negotiate()
+    assert "return" in d.cmd("query-chardev")
+    a.close()
+    d.close()
+    srv.close()

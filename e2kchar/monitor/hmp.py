@@ -216,9 +216,9 @@ async def _chardev_add(h: HmpInterpreter, args: list[str]) -> str:
     except ChardevError as exc:
         return f"{exc}\nError: Parsing chardev args failed\n"
     spec = parse_chardev(text)
-    registry = h.monitor.registry
-    registry.create(spec)  # the -chardev path: mux=on and CLI defaults as QEMU's HMP
-    return ""
+    # the -chardev path (mux=on, CLI defaults), as QEMU's HMP does
+    pty = h.monitor.registry.create(spec).query_extra().get("pty")
+    return f"char device redirected to {pty} (label {spec.id})\n" if pty else ""
 
 
 async def _chardev_change(h: HmpInterpreter, args: list[str]) -> str:
@@ -392,6 +392,9 @@ class HumanMonitor:
     def _read(self, data: bytes) -> None:
         self._pending += data
         self._process()
+        if not self._busy and not self._pending and self.fe is not None:
+            # room again: a mux may be holding bytes for us until we say so
+            self.fe.accept_input()
 
     def _process(self) -> None:
         """Line editing: printable bytes echo, BS/DEL erase, CR or LF (or CRLF) run."""
