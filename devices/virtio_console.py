@@ -250,6 +250,9 @@ class VirtioConsole(VirtioDevice):
 
     def _on_queue_notify(self, vq: VirtQueue) -> None:
         i = vq.index
+        if i >= 2 and not self._multiport():
+            log.warning("virtio-console: notify of queue %d without MULTIPORT; ignored", i)
+            return
         try:
             if self.multiport_offered and i == 2:
                 self._flush_ctrl()

@@ -9,6 +9,8 @@ import struct
 
 import pytest
 from e2kchar.devices import BytearrayMemory, IrqLine, VirtioConsole, VirtioMmio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from virtio_guest import (
     ACK,
     CONFIG,
@@ -557,3 +559,58 @@ def test_frontend_handle_is_a_charbackend(reg):
     assert isinstance(con.port(0).fe, CharBackend)
     with pytest.raises(Exception, match="is in use"):
         con.add_port(reg.find("c0"), console=False)
+
+
+# ---------------------------------------------------------------------------------------
+# property: whatever the guest puts in the queues, the device never raises
+
+
+CTRL = st.one_of(
+    st.binary(max_size=24),
+    st.builds(lambda i, e, v, tail: struct.pack("<IHH", i, e, v) + tail,
+              st.sampled_from([0, 1, 2, 3, 31, 0xFFFFFFFF]), st.integers(0, 9),
+              st.integers(0, 2), st.binary(max_size=8)))
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(msgs=st.lists(CTRL, max_size=12),
+       writes=st.lists(st.tuples(st.integers(0, 5), st.binary(min_size=1, max_size=40)),
+                       max_size=8),
+       junk=st.lists(st.tuples(st.integers(0, 9), st.integers(0, 15), st.binary(min_size=16,
+                                                                                  max_size=16)),
+                     max_size=3))
+def test_random_guest_traffic_never_raises(reg, msgs, writes, junk):
+    logging.disable(logging.CRITICAL)
+    try:
+        label = f"h{len(reg.labels())}"
+        reg.new(label, BIG_RING)
+        con = VirtioConsole(max_ports=3)
+        con.add_port(reg.find(label))
+        con.add_port(None, name="n", console=False)
+        mem = BytearrayMemory(RAM_SIZE, RAM_BASE)
+        mmio = VirtioMmio(device=con, memory=mem, irq=IrqLine())
+        g = ConsoleGuest(mmio, mem)
+        g.start(3)
+        for m in msgs:
+            g.queues[3].add(outs=[m])
+        g.queues[3].kick()
+        for q, data in writes:
+            vq = g.queues.get(q)
+            if vq is not None and vq.free:
+                vq.add(outs=[data]) if q % 2 else vq.add(ins=[len(data)])
+                vq.kick()
+        for q, slot, raw in junk:  # scribble over descriptor tables
+            vq = g.queues.get(q)
+            if vq is not None:
+                mem.write(vq.desc + 16 * (slot % vq.num), raw)
+                vq.publish(slot % vq.num)
+                vq.kick()
+        g.read_ctrl()
+        assert rig_consistent(con, mmio)
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def rig_consistent(con, mmio) -> bool:
+    return mmio.irq.level == bool(con.isr) and mmio.read(0x70, 4) & 0x0F == 0x0F

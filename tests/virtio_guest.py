@@ -138,11 +138,11 @@ class GuestQueue:
             head, n = struct.unpack("<II", self.mem.read(self.used + 4 + 8 * slot, 8))
             self.last_used = (self.last_used + 1) & 0xFFFF
             data = bytearray()
-            for a, size in self.chains.pop(head):
+            for a, size in self.chains.pop(head, []):  # junk heads: tolerate
                 take = min(size, n - len(data))
                 if take > 0:
                     data += self.mem.read(a, take)
-            self.free.extend(self.chain_ids.pop(head))
+            self.free.extend(self.chain_ids.pop(head, []))
             out.append(Used(head, n, bytes(data)))
         return out
 
