@@ -235,8 +235,8 @@ def test_qmpclient_queries(server, reg):
         await qmp.connect(server.address)
         names = {c["name"] for c in await qmp.execute("query-commands")}
         assert REQUIRED <= names
-        assert not any(n.startswith("__") or n == "oob" for n in names - REQUIRED
-                       if n != "human-monitor-command")
+        extras = names - REQUIRED - {"human-monitor-command"}
+        assert extras and all(n.startswith(("x-", "__e2kchar-")) for n in extras)
         chardevs = await qmp.execute("query-chardev")
         assert {"label": "rb", "filename": "ringbuf", "frontend-open": False} in chardevs
         backends = {b["name"] for b in await qmp.execute("query-chardev-backends")}
@@ -711,3 +711,62 @@ def test_client_limit_and_half_sent_message(reg, sockdir):
     a.close()
     d.close()
     srv.close()
+
+
+def test_ringbuf_peek_extension_keeps_the_data(server, reg):
+    reg.new("rb", "ringbuf,size=64")
+    q = QEMUMonitorProtocol(server.address)
+    q.connect()
+    q.cmd("ringbuf-write", device="rb", data="boot log")
+    assert q.cmd("__e2kchar-ringbuf-peek", device="rb") == "boot log"
+    assert q.cmd("__e2kchar-ringbuf-peek", device="rb", size=4, format="base64") == "Ym9vdA=="
+    assert q.cmd("ringbuf-read", device="rb", size=64) == "boot log"  # still all there
+    assert q.cmd_obj({"execute": "__e2kchar-ringbuf-peek", "arguments": {"device": "x"}})[
+        "error"]["desc"] == "Device 'x' not found"
+    q.close()
+
+
+def test_wait_on_blocks_until_a_client_connects(reg, sockdir):
+    srv = QmpServer(reg)
+    path = f"{sockdir}/w.sock"
+    done = threading.Event()
+
+    def listen() -> None:
+        srv.listen(f"unix:{path},server=on", timeout=10)  # CLI default: wait=on
+        done.set()
+
+    t = threading.Thread(target=listen)
+    t.start()
+    deadline = time.monotonic() + 5
+    while not os.path.exists(path):
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    assert not done.is_set()
+    c = Raw(path)
+    assert done.wait(5)
+    t.join()
+    c.negotiate()
+    c.close()
+    srv.close()
+
+
+def test_quit_may_close_the_server_from_the_machine(reg, sockdir):
+    holder: dict[str, QmpServer] = {}
+
+    class ClosingVm(FakeVm):
+        def quit(self) -> None:
+            super().quit()
+            holder["srv"].close()  # what a CLI's quit handler does
+
+    vm = ClosingVm()
+    srv = holder["srv"] = QmpServer(reg, vm)
+    srv.listen(f"unix:{sockdir}/q.sock,server=on,wait=off")
+    c = Raw(srv.address)
+    c.negotiate()
+    assert c.cmd("quit") == {"return": {}}
+    rest = []
+    while line := c.f.readline():
+        rest.append(json.loads(line))
+    assert [m["event"] for m in rest] == ["SHUTDOWN"]
+    assert vm.quit_called.is_set() and not os.path.exists(f"{sockdir}/q.sock")
+    c.close()

@@ -11,6 +11,7 @@ I/O thread, where the registry does its work anyway.
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import logging
 import threading
@@ -301,6 +302,27 @@ def _ringbuf_read(mon: Monitor, args: dict[str, Any]) -> str:
         raise _chardev_error(exc) from None
 
 
+def _ringbuf_peek(mon: Monitor, args: dict[str, Any]) -> str:
+    """Extension: the ring's content without consuming it (a reader keeps its place)."""
+    from ..chardev.ringbuf import RingbufChardev
+
+    device = args["device"]
+    chr_ = mon.registry.find(device)
+    if chr_ is None:
+        raise QmpError(f"Device '{device}' not found")
+    if not isinstance(chr_, RingbufChardev):
+        raise QmpError(f"{device} is not a ringbuf device")
+    raw = chr_.peek()
+    size = args.get("size")
+    if size is not None:
+        if size <= 0:
+            raise QmpError("size must be greater than zero")
+        raw = raw[:size]
+    if args.get("format", "utf8") == "base64":
+        return base64.b64encode(raw).decode("ascii")
+    return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
 def _query_chardev(mon: Monitor, args: dict[str, Any]) -> list[dict[str, Any]]:
     return mon.registry.query()
 
@@ -343,6 +365,8 @@ COMMANDS: tuple[Command, ...] = (
             (Arg("device", "str"), Arg("data", "str"), _FORMAT)),
     Command("ringbuf-read", _ringbuf_read,
             (Arg("device", "str"), Arg("size", "int"), _FORMAT)),
+    Command("__e2kchar-ringbuf-peek", _ringbuf_peek,
+            (Arg("device", "str"), Arg("size", "int", False), _FORMAT)),
     Command("human-monitor-command", _human_monitor_command,
             (Arg("command-line", "str"), Arg("cpu-index", "int", False)), is_async=True),
 )
