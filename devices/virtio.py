@@ -194,7 +194,7 @@ class VirtioDevice:
             self.isr = 0
             for vq in self.queues:
                 vq.reset()
-                vq.event_idx = vq.indirect = False
+                vq.event_idx = vq.indirect = vq.in_reset = False
             self._on_reset()
             self._update_irq()
 
@@ -219,6 +219,7 @@ class VirtioDevice:
         with self.lock:
             if 0 <= index < len(self.queues):
                 self.queues[index].reset()
+                self.queues[index].in_reset = True
                 self._on_queue_reset(index)
 
     def notify_used(self, vq: VirtQueue) -> None:

@@ -164,7 +164,9 @@ class VirtioMmio:
             attr, shift = _QUEUE_ADDR[Reg(offset)]
             return getattr(vq, attr) >> shift & 0xFFFFFFFF
         if offset == Reg.QUEUE_RESET:
-            return 0  # a queue reset completes synchronously
+            # 1 from the (synchronous) reset until the driver re-enables the queue (spec 4.2.2)
+            vq = self._queue()
+            return int(vq is not None and vq.in_reset)
         if offset == Reg.INTERRUPT_STATUS:
             return int(dev.isr)
         if offset == Reg.STATUS:
@@ -256,6 +258,7 @@ class VirtioMmio:
             dev.set_needs_reset(problem)
             return
         vq.ready = True
+        vq.in_reset = False
 
     # -- device config ---------------------------------------------------------------
 

@@ -92,6 +92,8 @@ class VirtQueue:
         self.memory = memory
         self.event_idx = False
         self.indirect = False
+        #: reset through QueueReset and not re-enabled yet (reads back as 1)
+        self.in_reset = False
         self.reset()
 
     def reset(self) -> None:

@@ -614,3 +614,21 @@ def test_random_guest_traffic_never_raises(reg, msgs, writes, junk):
 
 def rig_consistent(con, mmio) -> bool:
     return mmio.irq.level == bool(con.isr) and mmio.read(0x70, 4) & 0x0F == 0x0F
+
+
+def test_queue_reset_forgets_held_receive_buffers(reg):
+    reg.register_backend("ringbuf", Feeder)
+    rig = Rig(reg, ports=[("c0", "ringbuf", None, True)])
+    rig.handshake([0])
+    g, f = rig.g, rig.chr["c0"]
+    g.post_rx(0, 2, 4)
+    reg.ioloop.run_sync(f.feed, b"ab")  # fills the first buffer; the device holds the second
+    assert [u.data for u in g.recv(0)] == [b"ab"] and len(rig.con.port(0).rx_elems) == 1
+    g.w(0x30, 0)  # QueueSel 0
+    g.w(0xC0, 1)  # QueueReset
+    assert not rig.con.port(0).rx_elems
+    g.queues.pop(0)
+    g.setup_queue(0, 8)
+    g.post_rx(0, 1, 8)
+    reg.ioloop.run_sync(f.feed, b"xyz")
+    assert [u.data for u in g.recv(0)] == [b"xyz"]

@@ -234,11 +234,14 @@ def test_queue_reset_register():
     g.w(QUEUE_SEL, 1)
     assert g.r(QUEUE_RESET) == 0
     g.w(QUEUE_RESET, 1)
-    assert g.r(QUEUE_RESET) == 0 and g.r(QUEUE_READY) == 0
+    # reads 1 once the queue is reset, until the driver enables it again
+    assert g.r(QUEUE_RESET) == 1 and g.r(QUEUE_READY) == 0
     assert g.r(QUEUE_NUM) == 128 and g.r(DESC_LO) == 0  # back to defaults
     assert console.queues[0].ready  # the other queue is untouched
+    g.w(QUEUE_SEL, 0)
+    assert g.r(QUEUE_RESET) == 0
     g.setup_queue(1, 16)  # and it can be re-enabled
-    assert g.r(QUEUE_READY) == 1
+    assert g.r(QUEUE_READY) == 1 and g.r(QUEUE_RESET) == 0
 
 
 def test_queue_reset_needs_ring_reset_feature():
