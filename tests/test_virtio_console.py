@@ -618,7 +618,7 @@ def rig_consistent(con, mmio) -> bool:
 
 def test_queue_reset_forgets_held_receive_buffers(reg):
     reg.register_backend("ringbuf", Feeder)
-    rig = Rig(reg, ports=[("c0", "ringbuf", None, True)])
+    rig = Rig(reg, extra=1 << 40, ports=[("c0", "ringbuf", None, True)])  # RING_RESET
     rig.handshake([0])
     g, f = rig.g, rig.chr["c0"]
     g.post_rx(0, 2, 4)
