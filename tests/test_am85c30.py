@@ -1,0 +1,623 @@
+"""Am85C30 SCC model through its register interface (MCST offsets: A +0/+1, B +2/+3)."""
+
+from __future__ import annotations
+
+import errno
+import json
+
+import pytest
+from e2kchar.devices import Am85C30, IrqLine, VirtualClock
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from e2kchar import ChardevRegistry
+from e2kchar.chardev.ringbuf import RingbufChardev
+from e2kchar.chardev.types import ChardevIoctl, SerialParams, Tiocm
+
+
+class RecChardev(RingbufChardev):
+    """A ringbuf that records ioctls, can refuse output and feeds flow-controlled input."""
+
+    def open(self) -> bool:
+        ok = super().open()
+        self.ioctls: list[tuple[ChardevIoctl, object]] = []
+        self.blocked = False
+        self.tiocm: int | None = None
+        self._in = bytearray()
+        return ok
+
+    def chr_write(self, data: memoryview) -> int:
+        if self.blocked:
+            raise BlockingIOError
+        return super().chr_write(data)
+
+    def chr_arm_watch(self) -> None:
+        if not self.blocked:
+            self.ioloop.call_soon(self.fire_watches)
+
+    def set_blocked(self, flag: bool) -> None:
+        def run() -> None:
+            self.blocked = flag
+            if not flag:
+                self.fire_watches()
+        self.ioloop.run_sync(run)
+
+    def chr_ioctl(self, cmd: int, arg: object) -> object:
+        self.ioctls.append((ChardevIoctl(cmd), arg))
+        if cmd == ChardevIoctl.GET_TIOCM:
+            return -errno.ENOTSUP if self.tiocm is None else self.tiocm
+        if cmd == ChardevIoctl.SET_TIOCM and self.tiocm is not None:
+            self.tiocm = int(arg)  # type: ignore[arg-type]
+        return 0
+
+    def feed(self, data: bytes) -> None:
+        def run() -> None:
+            self._in += data
+            self._deliver()
+        self.ioloop.call_soon(run)
+
+    def chr_update_read_handler(self) -> None:
+        self._deliver()
+
+    def chr_accept_input(self) -> None:
+        self._deliver()
+
+    def _deliver(self) -> None:
+        while self._in:
+            n = self.be_can_write()
+            if n <= 0:
+                return
+            chunk = bytes(self._in[:n])
+            del self._in[:n]
+            self.be_write(chunk)
+
+    def of(self, cmd: ChardevIoctl) -> list[object]:
+        return [a for c, a in self.ioctls if c == cmd]
+
+
+@pytest.fixture
+def reg():
+    with ChardevRegistry() as r:
+        r.register_backend("ringbuf", RecChardev)
+        yield r
+
+
+def make(reg, tiocm_a=None, tiocm_b=None):
+    a = reg.new("ser0", "ringbuf,size=65536")
+    b = reg.new("ser1", "ringbuf,size=65536")
+    a.tiocm, b.tiocm = tiocm_a, tiocm_b
+    irq = IrqLine()
+    scc = Am85C30(chardev_a=a, chardev_b=b, irq=irq, clock=VirtualClock())
+    return scc, irq, a, b
+
+
+class Zs:
+    """One channel as MCST code drives it: control at base, data at base + 1."""
+
+    def __init__(self, scc: Am85C30, channel: int) -> None:
+        self.scc = scc
+        self.ctl = 2 * channel
+        self.data = self.ctl + 1
+
+    def wr(self, reg: int, v: int) -> None:
+        if reg:
+            self.scc.write(self.ctl, 1, reg & 7 | (0x08 if reg > 7 else 0))
+        self.scc.write(self.ctl, 1, v)
+
+    def rr(self, reg: int) -> int:
+        if reg:  # read_zsreg: no pointer write for RR0
+            self.scc.write(self.ctl, 1, reg & 7 | (0x08 if reg > 7 else 0))
+        return self.scc.read(self.ctl, 1)
+
+    def rr_boot(self, reg: int) -> int:
+        # boot-console idiom: always write the register number, even 0
+        self.scc.write(self.ctl, 1, reg)
+        return self.scc.read(self.ctl, 1)
+
+    def cmd(self, v: int) -> None:
+        self.scc.write(self.ctl, 1, v)
+
+    def bios_init(self) -> None:
+        """Clean-room replay of the MCST BIOS sequence (notes 1.2)."""
+        for reg, v in ((9, 0xC0), (1, 0), (4, 0x44), (7, 0x80), (6, 0x15), (3, 0xC0),
+                       (5, 0x60), (10, 0), (11, 0x50), (12, 0x1E), (13, 0), (14, 0),
+                       (3, 0xC1), (5, 0x68)):
+            self.wr(reg, v)
+
+    def putc_old(self, c: int) -> None:
+        while not self.scc.read(self.ctl, 1) & 0x04:
+            pass
+        self.scc.write(self.data, 1, c)
+
+    def putc_2023(self, c: int) -> None:
+        saved = self.rr_boot(1)
+        self.wr(1, saved & ~0x13)
+        while not self.rr_boot(0) & 0x04:
+            pass
+        self.scc.write(self.data, 1, c)
+        while not self.rr_boot(0) & 0x04:
+            pass
+        self.cmd(0x28)  # reset Tx interrupt pending
+        self.wr(1, saved)
+
+    def getc(self) -> int | None:
+        if self.scc.read(self.ctl, 1) & 0x01:
+            return self.scc.read(self.data, 1)
+        return None
+
+
+def test_reset_state(reg):
+    scc, irq, _, _ = make(reg)
+    for ch in (Zs(scc, 0), Zs(scc, 1)):
+        assert ch.rr(0) == 0x7C  # Tx empty, underrun, DCD, sync, CTS (no modem backend)
+        assert ch.rr(1) == 0x07  # all sent + 8-bit residue code
+        assert ch.rr(3) == 0
+        assert ch.rr(15) == 0xF8
+    assert not irq.level
+    scc.close()
+
+
+def test_pointer_protocol_and_point_high(reg):
+    scc, _, _, _ = make(reg)
+    a, b = Zs(scc, 0), Zs(scc, 1)
+    a.wr(2, 0x55)
+    assert a.rr(2) == 0x55  # RR2 on A: the vector as written (WR2 is shared)
+    b.wr(12, 0x1E)  # WR0 = 0x0C: pointer 4 + point high
+    b.wr(13, 0x02)
+    assert b.rr(12) == 0x1E and b.rr(13) == 0x02
+    assert a.rr(12) == 0  # per-channel
+    # the pointer returns to 0 after each access: a plain read is RR0 again
+    scc.write(0, 1, 0x0C)
+    scc.read(0, 1)
+    assert scc.read(0, 1) == a.rr(0)
+    # both read idioms work for RR0
+    assert a.rr_boot(0) == a.rr(0)
+    # point high with a read: RR15
+    scc.write(0, 1, 0x0F)
+    assert scc.read(0, 1) == 0xF8
+    scc.close()
+
+
+def test_bios_init_and_boot_putc_on_both_channels(reg):
+    scc, irq, ra, rb = make(reg)
+    a, b = Zs(scc, 0), Zs(scc, 1)
+    a.bios_init()
+    b.bios_init()  # its WR9 = 0xC0 resets channel A again: A must still print
+    for c in b"BIOS A\n":
+        a.putc_old(c)
+    for c in b"kernel A\n":
+        a.putc_2023(c)
+    for c in b"BIOS B\n":
+        b.putc_old(c)
+    for c in b"kernel B\n":
+        b.putc_2023(c)
+    assert ra.peek() == b"BIOS A\nkernel A\n"
+    assert rb.peek() == b"BIOS B\nkernel B\n"
+    assert not irq.level  # MIE stays clear: the RR1 -> WR1 restore raises nothing
+    # line parameters from WR4/WR5/WR12/WR13 with the MCST xN mode (WR7 0x80, WR6 0x15)
+    assert rb.of(ChardevIoctl.SET_PARAMS)[-1] == SerialParams(round(4915200 / (21 * 32)),
+                                                              "N", 8, 1)
+    scc.close()
+
+
+def test_linux_style_params_dtr_rts_and_modem_lines(reg):
+    scc, irq, ra, _ = make(reg, tiocm_a=int(Tiocm.CTS))
+    a = Zs(scc, 0)
+    assert a.rr(0) & 0x38 == 0x20  # CTS only, from GET_TIOCM
+    a.wr(9, 0x80)
+    a.wr(4, 0x44 | 0x03)  # x16, 1 stop, even parity
+    a.wr(3, 0xC0)
+    a.wr(5, 0x60)
+    a.wr(11, 0x50)
+    a.wr(12, 14)
+    a.wr(13, 0)
+    a.wr(14, 0x01)
+    a.wr(3, 0xC1)
+    a.wr(5, 0xEA)  # DTR, 8 bits, Tx enable, RTS
+    assert ra.of(ChardevIoctl.SET_PARAMS)[-1] == SerialParams(9600, "E", 8, 1)
+    assert ra.of(ChardevIoctl.SET_TIOCM)[-1] & (Tiocm.DTR | Tiocm.RTS) == Tiocm.DTR | Tiocm.RTS
+    a.wr(5, 0x68)
+    assert ra.of(ChardevIoctl.SET_TIOCM)[-1] & (Tiocm.DTR | Tiocm.RTS) == 0
+    # DCD change becomes an ext/status interrupt once enabled (polled every 10 ms)
+    a.wr(15, 0x08)
+    a.wr(1, 0x01)
+    a.wr(9, 0x08)
+    assert not irq.level
+    ra.tiocm = int(Tiocm.CTS | Tiocm.CAR)
+    scc.clock.advance(20_000_000)
+    assert irq.level
+    assert a.rr(3) == 0x08  # A ext/status
+    assert a.rr(0) & 0x08
+    a.cmd(0x10)  # reset ext/status
+    assert not irq.level
+    a.wr(5, 0x78)  # send break
+    a.wr(5, 0x68)
+    assert ra.of(ChardevIoctl.SET_BREAK)[-2:] == [True, False]
+    scc.close()
+
+
+def test_rx_fifo_depth_overrun_and_error_reset(reg):
+    scc, _, ra, _ = make(reg)
+    a = Zs(scc, 0)
+    a.bios_init()
+    a.wr(14, 0x10)  # local loopback
+    for c in b"1234":
+        scc.write(1, 1, c)
+    assert ra.peek() == b""  # loopback stays inside the chip
+    assert a.rr(1) & 0x20  # overrun
+    got = [a.getc() for _ in range(4)]
+    assert got == [ord("1"), ord("2"), ord("4"), None]  # the 4th overwrote the last entry
+    assert a.rr(1) & 0x20  # latched until error reset
+    a.cmd(0x30)
+    assert not a.rr(1) & 0x20
+    scc.close()
+
+
+def test_host_input_is_flow_controlled(reg):
+    scc, _, ra, _ = make(reg)
+    a = Zs(scc, 0)
+    ra.feed(b"early")  # receiver disabled: input waits in the backend
+    reg.ioloop.run_sync(lambda: None)  # the feed has run
+    assert reg.ioloop.run_sync(lambda: bytes(ra._in)) == b"early"
+    assert scc.state()["a"]["rx_fifo"] == []
+    a.bios_init()
+    got = bytearray()
+
+    def drain() -> bool:
+        while (c := a.getc()) is not None:
+            got.append(c)
+        return bytes(got) == b"early"
+
+    assert reg.run_until(drain, 5)
+    assert not a.rr(1) & 0x20
+    scc.close()
+
+
+def test_interrupt_driven_rx_and_tx_l_zilog_style(reg):
+    scc, irq, ra, rb = make(reg)
+    a, b = Zs(scc, 0), Zs(scc, 1)
+    a.bios_init()
+    b.bios_init()  # its WR9 hardware reset clears A's interrupt setup: configure after
+    for ch in (a, b):
+        ch.wr(3, 0xC1)
+        ch.wr(5, 0xEA)
+        ch.wr(15, 0x00)
+        ch.cmd(0x10)
+        ch.cmd(0x10)
+        ch.wr(1, 0x10 | 0x02)  # Rx int on all chars + Tx int
+    a.wr(9, 0x08 | 0x02)  # MIE, no vector
+    incoming = bytes(range(200))
+    rb.feed(incoming)
+    outgoing = b"interrupt-driven output\n" * 5
+    pos = 1
+    scc.write(1, 1, outgoing[0])  # jump-start Tx on A
+    got = bytearray()
+    loops = 0
+    while pos < len(outgoing) or len(got) < len(incoming):
+        assert reg.run_until(lambda: irq.level, 5), (pos, len(got))
+        loops += 1
+        assert loops < 10000
+        while rr3 := a.rr(3):
+            if rr3 & 0x10:  # A Tx
+                a.cmd(0x28)
+                if pos < len(outgoing):
+                    scc.write(1, 1, outgoing[pos])
+                    pos += 1
+            if rr3 & 0x04:  # B Rx
+                while b.rr(0) & 0x01:
+                    assert not b.rr(1) & 0x20
+                    got.append(scc.read(3, 1))
+            a.cmd(0x38)  # reset highest IUS
+    assert reg.run_until(lambda: ra.peek() == outgoing)
+    assert bytes(got) == incoming
+    scc.close()
+
+
+def test_mie_gating_priority_ius_and_vectors(reg):
+    scc, irq, ra, rb = make(reg)
+    a, b = Zs(scc, 0), Zs(scc, 1)
+    a.bios_init()
+    b.bios_init()
+    for ch in (a, b):
+        ch.wr(3, 0xC1)
+        ch.wr(14, 0x10)  # loopback, to make Rx characters on demand
+        ch.wr(1, 0x12)  # Rx int on all chars, Tx int
+    a.wr(2, 0x40)
+    scc.write(3, 1, ord("b"))  # B: Rx char and Tx IP
+    assert b.rr(0) & 0x01
+    assert a.rr(3) == 0x06 and b.rr(3) == 0  # RR3 only on A
+    assert not irq.level  # MIE clear
+    a.wr(9, 0x08 | 0x01)  # MIE + VIS
+    assert irq.level
+    assert b.rr(2) == 0x40 | (2 << 1)  # B Rx char available
+    scc.write(1, 1, ord("a"))  # A: Rx + Tx
+    assert a.rr(3) == 0x36
+    assert b.rr(2) == 0x40 | (6 << 1)  # A Rx outranks everything
+    assert scc.intack() == 0x40 | (6 << 1)
+    assert not irq.level  # A Rx is under service: equal and lower priorities wait
+    a.getc()
+    assert not irq.level
+    a.cmd(0x38)  # reset highest IUS
+    assert irq.level
+    assert scc.intack() == 0x40 | (4 << 1)  # A Tx next
+    a.cmd(0x28)
+    a.cmd(0x38)
+    assert scc.intack() == 0x40 | (2 << 1)  # then B Rx
+    b.getc()
+    b.cmd(0x38)
+    assert scc.intack() == 0x40 | (0 << 1)  # then B Tx
+    b.cmd(0x28)
+    b.cmd(0x38)
+    assert not irq.level and a.rr(3) == 0
+    assert b.rr(2) == 0x40 | (3 << 1)  # nothing pending
+    a.wr(9, 0x08 | 0x01 | 0x10)  # status high
+    scc.write(3, 1, ord("x"))
+    b.cmd(0x28)
+    assert b.rr(2) == 0x20  # B Rx 010 in V4 V5 V6 (V5 set; V6, from WR2, replaced)
+    a.wr(2, 0x81)
+    assert b.rr(2) == 0xA1 and a.rr(2) == 0x81
+    scc.close()
+
+
+def test_tx_ip_only_after_a_character(reg):
+    scc, irq, _, _ = make(reg)
+    a = Zs(scc, 0)
+    a.bios_init()
+    a.wr(9, 0x08)
+    a.wr(1, 0x02)
+    assert not irq.level  # Tx must be primed
+    scc.write(1, 1, ord("x"))
+    assert irq.level and a.rr(3) == 0x10
+    a.cmd(0x28)
+    assert not irq.level
+    scc.close()
+
+
+def test_rx_first_char_mode(reg):
+    scc, irq, _, _ = make(reg)
+    a = Zs(scc, 0)
+    a.bios_init()
+    a.wr(14, 0x10)
+    a.wr(1, 0x08)  # Rx int on first char or special condition
+    a.wr(9, 0x08)
+    scc.write(1, 1, 1)
+    assert irq.level
+    a.getc()
+    assert not irq.level
+    scc.write(1, 1, 2)
+    assert not irq.level  # not the first any more
+    a.getc()
+    a.cmd(0x20)  # enable interrupt on next Rx char
+    scc.write(1, 1, 3)
+    assert irq.level
+    scc.close()
+
+
+def test_break_received_and_ext_status_latch(reg):
+    scc, irq, _, _ = make(reg)
+    a = Zs(scc, 0)
+    a.bios_init()
+    a.wr(15, 0x80)  # break IE
+    a.wr(1, 0x01)
+    a.wr(9, 0x08)
+    reg.send_break("ser0")
+    assert reg.run_until(lambda: irq.level)
+    assert a.rr(3) == 0x08
+    assert a.rr(0) & 0x80  # break seen (latched)
+    a.cmd(0x10)  # reset ext/status: the break is still on until its NUL is read
+    assert not irq.level and a.rr(0) & 0x80
+    assert a.getc() == 0  # the break character; reading it ends the break
+    assert irq.level and not a.rr(0) & 0x80  # break/abort 1 -> 0 is a second ext interrupt
+    a.cmd(0x10)
+    assert not irq.level
+    assert a.getc() is None
+    scc.close()
+
+
+def test_repeated_wr9_resets_and_channel_resets(reg):
+    scc, irq, ra, _ = make(reg)
+    a, b = Zs(scc, 0), Zs(scc, 1)
+    a.bios_init()
+    for _ in range(3):
+        a.wr(9, 0xC0)
+        b.wr(9, 0xC0)
+    assert a.rr(0) & 0x04 and b.rr(0) & 0x04
+    a.wr(9, 0x80)
+    a.wr(9, 0)
+    b.wr(9, 0x40)
+    b.wr(9, 0)
+    for c in b"ok":
+        a.putc_2023(c)
+    assert ra.peek() == b"ok"
+    assert not irq.level
+    scc.close()
+
+
+def test_wr7_prime_and_xn_writes_accepted(reg):
+    scc, _, _, _ = make(reg)
+    a = Zs(scc, 0)
+    a.wr(15, 0x01)  # WR7' access
+    a.wr(7, 0x40)  # extended read
+    a.wr(15, 0x00)
+    a.wr(7, 0x80)
+    a.wr(6, 0x15)
+    a.wr(4, 0x44)
+    a.wr(3, 0xC1)
+    assert a.rr(4) == 0x44  # extended read: RR4 = WR4
+    assert a.rr(9) == 0xC1  # RR9 = WR3
+    assert a.rr(14) == 0x40  # RR14 = WR7'
+    scc.close()
+
+
+def test_blocked_backend_and_hotswap_mid_transmit(reg):
+    scc, irq, old, _ = make(reg)
+    a = Zs(scc, 0)
+    a.bios_init()
+    a.wr(5, 0xEA)
+    old.set_blocked(True)
+    scc.write(1, 1, ord("1"))
+    assert not a.rr(0) & 0x04 and not a.rr(1) & 0x01  # Tx busy, not all sent
+    scc.write(1, 1, ord("2"))  # the guest ignores Tx-empty: buffer
+    reg.change("ser0", {"type": "ringbuf", "data": {"size": 4096}})
+    new = reg.find("ser0")
+    assert new is not old
+    assert reg.run_until(lambda: new.peek() == b"12")
+    assert reg.run_until(lambda: a.rr(0) & 0x04 and a.rr(1) & 0x01)
+    params = new.of(ChardevIoctl.SET_PARAMS)
+    assert params == [old.of(ChardevIoctl.SET_PARAMS)[-1]]
+    assert new.of(ChardevIoctl.SET_BREAK) == [False]
+    assert ChardevIoctl.GET_TIOCM in [c for c, _ in new.ioctls]
+    for c in b"34":
+        a.putc_old(c)
+    assert old.peek() + new.peek() == b"1234"
+    scc.close()
+
+
+def test_real_file_backend(reg, tmp_path):
+    out = tmp_path / "console.log"
+    inp = tmp_path / "keys"
+    inp.write_bytes(b"root\n")
+    chr_a = reg.new("fa", f"file,path={out},input-path={inp}")
+    scc = Am85C30(chardev_a=chr_a, chardev_b=None, irq=IrqLine(), clock=VirtualClock())
+    a, b = Zs(scc, 0), Zs(scc, 1)
+    b.bios_init()
+    a.bios_init()  # last, so that no later WR9 hardware reset disables A's receiver
+    for c in b"Elbrus\n":
+        a.putc_2023(c)
+        b.putc_2023(c)  # unconnected channel B: output goes nowhere, no hang
+    assert out.read_bytes() == b"Elbrus\n"
+    got = bytearray()
+
+    def drain() -> bool:
+        while (c := a.getc()) is not None:
+            got.append(c)
+        return bytes(got) == b"root\n"
+
+    assert reg.run_until(drain, 5)
+    scc.close()
+
+
+def test_bad_accesses_never_raise(reg):
+    scc, irq, ra, _ = make(reg)
+    for off in (-1, 4, 5, 0xFFF, 0x1000, 1 << 40):
+        assert scc.read(off, 1) == 0
+        scc.write(off, 1, 0xFF)
+    for size in (0, 2, 4, 8):
+        assert scc.read(0, size) == 0
+        scc.write(1, size, 0x41)
+    assert ra.peek() == b""
+    scc.close()
+
+
+def test_state_roundtrip_and_reset(reg):
+    scc, irq, ra, _ = make(reg)
+    a = Zs(scc, 0)
+    a.bios_init()
+    a.wr(14, 0x10)
+    a.wr(1, 0x10)
+    a.wr(9, 0x08)
+    scc.write(1, 1, 0x41)
+    snap = json.loads(json.dumps(scc.state()))
+    scc2 = Am85C30(chardev_a=None, chardev_b=None, irq=IrqLine(), clock=VirtualClock())
+    scc2.load_state(snap)
+    assert scc2.state() == scc.state()
+    assert scc2.irq.level == irq.level
+    assert Zs(scc2, 0).getc() == 0x41
+    scc.reset()
+    assert not irq.level and a.rr(0) == 0x7C
+    scc.close()
+    scc2.close()
+
+
+# ----------------------------------------------------------------------------------------
+# hypothesis: any access sequence keeps the invariants
+
+def expected_pending(s: dict) -> int:
+    p = 0
+    for base, ch in ((0, s["a"]), (3, s["b"])):
+        wr1 = ch["wr"][1]
+        mode = (wr1 >> 3) & 3
+        mask = 0x60 | (0x10 if wr1 & 4 else 0)
+        special = ch["rr1_err"] & mask
+        if mode and (special or (mode == 2 and ch["rx_fifo"])
+                     or (mode == 1 and ch["rx_fc_pending"])):
+            p |= 1 << base
+        if ch["tx_ip"] and wr1 & 2:
+            p |= 2 << base
+        if ch["ext_ip"] and wr1 & 1:
+            p |= 4 << base
+    return p
+
+
+class SccMachine(RuleBasedStateMachine):
+    @initialize()
+    def setup(self) -> None:
+        self.reg = ChardevRegistry()
+        self.reg.register_backend("ringbuf", RecChardev)
+        self.a = self.reg.new("a", "ringbuf,size=4096")
+        self.b = self.reg.new("b", "ringbuf,size=4096")
+        self.a.tiocm = int(Tiocm.CTS)
+        self.irq = IrqLine()
+        self.clock = VirtualClock()
+        self.scc = Am85C30(chardev_a=self.a, chardev_b=self.b, irq=self.irq, clock=self.clock)
+
+    def teardown(self) -> None:
+        if hasattr(self, "scc"):
+            self.scc.close()
+            self.reg.close()
+
+    @rule(offset=st.integers(-1, 5), size=st.sampled_from([0, 1, 1, 1, 2, 4]))
+    def read(self, offset: int, size: int) -> None:
+        assert 0 <= self.scc.read(offset, size) <= 0xFF
+
+    @rule(offset=st.integers(-1, 5), size=st.sampled_from([1, 1, 1, 1, 2, 4]),
+          value=st.integers(0, 0x1FF))
+    def write(self, offset: int, size: int, value: int) -> None:
+        self.scc.write(offset, size, value)
+
+    @rule(ch=st.integers(0, 1), reg=st.integers(0, 15), value=st.integers(0, 0xFF))
+    def write_reg(self, ch: int, reg: int, value: int) -> None:
+        self.scc.write(2 * ch, 1, reg & 7 | (8 if reg > 7 else 0))
+        self.scc.write(2 * ch, 1, value)
+
+    @rule(ch=st.integers(0, 1), data=st.binary(max_size=8))
+    def host_input(self, ch: int, data: bytes) -> None:
+        (self.a, self.b)[ch].feed(data)
+
+    @rule(ch=st.sampled_from(["a", "b"]))
+    def host_break(self, ch: str) -> None:
+        self.reg.send_break(ch)
+
+    @rule()
+    def intack(self) -> None:
+        assert 0 <= self.scc.intack() <= 0xFF
+
+    @rule(flag=st.booleans())
+    def blocks(self, flag: bool) -> None:
+        self.a.set_blocked(flag)
+
+    @rule(ns=st.integers(0, 50_000_000))
+    def time_passes(self, ns: int) -> None:
+        self.clock.advance(ns)
+
+    @invariant()
+    def consistent(self) -> None:
+        if not hasattr(self, "scc"):
+            return
+        with self.scc.lock:
+            s = self.scc.state()
+            level = self.irq.level
+        pend = expected_pending(s)
+        req = pend
+        if s["ius"]:
+            req &= (s["ius"] & -s["ius"]) - 1
+        assert level == bool(s["wr9"] & 0x08 and req)
+        for ch in (s["a"], s["b"]):
+            assert len(ch["rx_fifo"]) <= 3
+            assert ch["ptr"] < 16
+
+
+SccMachine.TestCase.settings = settings(max_examples=40, stateful_step_count=40, deadline=None,
+                                        suppress_health_check=[HealthCheck.too_slow])
+test_scc_state_machine = SccMachine.TestCase
