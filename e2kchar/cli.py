@@ -298,12 +298,11 @@ def _start_monitors(reg: ChardevRegistry, vm: MachineControl, plan: _Plan,
             raise CliError(f"-qmp {spec}: {exc}") from None
         servers.append(server)
     for label in plan.monitors:
-        try:
-            from .monitor.hmp import HumanMonitor
-        except ImportError:
-            log.warning("the human monitor is not available")
-            return
-        hmp = HumanMonitor(reg, vm)
+        from .monitor.hmp import HumanMonitor
+
+        # one command engine: QMP clients see the events of commands typed into the HMP
+        shared = servers[0].monitor if servers and hasattr(servers[0], "monitor") else None
+        hmp = HumanMonitor(reg, vm, monitor=shared)
         hmp.attach(label)
         servers.append(hmp)
         # the guest console keeps the focus; Ctrl-A c switches to the monitor
