@@ -3,6 +3,12 @@
 Host data is never dropped: input the guest has no buffers for stays in the backend (can_read
 is 0) and is pulled again with accept_input(); guest output a backend cannot take throttles
 the port until a writable watch fires. The device sits behind any transport (virtio_mmio).
+
+Deliberate differences from QEMU's virtio-serial (all in favour of "nothing is lost"):
+console ports are throttled like generic ports instead of dropping what the backend refuses;
+a generic port whose host side is closed keeps the guest's output queued until the host
+connects again (QEMU completes it unsent); device->guest control messages wait for control
+buffers instead of being dropped. RESIZE carries (cols, rows) as the spec orders them.
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ MAX_PORTS_LIMIT = 511
 CTRL_BACKLOG_LIMIT = 4096
 #: the most bytes of one guest control message we look at
 CTRL_MSG_MAX = 4096
+#: guest output is copied out of guest memory and written in pieces of at most this size
+TX_CHUNK = 4 << 20
 
 ConsoleConfig = Struct("cols" / Int16ul, "rows" / Int16ul, "max_nr_ports" / Int32ul,
                        "emerg_wr" / Int32ul)
@@ -374,6 +382,9 @@ class VirtioConsole(VirtioDevice):
                     if port.tx_elem is not None:
                         if port.tx_rest:
                             addr, n = port.tx_rest.pop(0)
+                            if n > TX_CHUNK:  # bound what one huge descriptor copies at once
+                                port.tx_rest.insert(0, (addr + TX_CHUNK, n - TX_CHUNK))
+                                n = TX_CHUNK
                             port.tx_view = memoryview(vq.read_segments([(addr, n)])[0])
                             continue
                         vq.push(port.tx_elem, 0)
