@@ -3,7 +3,8 @@
  * RR3 from channel A, services channel A then B (ext/status -> reset ext/status; Rx -> drain
  * reading RR1, data, RR0; Tx -> reset Tx IP and send the next byte), issues "reset highest
  * IUS" and loops while RR3 is non-zero. Tx is jump-started by writing the first byte when
- * RR0 reports the buffer empty. Every received byte is echoed; EOT (0x04) ends the run with
+ * RR0 reports the buffer empty. After start-up it prints "ready\n" (polled); then every
+ * received byte is echoed; EOT (0x04) ends the run with
  * a summary line "rx=N irqs=M loops=K txints=T" printed polled.
  * ECHO_CH selects the channel (0 = A, 1 = B). Exit codes: 0 ok, 2 bad boot_info,
  * 7 unexpected trap, 8 Rx flood guard tripped. */
@@ -113,6 +114,7 @@ int main(u64 hartid, u64 dtb, struct boot_info *bi)
     irq_disable();
     zs_lzilog_startup(zs_base, 0, 0);
     zs_lzilog_startup(zs_base, 1, 0);
+    out_str(putc_polled, "ready\n");
     zs_write_reg(ZS_CTL(zs_base, ECHO_CH), 1, ZS_INT_ALL_RX | ZS_TX_INT_ENAB | ZS_EXT_INT_ENAB);
     zs_write_reg(ZS_CTL(zs_base, 0), 9, ZS_NV | ZS_MIE);
     plic_enable_source(IRQ_AM85C30);

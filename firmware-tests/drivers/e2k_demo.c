@@ -17,8 +17,10 @@ static struct boot_info *boot;
 static u64 pci_bar;
 static u64 virtio_dev;
 static u32 virtio_slot;
-static struct virtq_mem vq_mem[2] __attribute__((aligned(4096)));
-static struct virtq vq_tx;
+static struct virtq_mem vq_mem[4] __attribute__((aligned(4096)));
+static struct virtq vq_rx, vq_tx, vq_crx, vq_ctx;
+static int virtio_multiport;
+static u32 virtio_ports;
 static int mirror;
 static char mline[VQ_BUF];
 static u32 mline_len;
@@ -153,6 +155,10 @@ static void print_info(putc_fn pc)
         out_dec(pc, virtio_slot);
         out_str(pc, ", irq ");
         out_dec(pc, IRQ_VIRTIO(virtio_slot));
+        if (virtio_multiport) {
+            out_str(pc, ", ports ");
+            out_dec(pc, virtio_ports);
+        }
     } else {
         out_str(pc, "none");
     }
@@ -162,20 +168,66 @@ static void print_info(putc_fn pc)
     out_str(pc, "\n");
 }
 
+static void ctrl_send(u32 id, u16 event, u16 value)
+{
+    struct virtio_console_control m = {id, event, value};
+    if (virtq_send(&vq_ctx, &m, sizeof(m), virtio_spin, 2000000))
+        virtio_multiport = 0;
+}
+
+/* Multiport: DEVICE_READY, then answer the device's control messages until it has been
+ * quiet for a while (it answers as soon as it is notified). Only port 0 gets queues here,
+ * so other ports are answered "not ready". Returns whether port 0 exists. */
+static int virtio_handshake(void)
+{
+    int port0 = 0;
+    virtq_fill_rx(&vq_crx);
+    ctrl_send(0, VIRTIO_CONSOLE_DEVICE_READY, 1);
+    for (u32 quiet = 0; quiet < 20000 && virtio_multiport; quiet++) {
+        u32 len;
+        int id = virtq_next_used(&vq_crx, &len);
+        if (id < 0)
+            continue;
+        quiet = 0;
+        struct virtio_console_control m;
+        if (len >= sizeof(m)) {
+            e2k_memcpy(&m, vq_mem[2].bufs[id], sizeof(m));
+            if (m.event == VIRTIO_CONSOLE_PORT_ADD) {
+                virtio_ports++;
+                if (m.id == 0)
+                    port0 = 1;
+                ctrl_send(m.id, VIRTIO_CONSOLE_PORT_READY, m.id == 0);
+            } else if (m.event == VIRTIO_CONSOLE_CONSOLE_PORT && m.id == 0) {
+                ctrl_send(0, VIRTIO_CONSOLE_PORT_OPEN, 1);
+            }
+        }
+        virtq_post(&vq_crx, (u16)id, VQ_BUF, 1);
+        virtq_notify(&vq_crx);
+    }
+    return port0 && virtio_multiport;
+}
+
 static void virtio_mirror_init(void)
 {
     virtio_dev = virtio_find(boot->virtio_base, boot->virtio_slots, VIRTIO_ID_CONSOLE);
     if (!virtio_dev)
         return;
     virtio_slot = (u32)((virtio_dev - boot->virtio_base) / 0x1000);
-    if (!virtio_init_features(virtio_dev, 0))
+    u64 feat = virtio_init_features(virtio_dev, 1UL << VIRTIO_CONSOLE_F_MULTIPORT);
+    if (!feat)
         return;
-    struct virtq rxq;
-    if (virtq_setup(&rxq, virtio_dev, 0, &vq_mem[0]) ||
+    virtio_multiport = (feat >> VIRTIO_CONSOLE_F_MULTIPORT) & 1;
+    if (virtq_setup(&vq_rx, virtio_dev, 0, &vq_mem[0]) ||
         virtq_setup(&vq_tx, virtio_dev, 1, &vq_mem[1]))
         return;
+    if (virtio_multiport && (virtq_setup(&vq_crx, virtio_dev, 2, &vq_mem[2]) ||
+                             virtq_setup(&vq_ctx, virtio_dev, 3, &vq_mem[3])))
+        return;
     virtio_driver_ok(virtio_dev);
-    mirror = 1;
+    if (virtio_multiport)
+        mirror = virtio_handshake();
+    else
+        mirror = 1;             /* without MULTIPORT, port 0 always exists */
 }
 
 /* ---- the prompt ---------------------------------------------------------------------- */
@@ -261,8 +313,10 @@ int main(u64 hartid, u64 dtb, struct boot_info *bi)
     zs_base = pci_bar ? pci_bar : bi->serial_base;
     if (!zs_base)
         return 3;
-    zs_bios_init_channel(zs_base, 0);
+    /* channel B first: its WR9 hardware reset also resets channel A, which must end up
+     * with its receiver on for the prompt */
     zs_bios_init_channel(zs_base, 1);
+    zs_bios_init_channel(zs_base, 0);
     virtio_mirror_init();
 
     out_str(log_putc, "E2K boot ROM (e2kchar demo)\n");

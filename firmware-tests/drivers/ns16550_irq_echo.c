@@ -3,7 +3,7 @@
  * drains RBR while LSR.DR, and transmits from a queue on THRI (up to the 16-byte FIFO),
  * turning THRI on when there is something to send (a 16550A re-arms the THRE interrupt
  * when THRI is enabled while THRE is set) and off when the queue is empty.
- * EOT (0x04) ends the run with a summary "rx=N irqs=M thri=T".
+ * It prints "ready\n" (polled) before enabling interrupts. EOT (0x04) ends the run with a summary "rx=N irqs=M thri=T".
  * FCR_VALUE sets the FIFO control (default: FIFOs on, trigger 1 byte).
  * Exit codes: 0 ok, 7 unexpected trap. */
 #include "drv_util.h"
@@ -94,6 +94,7 @@ int main(void)
     (void)uart_in(B, UART_IIR);
     (void)uart_in(B, UART_MSR);
     uart_out(B, UART_MCR, UART_MCR_DTR | UART_MCR_RTS | UART_MCR_OUT2);
+    out_str(putc_polled, "ready\n");
     plic_enable_source(IRQ_COM1);
     trap_install(trap_handler);
     set_ier(UART_IER_RDI | UART_IER_RLSI);
