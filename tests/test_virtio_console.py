@@ -632,3 +632,60 @@ def test_queue_reset_forgets_held_receive_buffers(reg):
     g.post_rx(0, 1, 8)
     reg.ioloop.run_sync(f.feed, b"xyz")
     assert [u.data for u in g.recv(0)] == [b"xyz"]
+
+
+def test_both_directions_at_once_across_threads(reg, tmp_path):
+    """Host input lands on the I/O thread while the guest transmits on this (CPU) thread."""
+    import threading
+    import time
+
+    base = fifo_pair(tmp_path, "both")
+    rig = Rig(reg, ports=[("c0", f"pipe,path={base}", None, True)])
+    rig.handshake([0])
+    fcntl.fcntl(rig.chr["c0"].out_fd, fcntl.F_SETPIPE_SZ, 4096)
+    h2g, g2h = os.urandom(40_000), os.urandom(40_000)
+    wfd = os.open(base + ".in", os.O_WRONLY)
+    rfd = os.open(base + ".out", os.O_RDONLY | os.O_NONBLOCK)
+    out = bytearray()
+    stop = threading.Event()
+
+    def host() -> None:
+        os.write(wfd, h2g)  # blocks while the guest is slow to post buffers
+
+    def drain() -> None:
+        while not stop.is_set():
+            try:
+                out.extend(os.read(rfd, 4096))
+            except BlockingIOError:
+                time.sleep(0.001)
+
+    threads = [threading.Thread(target=host), threading.Thread(target=drain)]
+    for t in threads:
+        t.start()
+    try:
+        got = bytearray()
+        g = rig.g
+        tx = g.queues[1]
+        sent = 0
+        outstanding = 0
+        deadline = time.monotonic() + 20
+        while (len(got) < len(h2g) or sent < len(g2h)) and time.monotonic() < deadline:
+            if sent < len(g2h) and len(tx.free) > 0:
+                g.send(0, g2h[sent:sent + 1000])
+                sent += 1000
+            tx.get_used()
+            for u in g.recv(0):
+                got += u.data
+                outstanding -= 1
+            if outstanding < 4:
+                g.post_rx(0, 4, 512)
+                outstanding += 4
+        assert bytes(got) == h2g
+        rig.wait(lambda: len(out) == len(g2h), 10)
+        assert bytes(out) == g2h
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(5)
+        os.close(wfd)
+        os.close(rfd)
