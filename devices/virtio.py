@@ -222,6 +222,13 @@ class VirtioDevice:
                 self.queues[index].in_reset = True
                 self._on_queue_reset(index)
 
+    def queue_disable(self, index: int) -> None:
+        """QueueReady 0: the device lets go of every buffer it holds from that queue."""
+        with self.lock:
+            if 0 <= index < len(self.queues):
+                self.queues[index].ready = False
+                self._on_queue_reset(index)
+
     def notify_used(self, vq: VirtQueue) -> None:
         """After pushing used buffers: interrupt the driver unless it suppressed it."""
         try:

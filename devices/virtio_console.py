@@ -251,9 +251,10 @@ class VirtioConsole(VirtioDevice):
         port.tx_elem = None
         port.tx_rest = []
         port.tx_view = None
-        if port.watch is not None and not port.backlog:
-            port.watch.cancel()
-            port.watch = None
+        if not port.backlog:  # emergency bytes already taken from the guest still go out
+            if port.watch is not None:
+                port.watch.cancel()
+                port.watch = None
             port.throttled = False
 
     def _on_queue_notify(self, vq: VirtQueue) -> None:

@@ -249,7 +249,8 @@ class VirtioMmio:
             log.warning("virtio-mmio: QueueReady for nonexistent queue %d ignored", self.queue_sel)
             return
         if not value & 1:
-            vq.ready = False
+            if vq.ready:
+                dev.queue_disable(self.queue_sel)
             return
         if vq.ready:
             return

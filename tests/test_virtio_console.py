@@ -689,3 +689,21 @@ def test_both_directions_at_once_across_threads(reg, tmp_path):
             t.join(5)
         os.close(wfd)
         os.close(rfd)
+
+
+def test_reset_while_throttled_then_output_flows_again(reg):
+    reg.register_backend("ringbuf", ShortWriter)
+    rig = Rig(reg, ports=[("c0", "ringbuf", None, True)])
+    rig.handshake([0])
+    first = b"x" * 400
+    rig.g.send(0, first)
+    port, w = rig.con.port(0), rig.chr["c0"]
+    assert port.throttled
+    rig.g.w(STATUS, 0)  # the guest resets with output in flight: it asked for it to go
+    assert not port.throttled and port.tx_elem is None
+    rig.g.queues.clear()
+    rig.g.start(4)
+    rig.handshake([0])
+    rig.g.send(0, b"after")
+    rig.wait(lambda: bytes(w.got).endswith(b"after"))
+    assert first.startswith(bytes(w.got)[:-5])
