@@ -24,6 +24,13 @@ def fd_count() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def attach(reg, recorder, chr_, **kw):
+    """A Recorder whose set_handlers has completed on the I/O thread (no OPENED replay race)."""
+    rec = recorder(CharBackend(chr_), **kw)
+    reg.ioloop.run_sync(lambda: None)
+    return rec
+
+
 def read_exact(fd: int, n: int, timeout: float = 5.0) -> bytes:
     out = b""
     while len(out) < n:
@@ -72,7 +79,7 @@ def test_tty_data_params_break_and_modem_lines(reg, recorder, pty_pair):
     master, slave, path = pty_pair
     chr_ = reg.new("t", f"tty,path={path}")  # the alias
     assert reg.query()[0]["filename"] == "serial"
-    rec = recorder(CharBackend(chr_))
+    rec = attach(reg, recorder, chr_)
     assert rec.events == [] or rec.events == [OPENED]
     assert reg.run_until(lambda: rec.events == [OPENED])  # open at creation (replayed)
     os.write(master, b"from the line")
@@ -103,7 +110,7 @@ def test_tty_data_params_break_and_modem_lines(reg, recorder, pty_pair):
 def test_legacy_dev_path_is_a_serial_chardev(reg, recorder, pty_pair):
     master, _slave, path = pty_pair
     chr_ = reg.new("serial0", path)
-    rec = recorder(CharBackend(chr_), room=4)
+    rec = attach(reg, recorder, chr_, room=4)
     os.write(master, b"0123456789")
     assert reg.run_until(lambda: len(rec.data) == 4)
     rec.give(100)
@@ -113,7 +120,7 @@ def test_legacy_dev_path_is_a_serial_chardev(reg, recorder, pty_pair):
 
 def test_loop_url_modem_lines_and_flow_control(reg, recorder):
     chr_ = reg.new("t", "serial,path=loop://")
-    rec = recorder(CharBackend(chr_), room=2)
+    rec = attach(reg, recorder, chr_, room=2)
     rec.fe.write_all(b"abcdefgh")
     assert reg.run_until(lambda: len(rec.data) == 2)
     while len(rec.data) < 8:
@@ -140,7 +147,7 @@ def test_spy_url_sees_break_on_a_tty(reg, recorder, tmp_path, pty_pair):
     master, _slave, path = pty_pair
     log = tmp_path / "spy.txt"
     chr_ = reg.new("t", f"serial,path=spy://{path}?file={log}")
-    rec = recorder(CharBackend(chr_))
+    rec = attach(reg, recorder, chr_)
     assert rec.fe.ioctl(ChardevIoctl.SET_BREAK, True) == 0
     assert rec.fe.ioctl(ChardevIoctl.SET_BREAK, False) == 0
     rec.fe.write_all(b"spied")
@@ -156,9 +163,9 @@ def test_spy_url_sees_break_on_a_tty(reg, recorder, tmp_path, pty_pair):
 
 def test_socket_url_to_our_own_tcp_server(reg, recorder):
     srv = reg.new("srv", "socket,host=127.0.0.1,port=0,server=on,wait=off")
-    rs = recorder(CharBackend(srv))
+    rs = attach(reg, recorder, srv)
     cli = reg.new("cli", f"serial,path=socket://127.0.0.1:{srv.addr.port}")
-    rc = recorder(CharBackend(cli))
+    rc = attach(reg, recorder, cli)
     assert reg.run_until(lambda: rs.events == [OPENED])
     rc.fe.write_all(b"uart->net")
     rs.fe.write_all(b"net->uart")

@@ -20,6 +20,13 @@ def fd_count() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def attach(reg, recorder, chr_, **kw):
+    """A Recorder whose set_handlers has completed on the I/O thread (no OPENED replay race)."""
+    rec = recorder(CharBackend(chr_), **kw)
+    reg.ioloop.run_sync(lambda: None)
+    return rec
+
+
 def open_slave(path: str) -> int:
     return os.open(path, os.O_RDWR | os.O_NOCTTY)
 
@@ -42,7 +49,7 @@ def test_pty_reports_path_and_tracks_the_slave(reg, recorder, caplog):
     assert reg.query()[0]["filename"] == f"pty:{path}"
     assert f"char device redirected to {path} (label p)" in caplog.text
     chr_ = reg.find("p")
-    rec = recorder(CharBackend(chr_))
+    rec = attach(reg, recorder, chr_)
     assert rec.fe.write(b"nobody hears this") == 17  # dropped (QEMU)
     fd = open_slave(path)
     assert reg.run_until(lambda: rec.events == [OPENED])
@@ -61,7 +68,7 @@ def test_pty_reports_path_and_tracks_the_slave(reg, recorder, caplog):
 
 def test_pty_history_replayed_on_open(reg, recorder):
     chr_ = reg.new("p", "pty,history=8")
-    rec = recorder(CharBackend(chr_))
+    rec = attach(reg, recorder, chr_)
     rec.fe.write_all(b"0123456789")
     rec.fe.write_all(b"ab")
     fd = open_slave(chr_.pty_path)
@@ -73,7 +80,7 @@ def test_pty_history_replayed_on_open(reg, recorder):
 
 def test_pty_input_respects_can_read(reg, recorder):
     chr_ = reg.new("p", "pty")
-    rec = recorder(CharBackend(chr_), room=5)
+    rec = attach(reg, recorder, chr_, room=5)
     fd = open_slave(chr_.pty_path)
     assert reg.run_until(lambda: OPENED in rec.events)
     os.write(fd, b"abcdefghijklmnopqrstuvwxyz")
@@ -99,7 +106,7 @@ class Lines(serial.threaded.LineReader):
 
 def test_pyserial_linereader_reads_our_pty(reg, recorder):
     chr_ = reg.new("p", "pty")
-    rec = recorder(CharBackend(chr_))
+    rec = attach(reg, recorder, chr_)
     port = serial.Serial(chr_.pty_path, 115200, timeout=0.1)
     Lines.received = []
     Lines.got = threading.Event()

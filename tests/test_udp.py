@@ -16,6 +16,13 @@ def fd_count() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def attach(reg, recorder, chr_, **kw):
+    """A Recorder whose set_handlers has completed on the I/O thread (no OPENED replay race)."""
+    rec = recorder(CharBackend(chr_), **kw)
+    reg.ioloop.run_sync(lambda: None)
+    return rec
+
+
 @pytest.fixture
 def peer():
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -28,7 +35,7 @@ def peer():
 def test_udp_round_trip_one_datagram_per_write(reg, recorder, peer):
     port = peer.getsockname()[1]
     chr_ = reg.new("u", f"udp:127.0.0.1:{port}@127.0.0.1:0")
-    rec = recorder(CharBackend(chr_))
+    rec = attach(reg, recorder, chr_)
     assert rec.fe.write(b"first") == 5
     assert rec.fe.write(b"second one") == 10
     d1, addr = peer.recvfrom(100)
@@ -56,7 +63,7 @@ def test_udp_input_respects_can_read(reg, recorder, peer):
         "remote": {"type": "inet", "data": {"host": "127.0.0.1", "port": str(port)}},
         "local": {"type": "inet", "data": {"host": "127.0.0.1", "port": "0"}}}})
     chr_ = reg.find("u")
-    rec = recorder(CharBackend(chr_), room=3)
+    rec = attach(reg, recorder, chr_, room=3)
     peer.sendto(b"0123456789", chr_.local_address)
     peer.sendto(b"abc", chr_.local_address)
     assert reg.run_until(lambda: bytes(rec.data) == b"012")
@@ -73,7 +80,7 @@ def test_udp_peer_absent_and_errors(reg, recorder):
     port = probe.getsockname()[1]
     probe.close()  # nobody listens there: ICMP port unreachable comes back
     chr_ = reg.new("u", f"udp:127.0.0.1:{port}")
-    rec = recorder(CharBackend(chr_))
+    rec = attach(reg, recorder, chr_)
     for _ in range(5):
         assert rec.fe.write_all(b"into the void") == 13
     with pytest.raises(ChardevError, match="Failed to bind socket"):
