@@ -77,3 +77,28 @@ def test_drivers_build_for_qemu_virt(name, build_driver):
     data = elf.read_bytes()
     assert data[:4] == b"\x7fELF"
     assert int.from_bytes(data[18:20], "little") == 243   # EM_RISCV
+
+
+def test_irq_echo_lockstep_one_interrupt_per_byte(registry, machine, consoles, build_driver):
+    """One byte at a time: a byte normally needs its own Rx-data interrupt (one can slip
+    into the IIR loop of the previous one); THRI shares it."""
+    con = consoles("ringbuf", "com1")
+    m = machine(serial=[None, None, con.chr])
+    m.load(build_driver("ns16550_irq_echo"))
+    run = BackgroundRun(m, 30)
+    wait_until(registry, lambda: con.data().startswith(b"ready\n"), 10, "ready")
+    text = b"step by step"
+    for i, byte in enumerate(text):
+        con.feed(bytes([byte]))
+        want = b"ready\n" + text[:i + 1]
+        wait_until(registry, lambda want=want: con.data() == want, 10, f"echo of byte {i}")
+    con.feed(b"\x04")
+    res = run.result()
+    assert (res.reason, res.exit_code) == ("exit", 0), res
+    registry.run_until(lambda: SUMMARY.search(con.data()) is not None, 5)
+    rx, irqs, thri, spurious = (int(x) for x in SUMMARY.search(con.data()).groups())
+    n = len(text) + 1
+    assert rx == n and spurious == 0
+    assert n // 2 < irqs <= 2 * n
+    assert thri == len(text)            # one THRE interrupt per echoed byte
+    assert m.stats["irqs"] >= irqs

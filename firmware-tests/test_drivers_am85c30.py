@@ -115,3 +115,28 @@ def test_irq_echo_input_from_a_file(registry, machine, consoles, build_driver):
     assert (res.reason, res.exit_code) == ("exit", 0), res
     registry.run_until(lambda: SUMMARY.search(con.data()) is not None, 5)
     _check_echo(con.data(), sent)
+
+
+def test_irq_echo_lockstep_one_interrupt_per_byte(registry, machine, consoles, build_driver):
+    """Bytes sent one at a time, each after the previous echo came back: a byte normally
+    needs its own Rx interrupt (one can still slip into the handler's RR3 loop while it
+    finishes the previous echo), and at most one more for its transmit completion."""
+    con = consoles("ringbuf", "echo")
+    m = machine(serial=[con.chr, None, None])
+    m.load(build_driver("am85c30_irq_echo"))
+    run = BackgroundRun(m, 30)
+    wait_until(registry, lambda: con.data().startswith(b"ready\n"), 10, "ready")
+    text = b"lockstep!!"
+    for i, byte in enumerate(text):
+        con.feed(bytes([byte]))
+        want = b"ready\n" + text[:i + 1]
+        wait_until(registry, lambda want=want: con.data() == want, 10, f"echo of byte {i}")
+    con.feed(b"\x04")
+    res = run.result()
+    assert (res.reason, res.exit_code) == ("exit", 0), res
+    registry.run_until(lambda: SUMMARY.search(con.data()) is not None, 5)
+    counts = _check_echo(con.data(), text + b"\x04")
+    n = len(text) + 1
+    assert n // 2 < counts["irqs"] <= 2 * n, counts
+    assert counts["txints"] >= len(text) - 1, counts   # Tx completions were interrupts too
+    assert m.stats["irqs"] >= counts["irqs"]

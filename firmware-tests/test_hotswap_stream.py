@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from fw_support import BackgroundRun, LoopbackPeer, file_backend, socket_client_backend
 
-CHUNK = 3000          # bytes each backend should see before the next swap
+CHUNK = 20000         # bytes each backend should see before the next swap
 
 
 def expected_stream(n_bytes: int) -> bytes:
