@@ -16,7 +16,6 @@ from __future__ import annotations
 import errno
 import logging
 from collections import deque
-from collections.abc import Callable
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
@@ -448,20 +447,29 @@ class VirtioConsole(VirtioDevice):
 
     def _throttle(self, port: Port) -> None:
         port.throttled = True
+        self._arm_watch(port)
+
+    def _arm_watch(self, port: Port) -> None:
+        """(Re)place the port's one "backend writable" watch on its current backend."""
         if port.watch is not None:
             port.watch.cancel()
+            port.watch = None
         fe = port.fe
-        port.watch = fe.add_watch(self._unthrottle_cb(port)) if fe is not None else None
+        if fe is None:
+            return
+        mine: list[Watch | None] = []
 
-    def _unthrottle_cb(self, port: Port) -> Callable[[], None]:
         def cb() -> None:
             with self.lock:
-                if self.ports.get(port.nr) is not port:
-                    return
+                if self.ports.get(port.nr) is not port or not mine or port.watch is not mine[0]:
+                    return  # a stale watch (moved by a hotswap or dropped by a reset)
                 port.watch = None
                 port.throttled = False
                 self._flush_tx(port)
-        return cb
+
+        watch = fe.add_watch(cb)
+        mine.append(watch)
+        port.watch = watch
 
     def _emergency_write(self, byte: int) -> None:
         port = next((p for _, p in sorted(self.ports.items()) if p.console and p.fe is not None),
@@ -611,11 +619,8 @@ class VirtioConsole(VirtioDevice):
                 port.host_connected = True
                 if port.guest_connected:
                     pass  # console ports never push the guest's open state (as QEMU)
-            if port.watch is not None:
-                port.watch.cancel()
-                port.watch = fe.add_watch(self._unthrottle_cb(port))
-            elif port.throttled:
-                port.watch = fe.add_watch(self._unthrottle_cb(port))
+            if port.watch is not None or port.throttled:
+                self._arm_watch(port)  # the unthrottle watch moves to the new backend
             fe.accept_input()
             return 0
 
