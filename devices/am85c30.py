@@ -21,6 +21,7 @@ Choices where the hardware and the MCST firmware disagree (see the reference not
 from __future__ import annotations
 
 import logging
+import threading
 from typing import TYPE_CHECKING, Any
 
 from e2kchar.chardev.types import ChardevEvent, SerialParams, Tiocm
@@ -91,6 +92,7 @@ class _Channel:
         self.seen = self.lines  # status the guest was last shown (change reference)
         self.latched = -1  # RR0 status latched while an ext/status interrupt is pending
         self.poll_timer: Timer | None = None
+        self.polled_at = -MODEM_POLL_NS
         name = f"{scc.name}.{self.letter}"
         self.port = CharPort(chardev, scc.lock, name, can_read=self.can_read,
                              read=self.receive, event=self.event, be_change=self.be_change)
@@ -122,6 +124,13 @@ class _Channel:
     # -- status ------------------------------------------------------------------------
 
     def rr0(self) -> int:
+        if self.port.tiocm_ok:
+            # a backend with modem lines (host tty): refresh them at most every 10 ms
+            now = self.scc.clock.now_ns()
+            if now - self.polled_at >= MODEM_POLL_NS:
+                self.polled_at = now
+                self.poll_modem()
+                self.scc._update_irq()
         v = RR0_TX_UNDERRUN
         if self.rxf:
             v |= RR0_RX_AVAIL
@@ -483,8 +492,8 @@ class Am85C30(SerialDevice):
 
     def __init__(self, chardev_a: Chardev | None = None, chardev_b: Chardev | None = None,
                  irq: IrqLine | None = None, *, clock: Clock | None = None,
-                 name: str = "am85c30") -> None:
-        super().__init__(clock)
+                 lock: threading.RLock | None = None, name: str = "am85c30") -> None:
+        super().__init__(clock, lock)
         self.name = name
         self.irq = irq if irq is not None else IrqLine()
         self.wr2 = 0

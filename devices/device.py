@@ -200,10 +200,17 @@ class CharPort:
 
 
 class SerialDevice:
-    """Base of the serial models: the device lock and the clock (made lazily when needed)."""
+    """Base of the serial models: the device lock and the clock (made lazily when needed).
 
-    def __init__(self, clock: Clock | None = None) -> None:
-        self.lock = threading.RLock()
+    Register accesses (CPU thread), backend callbacks (I/O thread) and timers (clock thread)
+    all run under ``lock``; the IrqLine's on_change is called with it held. A machine that
+    takes its own lock in on_change should pass that lock (an RLock) as ``lock=`` so that
+    there is one lock and no lock-order inversion.
+    """
+
+    def __init__(self, clock: Clock | None = None,
+                 lock: threading.RLock | None = None) -> None:
+        self.lock = lock if lock is not None else threading.RLock()
         self._clock = clock
         self._own_clock: HostClock | None = None
         self.ports: list[CharPort] = []

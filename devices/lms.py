@@ -11,6 +11,7 @@ none) and 0x301 reads 1 while input is available. An unconnected console reads a
 from __future__ import annotations
 
 import logging
+import threading
 from typing import TYPE_CHECKING, Any
 
 from e2kchar.chardev.types import ChardevEvent
@@ -30,8 +31,9 @@ _ONES = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFFFFFF, 8: 0xFFFFFFFFFFFFFFFF}
 class LmsConsole(SerialDevice):
     """The LMS console port; offsets 0 data, 1 status/shift, 2..3 network, 4 tracer."""
 
-    def __init__(self, chardev: Chardev | None = None, *, name: str = "lms") -> None:
-        super().__init__(None)
+    def __init__(self, chardev: Chardev | None = None, *, lock: threading.RLock | None = None,
+                 name: str = "lms") -> None:
+        super().__init__(None, lock)
         self.name = name
         self.inbuf = bytearray()
         self.outbuf = bytearray()

@@ -9,6 +9,7 @@ flow-controlled: the backend is only offered as many bytes as the FIFO has room 
 from __future__ import annotations
 
 import logging
+import threading
 from typing import TYPE_CHECKING, Any
 
 from e2kchar.chardev.types import ChardevEvent, SerialParams, Tiocm
@@ -51,8 +52,8 @@ class Ns16550a(SerialDevice):
 
     def __init__(self, chardev: Chardev | None = None, irq: IrqLine | None = None,
                  regshift: int = 0, baudbase: int = 115200, *, clock: Clock | None = None,
-                 name: str = "ns16550a") -> None:
-        super().__init__(clock)
+                 lock: threading.RLock | None = None, name: str = "ns16550a") -> None:
+        super().__init__(clock, lock)
         if not isinstance(regshift, int) or not 0 <= regshift <= 3:
             raise ValueError(f"ns16550a: regshift must be 0..3, not {regshift!r}")
         if not isinstance(baudbase, int) or baudbase <= 0:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import errno
 import json
+import os
+import threading
+import time
 
 import pytest
 from e2kchar.devices import IrqLine, Ns16550a, VirtualClock
@@ -543,25 +546,75 @@ def test_hotswap_mid_transmit(reg):
 
 
 def test_real_file_backend(reg, tmp_path):
-    inp = tmp_path / "in.txt"
     out = tmp_path / "out.txt"
-    inp.write_bytes(b"typed")
-    chr_ = reg.new("f", f"file,path={out},input-path={inp}")
-    irq = IrqLine()
-    uart = Ns16550a(chardev=chr_, irq=irq, clock=VirtualClock())
+    chr_ = reg.new("f", f"file,path={out}")
+    uart = Ns16550a(chardev=chr_, irq=IrqLine(), clock=VirtualClock())
     g = Guest(uart)
     g.init_8n1()
     for c in b"boot log\n":
         g.putc(c)
     assert out.read_bytes() == b"boot log\n"
-    got = bytearray()
+    uart.close()
 
-    def drain() -> bool:
-        while g.r(LSR) & 1:
-            got.append(g.r(RBR))
-        return bytes(got) == b"typed"
 
-    assert reg.run_until(drain, 5)
+def test_real_fifo_backend_input_and_backpressure(reg, tmp_path):
+    base = tmp_path / "com"
+    os.mkfifo(f"{base}.in")
+    os.mkfifo(f"{base}.out")
+    chr_ = reg.new("p", f"pipe,path={base}")
+    uart = Ns16550a(chardev=chr_, irq=IrqLine(), clock=VirtualClock())
+    g = Guest(uart)
+    g.init_8n1()
+    wfd = os.open(f"{base}.in", os.O_WRONLY | os.O_NONBLOCK)
+    rfd = os.open(f"{base}.out", os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        os.write(wfd, b"typed")
+        got = bytearray()
+
+        def drain() -> bool:
+            while g.r(LSR) & 1:
+                got.append(g.r(RBR))
+            return bytes(got) == b"typed"
+
+        assert reg.run_until(drain, 5)
+        # more output than the host pipe holds: the UART must wait, not drop
+        data = bytes((i * 7) & 0xFF for i in range(150_000))
+        received = bytearray()
+        done = threading.Event()
+
+        blocked_seen = threading.Event()
+
+        def reader() -> None:
+            # let the pipe fill up first: the transmitter must hold a refused byte
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not done.is_set():
+                if uart.state()["tsr"] >= 0:
+                    blocked_seen.set()
+                    break
+                time.sleep(0.001)
+            while len(received) < len(data) and not done.is_set():
+                try:
+                    chunk = os.read(rfd, 4096)
+                except BlockingIOError:
+                    time.sleep(0.002)
+                    continue
+                received.extend(chunk)
+                time.sleep(0.0005)  # a slow consumer
+
+        t = threading.Thread(target=reader)
+        t.start()
+        try:
+            for c in data:
+                g.putc(c)
+            assert reg.run_until(lambda: len(received) >= len(data), 20)
+        finally:
+            done.set()
+            t.join(5)
+        assert blocked_seen.is_set()
+        assert bytes(received) == data
+    finally:
+        os.close(wfd)
+        os.close(rfd)
     uart.close()
 
 
