@@ -179,9 +179,10 @@ class VirtioDevice:
     def set_needs_reset(self, reason: str) -> None:
         """The device hit a driver error: NEEDS_RESET plus a config interrupt (spec 2.1.2)."""
         with self.lock:
-            log.error("virtio %s: %s; device needs reset", type(self).__name__, reason)
             if self.status & Status.NEEDS_RESET:
+                log.debug("virtio %s: %s (already needs reset)", type(self).__name__, reason)
                 return
+            log.error("virtio %s: %s; device needs reset", type(self).__name__, reason)
             self.status |= _NEEDS_RESET
             if self.status & Status.DRIVER_OK:
                 self._raise(INT_CONFIG)
@@ -209,6 +210,9 @@ class VirtioDevice:
             vq = self.queues[index]
             if not vq.ready:
                 log.warning("virtio: notify of queue %d before QueueReady; ignored", index)
+                return
+            if self.status & Status.NEEDS_RESET:
+                log.debug("virtio: notify of queue %d while the device needs reset", index)
                 return
             if not self.driver_ok:
                 log.debug("virtio: notify of queue %d before DRIVER_OK deferred", index)
