@@ -130,3 +130,15 @@ def test_boot_log_mirrored_to_virtio_console(registry, machine, consoles):
     res = run.result()
     assert (res.reason, res.exit_code) == ("exit", 7), res
     assert vcon.data() == expected          # the prompt stays on channel A
+
+
+def test_cli_boots_the_bundled_firmware_by_default():
+    """`e2kchar run` with no firmware boots the demo; input piped to -serial stdio reaches
+    the prompt (the receiver holds it back until the ROM has set channel A up) and the
+    guest's exit code becomes the process status."""
+    proc = subprocess.run([sys.executable, "-m", "e2kchar", "run", "-serial", "stdio",
+                           "--timeout", "30"], input=b"echo hello\rexit 3\r",
+                          capture_output=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 3, proc.stderr.decode(errors="replace")
+    assert proc.stdout == (boot_log() + PROMPT + b"echo hello\r\nhello\r\n" + PROMPT
+                           + b"exit 3\r\nhalting, exit code 3\r\n")
