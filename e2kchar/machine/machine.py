@@ -69,9 +69,11 @@ CAUSE_NAMES = {0: "instruction address misaligned", 1: "instruction access fault
                12: "instruction page fault", 13: "load page fault", 15: "store page fault"}
 #: a kick waits this long for an MMIO callback to take it before stopping the CPU itself
 KICK_GRACE = 0.0005
+#: ... and the CPU thread must have run this long (CPU time) without an MMIO callback
+KICK_CPU_NS = 200_000
 #: while a timer interrupt is pending but masked, look again this often
 MASKED_POLL = 0.001
-TRAP_STORM = 1_000_000     # the same trap at the same pc this many times in a row
+TRAP_STORM = 20_000       # the same fault at the same pc this many times in a row
 VECTOR_STORM = 64          # the trap handler itself trapping this many times in a row
 
 
@@ -188,6 +190,9 @@ class Machine:
         # CPU-loop state (guarded by _lock where another thread touches it)
         self._kick = False
         self._kick_time = 0.0
+        self._kick_count = 0
+        self._kick_cpu = 0
+        self._cpu_clock: int | None = None
         self._stop_issued = False
         self._pending: list[tuple[str, int, int, int]] = []
         self._in_emu = False
@@ -218,6 +223,8 @@ class Machine:
     # devices and the map
 
     def _build_devices(self, serial: list[Chardev | None], lms: Chardev | None) -> None:
+        clock_cls = _device_class("HostClock")
+        self.device_clock = clock_cls("e2k-device-clock") if clock_cls is not None else None
         self.plic = Plic(L.PLIC_SOURCES, L.PLIC_CONTEXTS, on_output=self._plic_output)
         self.clint = Clint(self.clock, on_change=self._timer_changed)
         self.exit_device = ExitDevice(on_exit=self._on_exit)
@@ -283,8 +290,8 @@ class Machine:
             return None
         try:
             params = inspect.signature(cls).parameters
-            if "clock" in params and "clock" not in kw:
-                pass  # the device makes its own host clock; the machine's is seconds-based
+            if "clock" in params and "clock" not in kw and self.device_clock is not None:
+                kw["clock"] = self.device_clock  # one timer thread for all models
             dev = cls(**kw)
         except Exception as exc:
             raise MachineError(f"cannot create {cls_name}: {exc}") from exc
@@ -475,7 +482,7 @@ class Machine:
         return dict(mmio_reads=s.mmio_reads, mmio_writes=s.mmio_writes, irqs=s.irqs,
                     traps=s.traps, kicks=s.kicks, retired=s.retired,
                     retire_failures=s.retire_failures, emu_starts=s.emu_starts,
-                    wfi_sleeps=s.wfi_sleeps)
+                    wfi_sleeps=s.wfi_sleeps, **s.extra)
 
     @property
     def pc(self) -> int:
@@ -527,6 +534,8 @@ class Machine:
             self._request_kick()
             self._cond.notify_all()
         self._kicker.join(timeout=5)
+        if self.device_clock is not None:
+            self.device_clock.close()
         if self._own_registry:
             self.registry.close()
 
@@ -543,6 +552,8 @@ class Machine:
         if not self._kick:
             self._kick = True
             self._kick_time = time.monotonic()
+            self._kick_count = self._stats.mmio_reads + self._stats.mmio_writes
+            self._kick_cpu = self._cpu_time() if self._running else 0
             self._stats.kicks += 1
         self._cond.notify_all()
 
@@ -567,17 +578,33 @@ class Machine:
                     if self._timer_poll:
                         self._request_kick()
                         wait = min(wait, MASKED_POLL)
-                    if self._kick and self._in_emu:
-                        due = self._kick_time + KICK_GRACE
-                        if now >= due:
-                            # no MMIO callback took the kick: the guest computes. Any callback
-                            # that starts from now on sees _kick and records its access.
-                            self.uc.emu_stop()
-                            self._kick_time = now
-                            wait = min(wait, KICK_GRACE)
-                        else:
-                            wait = min(wait, due - now)
+                    if self._kick and self._in_emu and not self._stop_issued:
+                        wait = min(wait, self._kick_step(now))
                 self._cond.wait(max(wait, 0.0001))
+
+    def _kick_step(self, now: float) -> float:
+        """A kick no MMIO callback has taken yet. Stop the CPU only once it provably runs
+        guest code: no callback completed during a grace period while the CPU thread used
+        CPU time. A stop landing in a callback's tail (its thread descheduled or waiting for
+        the GIL after the kick check) would roll back an access nobody recorded."""
+        count = self._stats.mmio_reads + self._stats.mmio_writes
+        cpu = self._cpu_time()
+        due = self._kick_time + KICK_GRACE
+        if now < due:
+            return due - now
+        if count == self._kick_count and cpu - self._kick_cpu >= KICK_CPU_NS:
+            self._stats.extra["kicker_stops"] = self._stats.extra.get("kicker_stops", 0) + 1
+            self.uc.emu_stop()
+        self._kick_time = now
+        self._kick_count = count
+        self._kick_cpu = cpu
+        return KICK_GRACE
+
+    def _cpu_time(self) -> int:
+        try:
+            return time.clock_gettime_ns(self._cpu_clock)
+        except (OSError, TypeError):
+            return 0
 
     def _timer_host_deadline(self) -> float | None:
         """Host time when the timer interrupt is due, if the guest waits for one."""
@@ -698,7 +725,7 @@ class Machine:
         key = (epc, code)
         self._trap_repeat = self._trap_repeat + 1 if key == self._last_trap else 0
         self._last_trap = key
-        if (self._trap_repeat >= TRAP_STORM
+        if ((self._trap_repeat >= TRAP_STORM and (interrupt or cause not in (8, 9, 11)))
                 or (epc == vec and self._trap_repeat >= VECTOR_STORM)):
             self._restore_priv(priv)
             self._report = RunResult(
@@ -924,6 +951,7 @@ class Machine:
                 raise MachineError("the machine is closed")
             self._running = True
             self._cpu_ident = threading.get_ident()
+            self._cpu_clock = time.pthread_getcpuclockid(self._cpu_ident)
             self._run_deadline = time.monotonic() + timeout if timeout is not None else float("inf")
             if self._paused and not self._pause_req:
                 self._leave_pause()
@@ -1001,6 +1029,8 @@ class Machine:
                 pc = self._handle_error(err, pc)
                 self._pc = pc
                 continue
+            if kicked and not pending:
+                self._stats.extra["unrecorded"] = self._stats.extra.get("unrecorded", 0) + 1
             if pending:
                 pc = self._retire(pc, pending)
                 uc.reg_write(R.UC_RISCV_REG_PC, pc)

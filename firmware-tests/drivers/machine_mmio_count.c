@@ -1,7 +1,9 @@
-/* MMIO access counting: a known number of reads and writes to the machine's counting
- * device (mapped by the test at COUNT_BASE) while the host kicks the CPU. The device
- * hands out 0, 1, 2, ... on reads; the guest writes each value back, so the host can
- * check that no access was duplicated or lost. Returns the number of gaps seen. */
+/* MMIO access counting (machine tests): a known number of reads and writes to a counting
+ * device that the test maps at COUNT_BASE, while the host kicks the CPU (pause/resume,
+ * interrupts on PLIC source COUNT_IRQ). The device hands out 0, 1, 2, ... on reads; the
+ * guest writes each value back, so the host can tell a duplicated or lost access.
+ * Registers: +0 R next value, +4 W echo, +8 W gaps seen, +0xC W irq ack, +0x10 W irq count,
+ * +0x14 W done. Exit code: number of gaps (0 = pass). */
 #include "e2k.h"
 
 #ifndef COUNT_BASE
@@ -10,10 +12,37 @@
 #ifndef ITERATIONS
 #define ITERATIONS 200000
 #endif
+#ifndef COUNT_IRQ
+#define COUNT_IRQ 20
+#endif
+
+static volatile u32 irqs;
+
+static void __attribute__((interrupt("machine"), aligned(4))) trap(void)
+{
+    u64 cause = csr_read(mcause);
+    if (cause == (MCAUSE_IRQ | 9)) {
+        u32 src = rd32(PLIC_CLAIM(0));
+        if (src == COUNT_IRQ) {
+            wr32(COUNT_BASE + 0xC, 1);
+            irqs++;
+        }
+        if (src)
+            wr32(PLIC_CLAIM(0), src);
+        return;
+    }
+    e2k_exit(200);
+}
 
 int main(void)
 {
     u32 expect = 0, gaps = 0;
+    csr_write(mtvec, (u64)trap);
+    wr32(PLIC_PRIORITY(COUNT_IRQ), 1);
+    wr32(PLIC_ENABLE(0, COUNT_IRQ), 1u << (COUNT_IRQ % 32));
+    wr32(PLIC_THRESHOLD(0), 0);
+    csr_set(mie, MIE_SEIE);
+    irq_enable();
     for (u32 i = 0; i < ITERATIONS; i++) {
         u32 v = rd32(COUNT_BASE);
         if (v != expect)
@@ -21,6 +50,9 @@ int main(void)
         expect = v + 1;
         wr32(COUNT_BASE + 4, v);
     }
+    irq_disable();
     wr32(COUNT_BASE + 8, gaps);
+    wr32(COUNT_BASE + 0x10, irqs);
+    wr32(COUNT_BASE + 0x14, 1);
     return gaps > 255 ? 255 : (int)gaps;
 }
