@@ -575,9 +575,108 @@ def test_no_fd_leaks_over_a_registry_lifetime(tmp_path):
         for _ in range(3):
             c = connect(ws)
             c.sendall(b"garbage that is not http\r\n\r\n")
+            assert recv_exact(c, 1 << 16).startswith(b"HTTP/1.1 400 Bad Request")
             c.close()
         with pytest.raises(ChardevError):
             reg.new("bad", f"socket,host=127.0.0.1,port={srv.addr.port},server=on,wait=off")
     finally:
         reg.close()
     assert fd_count() == before
+
+
+# --------------------------------------------------------------------------------------
+# addresses: fd=, to=, IPv6, legacy reconnect seconds, wait timeouts
+
+
+def test_fd_address_listening_and_connected(reg, recorder):
+    lst = socket.create_server(("127.0.0.1", 0))
+    srv = reg.new("srv", f"socket,fd={lst.fileno()},server=on,wait=off")
+    port = lst.getsockname()[1]
+    lst.close()  # the chardev holds its own duplicate
+    assert srv.filename == f"disconnected:fd:{srv.config.addr.str},server"
+    rs = attach(reg, recorder, srv)
+    cl = socket.create_connection(("127.0.0.1", port), timeout=5)
+    assert reg.run_until(lambda: rs.events == [OPENED])
+    cl.sendall(b"via fd")
+    assert reg.run_until(lambda: bytes(rs.data) == b"via fd")
+    cl.close()
+    a, b = socket.socketpair()
+    cli = reg.new("cli", f"socket,fd={a.fileno()}")
+    a.close()
+    rc = attach(reg, recorder, cli)
+    assert set(rc.events) == {OPENED}
+    rc.fe.write_all(b"pair")
+    assert recv_exact(b, 4) == b"pair"
+    b.close()
+    assert reg.run_until(lambda: rc.events[-1] == CLOSED)
+    with pytest.raises(ChardevError, match="has not been found"):
+        reg.new("bad", "socket,fd=notanfd,server=on,wait=off")
+    with pytest.raises(ChardevError, match="Failed to use socket fd"):
+        reg.new("bad", "socket,fd=987654,server=on,wait=off")
+
+
+def test_port_range_and_ipv6_filenames(reg, recorder):
+    taken = socket.create_server(("127.0.0.1", 0))
+    port = taken.getsockname()[1]
+    try:
+        chr_ = reg.new("r", f"socket,host=127.0.0.1,port={port},to={port + 20},"
+                            "server=on,wait=off")
+        assert port < int(chr_.addr.port) <= port + 20
+    finally:
+        taken.close()
+    six = reg.new("six", "socket,host=::1,port=0,server=on,wait=off,ipv6=on")
+    p6 = six.addr.port
+    assert six.filename == f"disconnected:tcp:::1:{p6},server"
+    rec = attach(reg, recorder, six)
+    cl = socket.create_connection(("::1", int(p6)), timeout=5)
+    assert reg.run_until(lambda: rec.events == [OPENED])
+    assert six.filename == f"tcp:[::1]:{p6},server <-> [::1]:{cl.getsockname()[1]}"
+    cl.close()
+
+
+def test_legacy_reconnect_seconds_and_wait_timeout(reg, recorder):
+    probe = socket.create_server(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    chr_ = reg.new("c", f"tcp:127.0.0.1:{port},reconnect=1")  # no error: it retries
+    assert not chr_.connected
+    rec = attach(reg, recorder, chr_)
+    fe = rec.fe
+    with pytest.raises(ChardevError, match="timed out waiting for a connection"):
+        fe.wait_connected(0.1)
+    lst = socket.create_server(("127.0.0.1", port))
+    lst.settimeout(5)
+    conn, _ = lst.accept()  # within about one second
+    fe.wait_connected(5)
+    assert reg.run_until(lambda: rec.events == [OPENED])
+    conn.close()
+    lst.close()
+
+
+# --------------------------------------------------------------------------------------
+# websocket frame parser
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.binary(max_size=300), min_size=1, max_size=5), st.integers(1, 64),
+       st.binary(min_size=4, max_size=4))
+def test_ws_decoder_any_split(payloads, step, mask):
+    from e2kchar.chardev.websocket import FrameDecoder
+
+    wire = b"".join(encode_frame(0x2, p, mask) for p in payloads)
+    dec = FrameDecoder()
+    frames = []
+    for i in range(0, len(wire), step):
+        frames += dec.feed(wire[i:i + step])
+    assert frames == [(0x2, p) for p in payloads]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_ws_decoder_random_bytes_only_raise_protocol_errors(data):
+    from e2kchar.chardev.websocket import FrameDecoder, WebSocketError
+
+    try:
+        FrameDecoder().feed(data)
+    except WebSocketError as exc:
+        assert exc.status in (1002, 1009)
