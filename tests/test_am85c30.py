@@ -19,11 +19,14 @@ from e2kchar.chardev.types import ChardevIoctl, SerialParams, Tiocm
 class RecChardev(RingbufChardev):
     """A ringbuf that records ioctls, can refuse output and feeds flow-controlled input."""
 
+    #: modem lines of newly created instances (None: the backend has none)
+    default_tiocm: int | None = None
+
     def open(self) -> bool:
         ok = super().open()
         self.ioctls: list[tuple[ChardevIoctl, object]] = []
         self.blocked = False
-        self.tiocm: int | None = None
+        self.tiocm: int | None = self.default_tiocm
         self._in = bytearray()
         return ok
 
@@ -450,7 +453,7 @@ def test_wr7_prime_and_xn_writes_accepted(reg):
     scc.close()
 
 
-def test_blocked_backend_and_hotswap_mid_transmit(reg):
+def test_blocked_backend_and_hotswap_mid_transmit(reg, monkeypatch):
     scc, irq, old, _ = make(reg)
     a = Zs(scc, 0)
     a.bios_init()
@@ -459,9 +462,13 @@ def test_blocked_backend_and_hotswap_mid_transmit(reg):
     scc.write(1, 1, ord("1"))
     assert not a.rr(0) & 0x04 and not a.rr(1) & 0x01  # Tx busy, not all sent
     scc.write(1, 1, ord("2"))  # the guest ignores Tx-empty: buffer
+    assert a.rr(0) & 0x38 == 0x38  # no modem lines on the old backend: all asserted
+    monkeypatch.setattr(RecChardev, "default_tiocm", int(Tiocm.CTS))
     reg.change("ser0", {"type": "ringbuf", "data": {"size": 4096}})
     new = reg.find("ser0")
     assert new is not old
+    assert new.of(ChardevIoctl.SET_TIOCM) == [int(Tiocm.CTS | Tiocm.DTR | Tiocm.RTS)]
+    assert a.rr(0) & 0x38 == 0x20  # DCD and sync/DSR dropped, CTS kept
     assert reg.run_until(lambda: new.peek() == b"12")
     assert reg.run_until(lambda: a.rr(0) & 0x04 and a.rr(1) & 0x01)
     params = new.of(ChardevIoctl.SET_PARAMS)

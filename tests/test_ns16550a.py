@@ -25,11 +25,14 @@ FCR = 2
 class RecChardev(RingbufChardev):
     """A ringbuf that records ioctls, can refuse output and feeds flow-controlled input."""
 
+    #: modem lines of newly created instances (None: the backend has none)
+    default_tiocm: int | None = None
+
     def open(self) -> bool:
         ok = super().open()
         self.ioctls: list[tuple[ChardevIoctl, object]] = []
         self.blocked = False
-        self.tiocm: int | None = None
+        self.tiocm: int | None = self.default_tiocm
         self._in = bytearray()
         return ok
 
@@ -514,7 +517,7 @@ def test_blocked_backend_loses_nothing(reg):
     uart.close()
 
 
-def test_hotswap_mid_transmit(reg):
+def test_hotswap_mid_transmit(reg, monkeypatch):
     uart, irq, old = make(reg)
     g = Guest(uart)
     g.init_8n1(divisor=3)  # 38400
@@ -527,12 +530,17 @@ def test_hotswap_mid_transmit(reg):
     for c in b"234":
         g.w(RBR, c)
     assert not g.r(LSR) & 0x40
+    assert uart.read(MSR << 0, 1) == 0xB0  # the old backend has no modem lines
+    monkeypatch.setattr(RecChardev, "default_tiocm", int(Tiocm.CTS | Tiocm.DSR))
     reg.change("com1", {"type": "ringbuf", "data": {"size": 4096}})
     new = reg.find("com1")
     assert new is not old
     assert new.of(ChardevIoctl.SET_PARAMS) == [SerialParams(38400, "E", 8, 1)]
     assert new.of(ChardevIoctl.SET_BREAK) == [False]
+    # modem lines: the new backend's lines reach MSR (with a DCD delta), MCR's reach it
     assert ChardevIoctl.GET_TIOCM in [c for c, _ in new.ioctls]
+    assert new.of(ChardevIoctl.SET_TIOCM) == [int(Tiocm.CTS | Tiocm.DSR | Tiocm.DTR | Tiocm.RTS)]
+    assert g.r(MSR) == 0x30 | 0x08
     assert reg.run_until(lambda: new.peek() == b"234")
     assert reg.run_until(lambda: irq.level and g.r(LSR) & 0x60 == 0x60)
     assert old.peek() + new.peek() == b"1234"
