@@ -87,6 +87,7 @@ def test_boot_banner_echo_and_exit_code(kind, registry, machine, consoles):
     registry.run_until(lambda: con.data().endswith(tail), 5)
     assert con.data()[s.mark:] == tail
     assert m.stats["irqs"] >= 1      # input came in through the Am85C30 Rx interrupt
+    assert m.stats["wfi_sleeps"] >= 1  # and the ROM waited for it in wfi, not spinning
 
 
 def test_prompt_commands(registry, machine, consoles):
