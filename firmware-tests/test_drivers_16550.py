@@ -30,6 +30,10 @@ def test_probe_and_polled_output(kind, registry, machine, consoles, build_driver
     assert (res.reason, res.exit_code) == ("exit", 0), res
     # the loopback byte of the probe must not reach the host
     assert wait_output(registry, com1, PROBE_OUT) == PROBE_OUT
+    # left as the early-console init programs it: 8N1, 115200, DTR|RTS, no interrupts, FIFO
+    st = m.devices["com1"].state()
+    assert (st["lcr"], st["divider"], st["mcr"], st["ier"]) == (0x03, 1, 0x03, 0)
+    assert st["fcr"] & 0xC1 == 0xC1
 
 
 def _run_echo(registry, machine, consoles, build_driver, kind, sent, defines=None):

@@ -33,6 +33,12 @@ def test_bios_init_and_polled_output_on_both_channels(kind, registry, machine, c
     assert (res.reason, res.exit_code) == ("exit", 0), res
     assert wait_output(registry, a, BIOS_A) == BIOS_A
     assert b.data() == BIOS_B
+    # channel B was set up last: its registers hold the BIOS values; MIE stays clear
+    st = m.devices["am85c30"].state()
+    wr = st["b"]["wr"]
+    assert [wr[r] for r in (3, 4, 5, 6, 11, 12, 13)] == [0xC1, 0x44, 0x68, 0x15, 0x50,
+                                                        0x1E, 0x00]
+    assert not st["wr9"] & 0x08
 
 
 def test_bios_init_channel_b_on_a_file(registry, machine, consoles, build_driver):
