@@ -879,6 +879,3 @@ class SocketChardev(Chardev):
             except OSError:
                 pass
         self._ever_connected.set()  # release a waiter
-
-    def info(self) -> dict[str, Any]:
-        return super().info()
