@@ -3,7 +3,8 @@
  * drains RBR while LSR.DR, and transmits from a queue on THRI (up to the 16-byte FIFO),
  * turning THRI on when there is something to send (a 16550A re-arms the THRE interrupt
  * when THRI is enabled while THRE is set) and off when the queue is empty.
- * It prints "ready\n" (polled) before enabling interrupts. EOT (0x04) ends the run with a summary "rx=N irqs=M thri=T".
+ * It prints "ready\n" (polled) before enabling interrupts. EOT (0x04) ends the run with a
+ * summary "rx=N irqs=M thri=T spurious=S".
  * FCR_VALUE sets the FIFO control (default: FIFOs on, trigger 1 byte).
  * Exit codes: 0 ok, 7 unexpected trap. */
 #include "drv_util.h"
