@@ -518,8 +518,12 @@ class Am85C30(SerialDevice):
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("%s: read of unsupported offset %#x size %d", self.name, offset, size)
             return 0
+        ch = self.channels[offset >> 1]
+        if not offset & 1 and ch.ptr == 0 and not ch.port.tiocm_ok:
+            # hot path of every polled putc: RR0 is a pure function of the channel state
+            # (only the CPU thread moves the pointer), so it needs no lock
+            return ch.rr0()
         with self.lock:
-            ch = self.channels[offset >> 1]
             if offset & 1:
                 return ch.read_data()
             ptr = ch.ptr

@@ -173,13 +173,18 @@ class Ns16550a(SerialDevice):
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("%s: read of unsupported offset %#x size %d", self.name, offset, size)
             return 0
-        with self.lock:
-            if idx == 5:
-                lsr = self.lsr
-                if lsr & (LSR_BI | LSR_OE):
-                    self.lsr = lsr & ~(LSR_BI | LSR_OE)
-                    self._update_irq()
+        if idx == 5:
+            # hot path of every polled putc: an attribute read needs no lock unless the
+            # read has a side effect (clearing BI/OE)
+            lsr = self.lsr
+            if not lsr & 0x12:
                 return lsr
+            with self.lock:
+                lsr = self.lsr
+                self.lsr = lsr & ~(LSR_BI | LSR_OE)
+                self._update_irq()
+                return lsr
+        with self.lock:
             if idx == 0:
                 if self.lcr & LCR_DLAB:
                     return self.divider & 0xFF
