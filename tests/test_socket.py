@@ -680,3 +680,16 @@ def test_ws_decoder_random_bytes_only_raise_protocol_errors(data):
         FrameDecoder().feed(data)
     except WebSocketError as exc:
         assert exc.status in (1002, 1009)
+
+
+def test_bad_fd_and_paths_leak_nothing(tmp_path):
+    before = fd_count()
+    with ChardevRegistry() as reg, open(tmp_path / "plain", "w") as f:
+        with pytest.raises(ChardevError, match="Failed to use socket fd"):
+            reg.new("a", f"socket,fd={f.fileno()},server=on,wait=off")  # not a socket
+        with pytest.raises(ChardevError, match="too long"):
+            reg.new("b", f"socket,path=/{'y' * 200},reconnect-ms=10")
+        with pytest.raises(ChardevError, match="No such file or directory"):
+            reg.new("c", f"socket,path={tmp_path}/nobody-listens")
+        assert reg.labels() == []
+    assert fd_count() == before

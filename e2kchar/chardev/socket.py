@@ -190,6 +190,8 @@ class SocketChardev(Chardev):
             self._start_listening()
             return False
         self._set_disconnected_filename()
+        if isinstance(addr, UnixAddress):
+            unix_sockaddr(addr)  # a bad path is a creation error, not a retry loop
         if reconnect_ms:
             self._start_connect()
             return False
@@ -204,8 +206,13 @@ class SocketChardev(Chardev):
             raise ChardevError(f"File descriptor named '{addr.str}' has not been found") \
                 from None
         try:
-            sock = socket.socket(fileno=os.dup(num))
+            dup = os.dup(num)
         except OSError as exc:
+            raise ChardevError(f"Failed to use socket fd {num}: {_strerror(exc)}") from None
+        try:
+            sock = socket.socket(fileno=dup)
+        except OSError as exc:
+            os.close(dup)
             raise ChardevError(f"Failed to use socket fd {num}: {_strerror(exc)}") from None
         try:
             listening = bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
