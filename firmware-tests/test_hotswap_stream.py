@@ -1,7 +1,8 @@
 """Backend hotswap while a guest prints: the stream driver writes "line NNNNNN\\n" forever;
 the console's backend goes file -> file -> socket -> file through reg.change (QMP
-chardev-change semantics). Put together in swap order, the pieces must be exactly the
-stream's prefix: no line lost, none doubled, none torn across a swap."""
+chardev-change semantics), on Am85C30 channel A, COM1 and virtio-console port 0. Put
+together in swap order, the pieces must be exactly the stream's prefix: no line lost, none
+doubled, none torn across a swap."""
 
 from __future__ import annotations
 
@@ -27,15 +28,19 @@ def _size(path) -> int:
         return 0
 
 
-@pytest.mark.parametrize("device", ["am85c30", "com1"])
+STREAM_DEV = {"am85c30": 0, "com1": 1, "virtio": 2}
+
+
+@pytest.mark.parametrize("device", list(STREAM_DEV))
 def test_hotswap_file_file_socket_file(device, registry, machine, build_driver, tmp_path):
     paths = [tmp_path / f"part{i}.out" for i in range(3)]
     registry.add("stream", file_backend(paths[0]))
     chr_ = registry.find("stream")
-    serial = [chr_, None, None] if device == "am85c30" else [None, None, chr_]
-    m = machine(serial=serial)
-    m.load(build_driver("hotswap_stream", defines={"STREAM_DEV": 0 if device == "am85c30"
-                                                   else 1}))
+    serial = {"am85c30": [chr_, None, None], "com1": [None, None, chr_]}.get(device)
+    m = machine(serial=serial or [None, None, None])
+    if device == "virtio":
+        m.add_virtio_port(chr_, console=True)
+    m.load(build_driver("hotswap_stream", defines={"STREAM_DEV": STREAM_DEV[device]}))
     run = BackgroundRun(m, 60)
     peer = LoopbackPeer()
     try:
