@@ -14,6 +14,10 @@ Choices where the hardware and the MCST firmware disagree (see the reference not
   would leave channel A disabled, yet MCST machines print on channel A.
 * RR1 is the Zilog status register (not a WR1 read-back); the boot putc's RR1 -> WR1 restore
   therefore sets interrupt enables, which stay harmless while WR9 MIE is clear.
+* In local loopback (WR14 D4) transmitted characters go to the channel's own receiver only,
+  not to the backend; host input waits in the backend meanwhile.
+* A break (host BREAK event) puts a NUL in the receive FIFO and holds RR0 D7 until that NUL
+  is read; both edges are external/status changes.
 * Bytes the backend cannot take stay in the transmitter (Tx buffer empty and All Sent stay
   clear) and are retried from a backend watch; a channel reset does not discard them.
 """
@@ -119,6 +123,7 @@ class _Channel:
         self.brk = False
         self.latched = -1
         self.seen = self.lines
+        self.port.line_reset()  # WR5 break, DTR and RTS are cleared
         self.port.room_again()
 
     # -- status ------------------------------------------------------------------------

@@ -172,6 +172,13 @@ class CharPort:
         self._mout = want
         self.fe.ioctl(ChardevIoctl.SET_TIOCM, (bits & ~_MODEM_OUT) | want)
 
+    def line_reset(self) -> None:
+        """A device reset: drop a break and DTR/RTS the backend was given, nothing else."""
+        if self._brk:
+            self.set_break(False)
+        if self._mout:
+            self.set_modem_out(False, False)
+
     def forget_line_state(self) -> None:
         """A new backend knows nothing: the next set_* calls go through."""
         self._params = None

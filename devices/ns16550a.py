@@ -109,6 +109,7 @@ class Ns16550a(SerialDevice):
             self._cancel_rx_timer()
             self._cancel_msl_timer()
             self._init_regs()
+            self.port.line_reset()  # LCR break and MCR DTR/RTS are cleared
             self._apply_line(full=False)
             self.port.room_again()
             self._update_irq()

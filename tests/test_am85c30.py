@@ -437,6 +437,19 @@ def test_repeated_wr9_resets_and_channel_resets(reg):
     scc.close()
 
 
+def test_reset_drops_break_and_modem_lines(reg):
+    scc, _, ra, _ = make(reg, tiocm_a=int(Tiocm.CTS))
+    a = Zs(scc, 0)
+    a.bios_init()
+    a.wr(5, 0xFA)  # DTR, RTS, break, Tx on
+    assert ra.of(ChardevIoctl.SET_BREAK)[-1] is True
+    assert ra.of(ChardevIoctl.SET_TIOCM)[-1] & (Tiocm.DTR | Tiocm.RTS)
+    a.wr(9, 0x80)  # channel A reset
+    assert ra.of(ChardevIoctl.SET_BREAK)[-1] is False
+    assert not ra.of(ChardevIoctl.SET_TIOCM)[-1] & (Tiocm.DTR | Tiocm.RTS)
+    scc.close()
+
+
 def test_wr7_prime_and_xn_writes_accepted(reg):
     scc, _, _, _ = make(reg)
     a = Zs(scc, 0)
