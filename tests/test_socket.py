@@ -693,3 +693,14 @@ def test_bad_fd_and_paths_leak_nothing(tmp_path):
             reg.new("c", f"socket,path={tmp_path}/nobody-listens")
         assert reg.labels() == []
     assert fd_count() == before
+
+
+def test_reconnecting_client_resolves_host_names(reg, recorder):
+    lst = socket.create_server(("127.0.0.1", 0))
+    lst.settimeout(5)
+    port = lst.getsockname()[1]
+    chr_ = reg.new("c", f"socket,host=localhost,port={port},reconnect-ms=50")
+    conn, _ = lst.accept()
+    assert reg.run_until(lambda: chr_.connected)
+    conn.close()
+    lst.close()

@@ -123,6 +123,7 @@ class SocketChardev(Chardev):
         self._writer_armed = False
         self._pending_open = False
         self._connecting: socket.socket | None = None
+        self._candidates: list[tuple[socket.socket, Any]] = []
         self._reconnect_timer: TimerHandle | None = None
         self._reconnect_ms = 0
         self._connect_error_reported = False
@@ -373,7 +374,8 @@ class SocketChardev(Chardev):
     # connection lifecycle (I/O thread)
 
     def _start_listening(self) -> None:
-        if self._listen is not None and not self._listening and not self.closed:
+        if self._listen is not None and not self._listening and not self.closed \
+                and self._sock is None:
             if self.ioloop.add_reader(self._listen.fileno(), self._on_accept):
                 self._listening = True
 
@@ -405,27 +407,37 @@ class SocketChardev(Chardev):
         addr = self._addr
         assert addr is not None
         try:
-            candidates = self._client_socket(addr)
+            self._candidates = self._client_socket(addr)
         except (ChardevError, OSError) as exc:
             self._connect_failed(str(exc))
             return
-        sock, sockaddr = candidates[0]
-        for other, _ in candidates[1:]:
-            other.close()
-        sock.setblocking(False)
-        err = sock.connect_ex(sockaddr)
-        if err == 0:
-            self._new_connection(sock)
-            return
-        if err != errno.EINPROGRESS:
+        self._try_next_candidate("no address")
+
+    def _try_next_candidate(self, reason: str) -> None:
+        """Async connect to the next resolved address (localhost may be ::1 then 127.0.0.1)."""
+        while self._candidates:
+            sock, sockaddr = self._candidates.pop(0)
+            try:
+                sock.setblocking(False)
+                err = sock.connect_ex(sockaddr)
+            except OSError as exc:
+                err = exc.errno or errno.EINVAL
+            if err == 0:
+                self._drop_candidates()
+                self._new_connection(sock)
+                return
+            if err == errno.EINPROGRESS and self.ioloop.add_writer(sock.fileno(),
+                                                                   self._on_connect_done):
+                self._connecting = sock
+                return
             sock.close()
-            self._connect_failed(os.strerror(err))
-            return
-        self._connecting = sock
-        if not self.ioloop.add_writer(sock.fileno(), self._on_connect_done):
-            self._connecting = None
+            reason = os.strerror(err)
+        self._connect_failed(reason)
+
+    def _drop_candidates(self) -> None:
+        for sock, _ in self._candidates:
             sock.close()
-            self._connect_failed("cannot poll the socket")
+        self._candidates = []
 
     def _on_connect_done(self) -> None:
         sock = self._connecting
@@ -433,11 +445,15 @@ class SocketChardev(Chardev):
             return
         self.ioloop.remove_writer(sock.fileno())
         self._connecting = None
-        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        try:
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        except OSError as exc:
+            err = exc.errno or errno.EINVAL
         if err:
             sock.close()
-            self._connect_failed(os.strerror(err))
+            self._try_next_candidate(os.strerror(err))
             return
+        self._drop_candidates()
         self._new_connection(sock)
 
     def _connect_failed(self, reason: str) -> None:
@@ -870,6 +886,7 @@ class SocketChardev(Chardev):
             self.ioloop.remove_writer(self._connecting.fileno())
             self._connecting.close()
             self._connecting = None
+        self._drop_candidates()
         self._disconnect(events=False)
         if self._listen is not None:
             self._stop_listening()
