@@ -321,7 +321,10 @@ class Machine:
         """Add a port to the virtio-console in slot 0; returns the port number."""
         if self.virtio_console is None:
             raise MachineError("the virtio-console model is not available")
-        return self.virtio_console.add_port(chardev=chardev, name=name, console=console)
+        try:
+            return self.virtio_console.add_port(chardev=chardev, name=name, console=console)
+        except ValueError as exc:
+            raise MachineError(f"virtio-console: {exc}") from None
 
     # ------------------------------------------------------------------------------------
     # the CPU object
@@ -533,11 +536,30 @@ class Machine:
             self._stop_req = True
             self._request_kick()
             self._cond.notify_all()
+            self._cond.wait_for(lambda: not self._running, timeout=5)
         self._kicker.join(timeout=5)
+        self._detach_devices()
         if self.device_clock is not None:
             self.device_clock.close()
         if self._own_registry:
             self.registry.close()
+
+    def _detach_devices(self) -> None:
+        """Release every chardev the devices hold, so the registry can remove them."""
+        console = self.virtio_console
+        if console is not None:
+            for nr in list(getattr(console, "ports", {})):
+                try:
+                    console.remove_port(nr)
+                except Exception:
+                    log.exception("detaching virtio-console port %d failed", nr)
+        for name, dev in self.devices.items():
+            fn = getattr(dev, "close", None)
+            if callable(fn):
+                try:
+                    fn()
+                except Exception:
+                    log.exception("closing %s failed", name)
 
     def __enter__(self) -> Machine:
         return self

@@ -1,0 +1,280 @@
+"""Guest-level tests of the machine harness: boot, output through real backends, boot
+contract, traps, timer and host interrupts, run control, and hostile guests."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+from e2kchar.machine import Machine, MachineError
+from e2kchar.machine import layout as L
+
+HELLO = b"hello from the e2k machine\n"
+COUNT_BASE = 0x1_3000_0000
+
+
+# ----------------------------------------------------------------------------------------
+# hello_16550 through different backends, byte-exact
+
+
+def test_hello_ringbuf(registry, machine, build_driver):
+    com1 = registry.new("com1", "ringbuf,size=4096")
+    m = machine(serial=[None, None, com1])
+    m.load(build_driver("hello_16550"))
+    res = m.run(timeout=10)
+    assert (res.reason, res.exit_code) == ("exit", 0)
+    assert registry.ringbuf_read("com1", 4096) == HELLO.decode()
+
+
+def test_hello_file(registry, machine, build_driver, tmp_path):
+    out = tmp_path / "com1.log"
+    com1 = registry.new("com1", f"file,path={out}")
+    m = machine(serial=[None, None, com1])
+    m.load(build_driver("hello_16550"))
+    res = m.run(timeout=10)
+    assert (res.reason, res.exit_code) == ("exit", 0)
+    m.close()                        # detach the frontends
+    registry.remove("com1")          # flush and close the file
+    assert out.read_bytes() == HELLO
+
+
+def test_hello_socket(registry, machine, build_driver):
+    com1 = registry.new("com1", "socket,host=127.0.0.1,port=0,server=on,wait=off")
+    port = int(com1.addr.port)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+        assert registry.run_until(lambda: "<->" in com1.filename, timeout=5)
+        m = machine(serial=[None, None, com1])
+        m.load(build_driver("hello_16550"))
+        res = m.run(timeout=10)
+        assert (res.reason, res.exit_code) == ("exit", 0)
+        got = b""
+        deadline = time.monotonic() + 5
+        while len(got) < len(HELLO) and time.monotonic() < deadline:
+            got += client.recv(4096)
+    assert got == HELLO
+
+
+def test_owned_registry_and_null_com1(build_driver):
+    with Machine() as m:          # creates and owns its registry; COM1 unconnected
+        m.load(build_driver("hello_16550"))
+        res = m.run(timeout=10)
+        assert (res.reason, res.exit_code) == ("exit", 0)
+        assert m.stats["mmio_writes"] >= len(HELLO)
+
+
+# ----------------------------------------------------------------------------------------
+# boot contract: a0/a1/a2, boot_info, DTB, PCI, virtio slots
+
+
+def test_boot_contract_seen_by_the_guest(registry, machine, build_driver):
+    com1 = registry.new("com1", "ringbuf,size=4096")
+    m = machine(serial=[None, None, com1], ram_size=64 << 20, append="console=ttyS0 quiet")
+    m.load(build_driver("machine_bootinfo"))
+    res = m.run(timeout=10)
+    out = registry.ringbuf_read("com1", 4096)
+    assert (res.reason, res.exit_code) == ("exit", 0), out
+    lines = out.splitlines()
+    assert lines[0] == "cmdline=console=ttyS0 quiet"
+    assert lines[1] == ("pci 00:02.2 id=0x0000000080191fff class=0x0000000000070002 "
+                        "bar1=0x0000000040000000 size=0x0000000000001000")
+    slots = lines[2].split()[1:]
+    assert len(slots) == 8 and all(int(s, 16) == 0 for s in slots[1:])
+    assert int(slots[0], 16) in (0, 3)    # the virtio-console (3) once it has a port
+
+
+# ----------------------------------------------------------------------------------------
+# traps
+
+
+def test_guest_exceptions_reach_the_guest_handler(machine, build_driver):
+    m = machine()
+    m.load(build_driver("machine_traps"))
+    res = m.run(timeout=10)
+    assert (res.reason, res.exit_code) == ("exit", 0), res
+    assert m.stats["traps"] == 9
+
+
+def test_trap_without_handler_is_reported(machine, build_driver):
+    m = machine()
+    elf = build_driver("machine_notrap")
+    m.load(elf)
+    res = m.run(timeout=10)
+    assert res.reason == "trap" and res.exit_code != 0
+    assert res.cause == 2 and res.tval == 0xC0001073
+    assert L.RAM_BASE <= res.pc < L.RAM_BASE + 0x1000
+    assert m.memory.read(res.pc, 4) == (0xC0001073).to_bytes(4, "little")
+    assert "no trap handler" in res.message and f"{res.pc:#x}" in res.message
+
+
+def test_trap_storm_is_reported(machine, build_driver):
+    m = machine()
+    m.load(build_driver("machine_notrap", defines={"STORM": 1}))
+    res = m.run(timeout=20)
+    assert res.reason == "trap" and res.cause == 2
+    assert "trap storm" in res.message
+
+
+# ----------------------------------------------------------------------------------------
+# timer and host interrupts
+
+
+@pytest.mark.parametrize("compute", [0, 1])
+def test_timer_interrupts(machine, build_driver, compute):
+    m = machine()
+    m.load(build_driver("machine_timer", defines={"COMPUTE": compute, "TICKS": 20}))
+    res = m.run(timeout=20)
+    assert (res.reason, res.exit_code) == ("exit", 0), res
+    assert m.stats["traps"] == 20
+    assert m.guest_time() >= 20 * 0.001
+
+
+def test_wfi_costs_no_cpu(machine, build_driver):
+    # 20 ticks 50 ms apart: the guest sleeps in wfi for about a second
+    m = machine()
+    m.load(build_driver("machine_timer", defines={"TICKS": 20, "PERIOD": 500000}))
+    cpu0 = time.thread_time()
+    res = m.run(timeout=20)
+    cpu = time.thread_time() - cpu0
+    assert (res.reason, res.exit_code) == ("exit", 0)
+    assert m.stats["wfi_sleeps"] >= 20
+    assert cpu < 0.5 * m.guest_time()   # not a busy wait (it would be ~1.0)
+
+
+class AckDevice:
+    """A device the IRQ tests map: +0xC acks (lowers the line), +0x14 'ready'."""
+
+    def __init__(self) -> None:
+        self.irq = None
+        self.acks = 0
+        self.ready = threading.Event()
+
+    def read(self, offset: int, size: int) -> int:
+        return 0
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        if offset == 0xC:
+            self.acks += 1
+            self.irq.set(False)
+        elif offset == 0x14:
+            self.ready.set()
+
+
+def test_host_interrupts_reach_a_computing_guest(machine, build_driver):
+    m = machine()
+    dev = AckDevice()
+    dev.irq = m.map_device("ack", COUNT_BASE, 0x1000, dev, irq=20)
+    m.load(build_driver("machine_irq_compute", defines={"NIRQ": 10}))
+    handled = []
+
+    def host():
+        assert dev.ready.wait(10)
+        for _ in range(10):
+            n = dev.acks
+            dev.irq.set(True)   # from this (non-CPU) thread, while the guest computes
+            deadline = time.monotonic() + 5
+            while dev.acks == n and time.monotonic() < deadline:
+                time.sleep(0.0002)
+            handled.append(dev.acks > n)
+
+    t = threading.Thread(target=host)
+    t.start()
+    res = m.run(timeout=30)
+    t.join()
+    assert (res.reason, res.exit_code) == ("exit", 0)
+    assert handled == [True] * 10
+    assert dev.acks == 10
+
+
+# ----------------------------------------------------------------------------------------
+# run control
+
+
+def test_run_timeout_and_continue(machine, build_driver):
+    m = machine()
+    m.load(build_driver("machine_spin"))
+    res = m.run(timeout=0.3)
+    assert res.reason == "timeout" and res.exit_code == 124
+    assert "timed out" in res.message
+    res = m.run(timeout=0.2)               # continues where it left off
+    assert res.reason == "timeout"
+
+
+def test_stop_pause_resume_from_other_threads(machine, build_driver):
+    m = machine()
+    m.load(build_driver("machine_spin"))
+    results = []
+    t = threading.Thread(target=lambda: results.append(m.run(timeout=30)))
+    t.start()
+    time.sleep(0.1)
+    assert m.pause(timeout=5)
+    assert m.paused
+    g1 = m.guest_time()
+    time.sleep(0.1)
+    assert m.guest_time() == pytest.approx(g1, abs=1e-3)   # virtual clock stands still
+    m.resume()
+    time.sleep(0.05)
+    m.stop()
+    t.join(10)
+    assert not t.is_alive()
+    assert results[0].reason == "stopped"
+
+
+def test_guest_reset_request_and_system_reset(registry, machine, build_driver):
+    com1 = registry.new("com1", "ringbuf,size=4096")
+    m = machine(serial=[None, None, com1])
+    m.load(build_driver("machine_reset"))
+    res = m.run(timeout=10)
+    assert res.reason == "reset"
+    assert registry.ringbuf_read("com1", 100) == "boot\n"
+    m.reset()                                # the images are reloaded, the guest starts over
+    res = m.run(timeout=10)
+    assert res.reason == "reset"
+    assert registry.ringbuf_read("com1", 100) == "boot\n"
+
+
+def test_reset_while_running(registry, machine, build_driver):
+    m = machine()
+    m.load(build_driver("machine_spin"))
+    results = []
+    t = threading.Thread(target=lambda: results.append(m.run(timeout=1.0)))
+    t.start()
+    time.sleep(0.2)
+    m.reset()
+    t.join(10)
+    assert results[0].reason == "timeout"
+    assert m.guest_time() < 0.95   # guest time restarted at the reset
+
+
+# ----------------------------------------------------------------------------------------
+# bad input
+
+
+def test_hostile_guest_does_not_break_the_machine(registry, machine, build_driver):
+    com1 = registry.new("com1", "ringbuf,size=65536")
+    am_a = registry.new("ama", "ringbuf,size=65536")
+    m = machine(serial=[am_a, None, com1])
+    m.load(build_driver("machine_garbage"))
+    res = m.run(timeout=20)
+    # garbage may provoke a reported trap (e.g. a device interrupt with no handler) but
+    # never a crash or a hang
+    assert res.reason in ("exit", "trap"), res
+    if res.reason == "exit":
+        assert res.exit_code == 0
+
+
+def test_bad_images(machine, build_driver, tmp_path):
+    m = machine()
+    elf = build_driver("hello_16550").read_bytes()
+    other_isa = bytearray(elf)
+    other_isa[18:20] = (62).to_bytes(2, "little")       # EM_X86_64
+    p = tmp_path / "x86.elf"
+    p.write_bytes(other_isa)
+    with pytest.raises(MachineError, match="RISC-V"):
+        m.load(p)
+    with pytest.raises(MachineError, match="could not load"):
+        m.load(tmp_path / "nope.elf")
+    with pytest.raises(MachineError, match="serial"):
+        machine(serial=[None] * 4)
