@@ -704,3 +704,19 @@ def test_reconnecting_client_resolves_host_names(reg, recorder):
     assert reg.run_until(lambda: chr_.connected)
     conn.close()
     lst.close()
+
+
+def test_half_telnet_command_does_not_leak_into_the_next_connection(reg, recorder):
+    chr_ = server(reg, extra=",telnet=on")
+    rec = attach(reg, recorder, chr_)
+    cl = connect(chr_)
+    assert recv_exact(cl, 12)
+    cl.sendall(b"q\xff\xfb")  # IAC WILL without its option byte, then gone
+    assert reg.run_until(lambda: bytes(rec.data) == b"q")
+    cl.close()
+    assert reg.run_until(lambda: rec.events == [OPENED, CLOSED])
+    cl = connect(chr_)
+    assert recv_exact(cl, 12)
+    cl.sendall(b"xy")
+    assert reg.run_until(lambda: bytes(rec.data) == b"qxy")
+    cl.close()
