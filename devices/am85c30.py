@@ -97,6 +97,10 @@ class _Channel:
         self.latched = -1  # RR0 status latched while an ext/status interrupt is pending
         self.poll_timer: Timer | None = None
         self.polled_at = -MODEM_POLL_NS
+        #: one character time at the programmed rate, and when the last character left:
+        #: All Sent (RR1 D0) follows the last character by one character time
+        self.char_ns = 0
+        self.sent_at = -(1 << 62)
         name = f"{scc.name}.{self.letter}"
         self.port = CharPort(chardev, scc.lock, name, can_read=self.can_read,
                              read=self.receive, event=self.event, be_change=self.be_change)
@@ -123,6 +127,7 @@ class _Channel:
         self.brk = False
         self.latched = -1
         self.seen = self.lines
+        self.recalc_char_time()
         self.port.line_reset()  # WR5 break, DTR and RTS are cleared
         self.port.room_again()
 
@@ -148,7 +153,8 @@ class _Channel:
 
     def rr1(self) -> int:
         v = self.rr1_err | RR1_RESIDUE_8
-        if self.tsr < 0 and self.tbuf < 0:
+        if self.tsr < 0 and self.tbuf < 0 and \
+                self.scc._now_ns() - self.sent_at >= self.char_ns:
             v |= RR1_ALL_SENT
         return v
 
@@ -272,12 +278,14 @@ class _Channel:
         self.tx_ip = False
         if self.wr[14] & WR14_LOCAL_LOOPBACK:
             self.rx_push(b)
+            self.sent_at = self.scc._now_ns()
             self.tx_ip = bool(self.wr[1] & WR1_TX_IE)
             self.scc._update_irq()
             return
         if self.tsr < 0 and self.tbuf < 0:
             # hot path: idle transmitter, the byte leaves at once
             if self.port.send(BYTE[b]) > 0:
+                self.sent_at = self.scc._now_ns()
                 self.tx_ip = bool(self.wr[1] & WR1_TX_IE)
                 if self.tx_ip != was:
                     self.scc._update_irq()
@@ -315,6 +323,7 @@ class _Channel:
         self.tx_finished()
 
     def tx_finished(self) -> None:
+        self.sent_at = self.scc._now_ns()
         self.tx_ip = bool(self.wr[1] & WR1_TX_IE)
         self.scc._update_irq()
 
@@ -334,7 +343,14 @@ class _Channel:
         return SerialParams(speed=max(1, round(speed)), parity=parity,
                             data_bits=DATA_BITS[(wr[5] >> 5) & 3], stop_bits=stop)
 
+    def recalc_char_time(self) -> None:
+        p = self.line_params()
+        if p is not None:
+            frame = 1 + p.data_bits + (p.parity != "N") + p.stop_bits
+            self.char_ns = int(frame * 1e9 / p.speed)
+
     def push_params(self) -> None:
+        self.recalc_char_time()
         if self.wr[3] & 0x01 or self.wr[5] & 0x08:  # only once the channel is enabled
             self.port.set_params(self.line_params())
 
@@ -500,6 +516,7 @@ class Am85C30(SerialDevice):
                  lock: threading.RLock | None = None, name: str = "am85c30") -> None:
         super().__init__(clock, lock)
         self.name = name
+        self._now_ns = self.clock.now_ns  # no thread unless a timer is armed
         self.irq = irq if irq is not None else IrqLine()
         self.wr2 = 0
         self.wr9 = 0
@@ -667,6 +684,7 @@ class Am85C30(SerialDevice):
             for ch, key in ((self.a, "a"), (self.b, "b")):
                 ch.port.cancel_wait()
                 ch.load_state(state[key])
+                ch.recalc_char_time()
                 ch.port.forget_line_state()
                 ch.apply_line()
                 if ch.tsr >= 0 or ch.tbuf >= 0:

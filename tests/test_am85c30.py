@@ -363,6 +363,26 @@ def test_mie_gating_priority_ius_and_vectors(reg):
     scc.close()
 
 
+def test_tx_empty_at_once_all_sent_one_character_later(reg):
+    scc, _, ra, _ = make(reg)
+    a = Zs(scc, 0)
+    a.bios_init()
+    a.wr(7, 0)  # plain x16 mode: TC 0x1E -> 4800 baud, 10-bit frames
+    a.wr(5, 0x68)
+    char_ns = 10 * 1_000_000_000 // 4800
+    assert a.rr(1) & 0x01
+    scc.write(1, 1, ord("z"))
+    assert ra.peek() == b"z"  # no pacing: the byte is out at once
+    assert a.rr(0) & 0x04  # Tx buffer empty at once
+    assert not a.rr(1) & 0x01  # the last stop bit is still on the wire
+    scc.clock.advance(char_ns - 1000)
+    assert not a.rr(1) & 0x01
+    scc.clock.advance(2000)
+    assert a.rr(1) & 0x01
+    assert scc.clock.next_deadline() is None  # no timer was needed for this
+    scc.close()
+
+
 def test_tx_ip_only_after_a_character(reg):
     scc, irq, _, _ = make(reg)
     a = Zs(scc, 0)
@@ -483,6 +503,7 @@ def test_blocked_backend_and_hotswap_mid_transmit(reg, monkeypatch):
     assert new.of(ChardevIoctl.SET_TIOCM) == [int(Tiocm.CTS | Tiocm.DTR | Tiocm.RTS)]
     assert a.rr(0) & 0x38 == 0x20  # DCD and sync/DSR dropped, CTS kept
     assert reg.run_until(lambda: new.peek() == b"12")
+    scc.clock.advance(10_000_000)  # well past one character time
     assert reg.run_until(lambda: a.rr(0) & 0x04 and a.rr(1) & 0x01)
     params = new.of(ChardevIoctl.SET_PARAMS)
     assert params == [old.of(ChardevIoctl.SET_PARAMS)[-1]]
