@@ -36,6 +36,7 @@ LCR_DLAB, LCR_SBC = 0x80, 0x40
 MCR_DTR, MCR_RTS, MCR_OUT1, MCR_OUT2, MCR_LOOP = 0x01, 0x02, 0x04, 0x08, 0x10
 # LSR
 LSR_DR, LSR_OE, LSR_PE, LSR_FE, LSR_BI, LSR_THRE, LSR_TEMT = 1, 2, 4, 8, 0x10, 0x20, 0x40
+LSR_FIFOE = 0x80
 LSR_ERR = LSR_OE | LSR_PE | LSR_FE | LSR_BI
 # MSR
 MSR_DCTS, MSR_DDSR, MSR_TERI, MSR_DDCD = 0x01, 0x02, 0x04, 0x08
@@ -93,6 +94,7 @@ class Ns16550a(SerialDevice):
         self.rbr = 0
         self.trigger = 1
         self.rxf = bytearray()
+        self.rxbrk = bytearray()  # per FIFO entry: 1 = the character is a break
         self.txf = bytearray()
         self.tsr = -1
         self.thr_ipending = False
@@ -119,7 +121,8 @@ class Ns16550a(SerialDevice):
             return {
                 "divider": self.divider, "ier": self.ier, "lcr": self.lcr, "mcr": self.mcr,
                 "lsr": self.lsr, "msr": self.msr, "scr": self.scr, "fcr": self.fcr,
-                "rbr": self.rbr, "rx_fifo": list(self.rxf), "tx_fifo": list(self.txf),
+                "rbr": self.rbr, "rx_fifo": list(self.rxf),
+                "rx_brk": list(self.rxbrk), "tx_fifo": list(self.txf),
                 "tsr": self.tsr, "thr_ipending": self.thr_ipending,
                 "timeout_ipending": self.timeout_ipending, "iir": self._iir_id(),
             }
@@ -142,6 +145,8 @@ class Ns16550a(SerialDevice):
             self.trigger = TRIGGERS[self.fcr >> 6]
             depth = FIFO_LEN if self.fcr & FCR_FE else 1
             self.rxf = bytearray(bytes(state.get("rx_fifo", ()))[:depth])
+            brk = bytes(1 if x else 0 for x in state.get("rx_brk", ()))[:len(self.rxf)]
+            self.rxbrk = bytearray(brk.ljust(len(self.rxf), b"\0"))
             self.txf = bytearray(bytes(state.get("tx_fifo", ()))[:depth])
             tsr = int(state.get("tsr", -1))
             self.tsr = tsr & 0xFF if tsr >= 0 else -1
@@ -151,7 +156,7 @@ class Ns16550a(SerialDevice):
             if self.rxf:
                 self.lsr |= LSR_DR
             else:
-                self.lsr &= ~(LSR_DR | LSR_BI)
+                self.lsr &= ~(LSR_DR | LSR_BI | LSR_FIFOE)
             self._update_char_time()
             self.port.forget_line_state()
             self._apply_line()
@@ -178,11 +183,14 @@ class Ns16550a(SerialDevice):
             # hot path of every polled putc: an attribute read needs no lock unless the
             # read has a side effect (clearing BI/OE)
             lsr = self.lsr
-            if not lsr & 0x12:
+            if not lsr & 0x92:
                 return lsr
             with self.lock:
                 lsr = self.lsr
-                self.lsr = lsr & ~(LSR_BI | LSR_OE)
+                new = lsr & ~(LSR_BI | LSR_OE)
+                if lsr & LSR_FIFOE and 1 not in self.rxbrk[1:]:
+                    new &= ~LSR_FIFOE  # no error after the one now reported
+                self.lsr = new
                 self._update_irq()
                 return lsr
         with self.lock:
@@ -350,17 +358,25 @@ class Ns16550a(SerialDevice):
 
     def _rx_push(self, value: int, brk: bool) -> None:
         rxf = self.rxf
+        flag = 1 if brk else 0
         if self.fcr & FCR_FE:
             if len(rxf) >= FIFO_LEN:
                 self.lsr |= LSR_OE
-            else:
-                rxf.append(value)
+                return
+            rxf.append(value)
+            self.rxbrk.append(flag)
+            if brk:
+                self.lsr |= LSR_FIFOE
         elif rxf:
             self.lsr |= LSR_OE
             rxf[0] = value
+            self.rxbrk[0] = flag
         else:
             rxf.append(value)
-        self.lsr |= LSR_DR | (LSR_BI if brk else 0)
+            self.rxbrk.append(flag)
+        self.lsr |= LSR_DR
+        if self.rxbrk[0]:
+            self.lsr |= LSR_BI  # BI describes the character at the head of the FIFO
         self._touch_rx()
 
     def _read_rbr(self) -> int:
@@ -368,10 +384,16 @@ class Ns16550a(SerialDevice):
         if not rxf:
             return self.rbr
         b = self.rbr = rxf.pop(0)
+        rxbrk = self.rxbrk
+        del rxbrk[0]
         self.timeout_ipending = False
         if not rxf:
             self.lsr &= ~(LSR_DR | LSR_BI)
         else:
+            if rxbrk[0]:
+                self.lsr |= LSR_BI
+            else:
+                self.lsr &= ~LSR_BI
             self._touch_rx()
         self.port.room_again()
         self._update_irq()
@@ -427,7 +449,8 @@ class Ns16550a(SerialDevice):
             value |= FCR_RFR | FCR_XFR
         if value & FCR_RFR:
             self.rxf.clear()
-            self.lsr &= ~(LSR_DR | LSR_BI)
+            self.rxbrk.clear()
+            self.lsr &= ~(LSR_DR | LSR_BI | LSR_FIFOE)
             self.timeout_ipending = False
             self._cancel_rx_timer()
             self.port.room_again()

@@ -359,6 +359,27 @@ def test_break_both_ways(reg):
     uart.close()
 
 
+def test_break_belongs_to_its_fifo_position(reg):
+    uart, irq, chr_ = make(reg)
+    g = Guest(uart)
+    g.init_8n1()
+    chr_.feed(b"ab")
+    assert reg.run_until(lambda: len(uart.state()["rx_fifo"]) == 2)
+    reg.send_break("com1")
+    assert reg.run_until(lambda: len(uart.state()["rx_fifo"]) == 3)
+    lsr = g.r(LSR)
+    assert lsr & 0x80 and not lsr & 0x10  # an error in the FIFO, not at its head
+    assert g.r(RBR) == ord("a")
+    assert not g.r(LSR) & 0x10
+    assert g.r(RBR) == ord("b")
+    lsr = g.r(LSR)
+    assert lsr & 0x10 and lsr & 0x01  # the NUL at the head is the break
+    assert g.r(RBR) == 0
+    lsr = g.r(LSR)
+    assert not lsr & 0x91
+    uart.close()
+
+
 def _linux_autoconfig(g: Guest) -> str:
     """Clean-room replay of the register sequence of Linux 8250 autoconfig."""
     scratch = g.r(IER)
@@ -736,6 +757,7 @@ class UartMachine(RuleBasedStateMachine):
         depth = 16 if s["fcr"] & 1 else 1
         assert len(s["rx_fifo"]) <= depth and len(s["tx_fifo"]) <= depth
         assert bool(s["lsr"] & 1) == bool(s["rx_fifo"])
+        assert len(s["rx_brk"]) == len(s["rx_fifo"])
         assert s["iir"] == expected_iir(s)
         assert level == (s["iir"] != 1)
         busy = s["tsr"] >= 0 or s["tx_fifo"]
