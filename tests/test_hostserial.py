@@ -4,41 +4,19 @@ from __future__ import annotations
 
 import errno
 import os
-import select
 import termios
 import threading
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from nethelpers import attach, fd_count, read_exact
 
 from e2kchar import ChardevRegistry
-from e2kchar.chardev.frontend import CharBackend
 from e2kchar.chardev.serial import STANDARD_RATES, qemu_speed
 from e2kchar.chardev.types import ChardevError, ChardevEvent, ChardevIoctl, SerialParams, Tiocm
 
 OPENED, CLOSED = ChardevEvent.OPENED, ChardevEvent.CLOSED
-
-
-def fd_count() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
-def attach(reg, recorder, chr_, **kw):
-    """A Recorder whose set_handlers has completed on the I/O thread (no OPENED replay race)."""
-    rec = recorder(CharBackend(chr_), **kw)
-    reg.ioloop.run_sync(lambda: None)
-    return rec
-
-
-def read_exact(fd: int, n: int, timeout: float = 5.0) -> bytes:
-    out = b""
-    while len(out) < n:
-        r, _, _ = select.select([fd], [], [], timeout)
-        if not r:
-            break
-        out += os.read(fd, n - len(out))
-    return out
 
 
 @pytest.fixture

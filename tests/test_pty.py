@@ -8,6 +8,7 @@ import threading
 
 import serial
 import serial.threaded
+from nethelpers import attach, fd_count, read_exact
 
 from e2kchar import ChardevRegistry
 from e2kchar.chardev.frontend import CharBackend
@@ -16,29 +17,8 @@ from e2kchar.chardev.types import ChardevEvent
 OPENED, CLOSED = ChardevEvent.OPENED, ChardevEvent.CLOSED
 
 
-def fd_count() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
-def attach(reg, recorder, chr_, **kw):
-    """A Recorder whose set_handlers has completed on the I/O thread (no OPENED replay race)."""
-    rec = recorder(CharBackend(chr_), **kw)
-    reg.ioloop.run_sync(lambda: None)
-    return rec
-
-
 def open_slave(path: str) -> int:
     return os.open(path, os.O_RDWR | os.O_NOCTTY)
-
-
-def read_exact(fd: int, n: int, timeout: float = 5.0) -> bytes:
-    out = b""
-    while len(out) < n:
-        r, _, _ = select.select([fd], [], [], timeout)
-        if not r:
-            break
-        out += os.read(fd, n - len(out))
-    return out
 
 
 def test_pty_reports_path_and_tracks_the_slave(reg, recorder, caplog):

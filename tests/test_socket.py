@@ -13,6 +13,7 @@ import pytest
 import serial
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from nethelpers import attach, fd_count
 
 from e2kchar import ChardevRegistry
 from e2kchar.chardev.frontend import CharBackend
@@ -21,17 +22,6 @@ from e2kchar.chardev.types import ChardevError, ChardevEvent
 from e2kchar.chardev.websocket import accept_key, encode_frame
 
 OPENED, CLOSED, BREAK = ChardevEvent.OPENED, ChardevEvent.CLOSED, ChardevEvent.BREAK
-
-
-def fd_count() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
-def attach(reg, recorder, chr_, **kw):
-    """A Recorder whose set_handlers has completed on the I/O thread (no OPENED replay race)."""
-    rec = recorder(CharBackend(chr_), **kw)
-    reg.ioloop.run_sync(lambda: None)
-    return rec
 
 
 def connect(chr_, timeout: float = 5.0) -> socket.socket:

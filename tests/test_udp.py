@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import socket
 
 import pytest
+from nethelpers import attach, fd_count
 
 from e2kchar import ChardevRegistry
 from e2kchar.chardev.frontend import CharBackend
 from e2kchar.chardev.types import ChardevError, ChardevEvent
-
-
-def fd_count() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
-def attach(reg, recorder, chr_, **kw):
-    """A Recorder whose set_handlers has completed on the I/O thread (no OPENED replay race)."""
-    rec = recorder(CharBackend(chr_), **kw)
-    reg.ioloop.run_sync(lambda: None)
-    return rec
 
 
 @pytest.fixture

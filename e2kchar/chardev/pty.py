@@ -17,6 +17,7 @@ import threading
 from typing import Any
 
 from .base import Chardev
+from .history import History
 from .ioloop import TimerHandle
 from .types import READ_BUF_LEN, ChardevError, ChardevEvent
 
@@ -55,15 +56,11 @@ class PtyChardev(Chardev):
         self._reading = False
         self._writer_armed = False
         self._timer: TimerHandle | None = None
-        self._history = bytearray()
-        self._history_max = 0
+        self._history = History(0)
         self._replay = bytearray()
 
     def open(self) -> bool:
-        history = self.config.history or 0  # type: ignore[attr-defined]
-        if history < 0:
-            raise ChardevError("'history' must not be negative")
-        self._history_max = history
+        self._history = History(self.config.history)  # type: ignore[attr-defined]
         try:
             master, slave = os.openpty()
         except OSError as exc:
@@ -122,8 +119,7 @@ class PtyChardev(Chardev):
     def _on_connect(self) -> None:
         with self._lock:
             self._attached = True
-            self._replay += self._history
-            self._history.clear()
+            self._replay += self._history.take()
         self._flush_replay()
         self.be_event(ChardevEvent.OPENED)
         self.chr_update_read_handler()
@@ -138,23 +134,13 @@ class PtyChardev(Chardev):
         with self._lock:
             self._attached = False
             # bytes not yet taken by the slave go back to the history for the next user
-            self._keep_history(self._replay)
+            self._history.keep(self._replay)
             self._replay.clear()
         self.be_event(ChardevEvent.CLOSED)
         if self.has_watches:
             self.ioloop.call_soon(self.fire_watches)
 
     # -- output ------------------------------------------------------------------------
-
-    def _keep_history(self, data: bytes | bytearray | memoryview) -> None:
-        limit = self._history_max
-        if limit <= 0 or not data:
-            return
-        hist = self._history
-        hist += data
-        excess = len(hist) - limit
-        if excess > 0:
-            del hist[:excess]
 
     def _write_replay_locked(self) -> bool:
         while self._replay:
@@ -176,7 +162,7 @@ class PtyChardev(Chardev):
     def chr_write(self, data: memoryview) -> int:
         with self._lock:
             if not self._attached or self.master < 0:
-                self._keep_history(data)
+                self._history.keep(data)
                 return len(data)  # QEMU drops output nobody can read
             if self._replay and not self._write_replay_locked():
                 raise BlockingIOError(errno.EAGAIN, "pty buffer full")
@@ -185,7 +171,7 @@ class PtyChardev(Chardev):
             except (BlockingIOError, InterruptedError):
                 raise BlockingIOError(errno.EAGAIN, "pty buffer full") from None
             except OSError:  # EIO: the slave went away; the poll notices shortly
-                self._keep_history(data)
+                self._history.keep(data)
                 return len(data)
 
     def _arm_writer(self) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 
 from .base import Chardev
 from .config import FdAddress, InetAddress, SocketAddress, UnixAddress
+from .history import History
 from .ioloop import TimerHandle
 from .telnet import TELNET_NEGOTIATION, TN3270_NEGOTIATION, TelnetFilter
 from .types import READ_BUF_LEN, ChardevError, ChardevEvent
@@ -79,7 +80,8 @@ def unix_sockaddr(addr: UnixAddress) -> bytes:
     return raw
 
 
-def _inet_family(addr: InetAddress) -> int:
+def inet_family(addr: InetAddress) -> int:
+    """The address family ipv4=/ipv6= ask for (AF_UNSPEC: either)."""
     if addr.ipv4 and not addr.ipv6:
         return socket.AF_INET
     if addr.ipv6 and not addr.ipv4:
@@ -94,7 +96,7 @@ def _resolve(addr: InetAddress, passive: bool) -> list[tuple[Any, ...]]:
     flags = (socket.AI_PASSIVE if passive else 0) | (socket.AI_NUMERICHOST if addr.numeric
                                                       else 0)
     try:
-        return socket.getaddrinfo(host, addr.port, _inet_family(addr), socket.SOCK_STREAM, 0,
+        return socket.getaddrinfo(host, addr.port, inet_family(addr), socket.SOCK_STREAM, 0,
                                   flags)
     except (socket.gaierror, UnicodeError) as exc:
         raise ChardevError(
@@ -117,8 +119,7 @@ class SocketChardev(Chardev):
         self._state = _DISCONNECTED
         self._outbuf = bytearray()
         self._inq: deque[bytes | ChardevEvent] = deque()
-        self._history = bytearray()
-        self._history_max = 0
+        self._history = History(0)
         self._reading = False
         self._writer_armed = False
         self._pending_open = False
@@ -167,10 +168,7 @@ class SocketChardev(Chardev):
             reconnect_ms = (cfg.reconnect or 0) * 1000  # type: ignore[attr-defined]
         if reconnect_ms < 0:
             raise ChardevError("'reconnect-ms' must not be negative")
-        history = cfg.history or 0  # type: ignore[attr-defined]
-        if history < 0:
-            raise ChardevError("'history' must not be negative")
-        self._history_max = history
+        self._history = History(cfg.history)  # type: ignore[attr-defined]
         if cfg.tls_creds:  # type: ignore[attr-defined]
             raise ChardevError(f"No TLS credentials with id '{cfg.tls_creds}'")  # type: ignore[attr-defined]
         if self.is_websocket and not self.is_listen:
@@ -511,8 +509,7 @@ class SocketChardev(Chardev):
         with self._conn_lock:
             self._state = _CONNECTED
             if self._history:
-                kept = bytes(self._history)
-                self._history.clear()
+                kept = self._history.take()
                 self._outbuf += encode_frame(OP_BINARY, kept) if self.is_websocket else kept
         self._connect_error_reported = False
         self._ever_connected.set()
@@ -570,20 +567,6 @@ class SocketChardev(Chardev):
 
     # ------------------------------------------------------------------------------------
     # output
-
-    def _keep_history(self, data: bytes | memoryview) -> None:
-        """Under _conn_lock: keep what nobody received, oldest dropped first."""
-        limit = self._history_max
-        if limit <= 0:
-            return
-        hist = self._history
-        if len(data) >= limit:
-            hist[:] = data[len(data) - limit:]
-            return
-        hist += data
-        excess = len(hist) - limit
-        if excess > 0:
-            del hist[:excess]
 
     def _flush_locked(self) -> bool:
         """Under _conn_lock: send pending control/frame bytes; True once all are out."""
@@ -669,7 +652,7 @@ class SocketChardev(Chardev):
         with self._conn_lock:
             sock = self._sock
             if sock is None or self._state != _CONNECTED:
-                self._keep_history(data)
+                self._history.keep(data)
                 return len(data)  # nobody listening: QEMU drops and reports success
             try:
                 if self._outbuf and not self._flush_locked():
@@ -692,7 +675,7 @@ class SocketChardev(Chardev):
                 # the peer went away mid-write: keep what we could not send for the next one
                 log.info("%s: write failed: %s", self.label, _strerror(exc))
                 self._outbuf.clear()
-                self._keep_history(data)
+                self._history.keep(data)
                 self.ioloop.call_soon(self._disconnect_if, sock)
                 return len(data)
         if arm is not None:

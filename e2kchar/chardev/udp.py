@@ -14,17 +14,10 @@ from typing import Any
 
 from .base import Chardev
 from .config import InetAddress
+from .socket import inet_family
 from .types import READ_BUF_LEN, ChardevError
 
 log = logging.getLogger(__name__)
-
-
-def _family(addr: InetAddress) -> int:
-    if addr.ipv4 and not addr.ipv6:
-        return socket.AF_INET
-    if addr.ipv6 and not addr.ipv4:
-        return socket.AF_INET6
-    return socket.AF_UNSPEC
 
 
 class UdpChardev(Chardev):
@@ -47,7 +40,7 @@ class UdpChardev(Chardev):
         local: InetAddress | None = cfg.local  # type: ignore[attr-defined]
         try:
             infos = socket.getaddrinfo(remote.host or "localhost", remote.port,
-                                       _family(remote), socket.SOCK_DGRAM)
+                                       inet_family(remote), socket.SOCK_DGRAM)
         except (socket.gaierror, UnicodeError) as exc:
             raise ChardevError(
                 f"address resolution failed for {remote.host}:{remote.port}: {exc}") from None
