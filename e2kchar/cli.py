@@ -231,8 +231,20 @@ def run(args: argparse.Namespace) -> int:
     capture = None
     try:
         plan = _plan(reg, args)
+        quit_status: list[int] = []
+
+        def quit_now(status: int = 0) -> None:
+            quit_status.append(status)
+            if machine is not None:
+                machine.stop()
+
+        reg.on_exit(quit_now)
+        vm = MachineControl(None, quit_now)
         machine = Machine(registry=reg, ram_size=ram_size, append=args.append,
                           serial=plan.serial, lms=plan.lms, clock="host")
+        vm.machine = machine
+        # the guest console on a mux has the focus; the monitor waits for Ctrl-A c
+        _start_monitors(reg, vm, plan, args, servers)
         for chr_, name, console in plan.virtio:
             machine.add_virtio_port(chr_, name=name, console=console)
         try:
@@ -244,15 +256,6 @@ def run(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             raise CliError(str(exc)) from None
         reg.guest_clock = machine.guest_time
-        quit_status: list[int] = []
-
-        def quit_now(status: int = 0) -> None:
-            quit_status.append(status)
-            machine.stop()
-
-        reg.on_exit(quit_now)
-        vm = MachineControl(machine, quit_now)
-        _start_monitors(reg, vm, plan, args, servers)
         if args.capture:
             from .capture import Capture
 
@@ -305,10 +308,6 @@ def _start_monitors(reg: ChardevRegistry, vm: MachineControl, plan: _Plan,
         hmp = HumanMonitor(reg, vm, monitor=shared)
         hmp.attach(label)
         servers.append(hmp)
-        # the guest console keeps the focus; Ctrl-A c switches to the monitor
-        console = next((c for c in plan.serial if c is not None and c.label == label), None)
-        if console is not None and console.frontends():
-            console.frontends()[0].take_focus()
 
 
 def _exit_status(result: Any, quit_status: list[int], args: argparse.Namespace) -> int:

@@ -79,11 +79,13 @@ class CharBackend:
 
     def set_handlers(self, can_read: CanRead | None, read: Read | None,
                      event: Event | None = None, be_change: BeChange | None = None,
-                     set_open: bool = True) -> None:
+                     set_open: bool = True, *, focus: bool = True) -> None:
         """Install the callbacks; replays OPENED when the backend is already open.
 
-        Callbacks always run on the registry's I/O thread; when called from another
-        thread the replay and read-watch update happen there shortly after.
+        On a mux, registering takes the focus (as QEMU does) unless focus=False: a monitor
+        added next to a running console need not steal it. Callbacks always run on the
+        registry's I/O thread; when called from another thread the replay and read-watch
+        update happen there shortly after.
         """
         chr_ = self._chr
         if chr_ is None:
@@ -101,7 +103,8 @@ class CharBackend:
             if set_open:
                 self.set_open(fe_open)
             if fe_open:
-                chr_.chr_take_focus(self)
+                if focus:
+                    chr_.chr_take_focus(self)
                 if chr_.be_open:
                     self._deliver_event(ChardevEvent.OPENED)
 

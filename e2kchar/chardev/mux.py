@@ -118,6 +118,7 @@ class MuxChardev(Chardev):
         for i, slot in enumerate(self.slots):
             if slot is fe:
                 self._set_focus(i)
+        self.chr_update_read_handler()  # input may have waited for a focused frontend
 
     def chr_be_event(self, event: ChardevEvent) -> None:
         fe = self.focused()
@@ -174,7 +175,7 @@ class MuxChardev(Chardev):
     def _base_can_read(self) -> int:
         fe = self.focused()
         if fe is None:
-            return 1  # still read, so that escape commands work with nobody focused
+            return 0  # nobody to type to yet: leave the input where it is
         buf = self.bufs[self.focus]
         room = MUX_BUFFER_SIZE - len(buf)
         direct = self._fe_can_read(fe) if not buf else 0

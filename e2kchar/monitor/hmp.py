@@ -321,6 +321,7 @@ class HumanMonitor:
         self._last_cr = False
         self._esc = 0            # 0: none, 1: after ESC, 2: in ESC [ sequence
         self._opened = False
+        self._greeted = False
         self._closed = False
         if chardev is not None:
             self.attach(chardev)
@@ -342,7 +343,12 @@ class HumanMonitor:
     def _install(self) -> None:
         fe = self.fe
         if fe is not None:
-            fe.set_handlers(self._can_read, self._read, self._event, self._be_change)
+            # a monitor next to a guest console on a mux does not steal the focus:
+            # Ctrl-A c switches to it
+            chr_ = fe.chardev
+            steal = chr_ is None or not chr_.is_mux or chr_.focused() is None  # type: ignore[attr-defined]
+            fe.set_handlers(self._can_read, self._read, self._event, self._be_change,
+                            focus=steal)
 
     def close(self) -> None:
         """Detach from the chardev (the chardev stays)."""
@@ -370,16 +376,29 @@ class HumanMonitor:
             self._arm_watch()
         return 0
 
+    def _focused(self) -> bool:
+        """On a mux only the focused frontend talks; the guest console stays clean."""
+        fe = self.fe
+        chr_ = fe.chardev if fe is not None else None
+        if chr_ is None or not chr_.is_mux:
+            return True
+        return chr_.focused() is fe  # type: ignore[attr-defined]
+
+    def _greet(self) -> None:
+        if self.banner and not self._greeted:
+            self._greeted = True
+            v = self.monitor.version()["qemu"]
+            self._print(f"QEMU {v['major']}.{v['minor']}.{v['micro']} monitor - "
+                        "type 'help' for more information\n")
+        self._show_prompt()
+
     def _event(self, event: ChardevEvent) -> None:
         if event == ChardevEvent.OPENED:
             self._opened = True
-            if self.banner:
-                v = self.monitor.version()["qemu"]
-                self._print(f"QEMU {v['major']}.{v['minor']}.{v['micro']} monitor - "
-                            "type 'help' for more information\n")
-            self._show_prompt()
+            if self._focused():
+                self._greet()
         elif event == ChardevEvent.MUX_IN and self._opened:
-            self._show_prompt()
+            self._greet()
         elif event == ChardevEvent.CLOSED:
             self._opened = False
             self._line.clear()
