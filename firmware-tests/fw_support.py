@@ -39,8 +39,11 @@ class InputRingbuf(RingbufChardev):
     def pending(self) -> int:
         return len(self._pending)
 
-    def _pump(self) -> None:
+    def _on_retry(self) -> None:
         self._retry = None
+        self._pump()
+
+    def _pump(self) -> None:
         while self._pending:
             n = self.be_can_write()
             if n <= 0:
@@ -50,7 +53,7 @@ class InputRingbuf(RingbufChardev):
             self.be_write(chunk)
         if self._pending and self._retry is None:
             # accept_input normally wakes us; the timer only guards against a missed wake-up
-            self._retry = self.ioloop.call_later(RETRY_S, self._pump)
+            self._retry = self.ioloop.call_later(RETRY_S, self._on_retry)
 
     def chr_accept_input(self) -> None:
         self._pump()

@@ -5,6 +5,7 @@ also build for QEMU's virt map (benchmarks run them there)."""
 
 from __future__ import annotations
 
+import random
 import re
 
 import pytest
@@ -106,3 +107,12 @@ def test_irq_echo_lockstep_one_interrupt_per_byte(registry, machine, consoles, b
     assert n // 2 < irqs <= 2 * n
     assert thri == len(text)            # one THRE interrupt per echoed byte
     assert m.stats["irqs"] >= irqs
+
+
+@pytest.mark.parametrize("kind", ["ringbuf", "socket"])
+def test_irq_echo_bulk_binary_no_loss(kind, registry, machine, consoles, build_driver):
+    """8 KiB of binary input at once through a 16-byte FIFO and a 256-byte echo queue:
+    backend flow control plus the driver's RDI throttle lose nothing."""
+    rng = random.Random(16550)
+    sent = bytes(b for b in rng.randbytes(9000) if b != 0x04)[:8192] + b"\x04"
+    _run_echo(registry, machine, consoles, build_driver, kind, sent)

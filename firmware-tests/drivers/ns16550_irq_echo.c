@@ -5,6 +5,7 @@
  * when THRI is enabled while THRE is set) and off when the queue is empty.
  * It prints "ready\n" (polled) before enabling interrupts. EOT (0x04) ends the run with a
  * summary "rx=N irqs=M thri=T spurious=S".
+ * When the echo queue is full the driver throttles (RDI off) instead of dropping input.
  * FCR_VALUE sets the FIFO control (default: FIFOs on, trigger 1 byte).
  * Exit codes: 0 ok, 7 unexpected trap. */
 #include "drv_util.h"
@@ -20,6 +21,9 @@ static volatile u64 rx_count, irq_count, thri_count, lsr_count, msr_count, spuri
 static u8 txq[256];
 static volatile u32 tx_head, tx_tail;
 static volatile u8 ier_shadow;
+static volatile u64 throttles;
+
+static u32 txq_free(void) { return (u32)sizeof(txq) - (tx_head - tx_tail); }
 
 static void set_ier(u8 v)
 {
@@ -30,7 +34,8 @@ static void set_ier(u8 v)
 static void uart_interrupt(void)
 {
     u8 iir;
-    while (!((iir = uart_in(B, UART_IIR)) & 0x01)) {
+    int guard = 0;
+    while (!((iir = uart_in(B, UART_IIR)) & 0x01) && ++guard <= 1000) {
         switch (iir & 0x0E) {
         case 0x06:                              /* receiver line status */
             lsr_count++;
@@ -39,11 +44,18 @@ static void uart_interrupt(void)
         case 0x04:                              /* Rx data */
         case 0x0C:                              /* character timeout */
             while (uart_in(B, UART_LSR) & UART_LSR_DR) {
+                if (txq_free() == 0) {
+                    /* throttle: Rx interrupts off, input waits in the FIFO (and the host
+                     * side waits for FIFO room) until the echo queue drains */
+                    set_ier(ier_shadow & (u8)~UART_IER_RDI);
+                    throttles++;
+                    break;
+                }
                 u8 c = uart_in(B, UART_RBR);
                 rx_count++;
                 if (c == 0x04)
                     done = 1;
-                else if (tx_head - tx_tail < sizeof(txq))
+                else
                     txq[tx_head++ % sizeof(txq)] = c;
             }
             if (tx_head != tx_tail && !(ier_shadow & UART_IER_THRI))
@@ -55,6 +67,8 @@ static void uart_interrupt(void)
                 uart_out(B, UART_THR, txq[tx_tail++ % sizeof(txq)]);
             if (tx_head == tx_tail)
                 set_ier(ier_shadow & (u8)~UART_IER_THRI);
+            if (!(ier_shadow & UART_IER_RDI) && txq_free() >= sizeof(txq) / 2)
+                set_ier(ier_shadow | UART_IER_RDI);
             break;
         default:                                /* modem status */
             msr_count++;
