@@ -162,7 +162,12 @@ class Machine:
 
     def __init__(self, registry: ChardevRegistry | None = None, *, ram_size: int = L.DEFAULT_RAM_SIZE,
                  append: str = "", serial: list[Chardev | None] | None = None,
-                 lms: Chardev | None = None, clock: str = "virtual") -> None:
+                 lms: Chardev | None = None, clock: str = "virtual",
+                 tlb: str = "virtual") -> None:
+        if tlb not in ("virtual", "cpu"):
+            raise MachineError(f"tlb must be 'virtual' (fast, identity-mapped, M-mode) or "
+                               f"'cpu' (honours satp/PMP), not {tlb!r}")
+        self.tlb = tlb
         if ram_size < 4 << 20 or ram_size % 4096 or ram_size > 1 << 40:
             raise MachineError(f"RAM size {ram_size} must be a multiple of 4 KiB, at least 4 MiB")
         serial = list(serial or [])
@@ -331,8 +336,10 @@ class Machine:
 
     def _new_cpu(self) -> Uc:
         uc = Uc(UC_ARCH_RISCV, UC_MODE_RISCV64)
-        uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
-        uc.hook_add(UC_HOOK_TLB_FILL, self._tlb_fill)
+        if self.tlb == "virtual":
+            # pitfall 1: the CPU TLB sends every store through the notdirty slow path
+            uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
+            uc.hook_add(UC_HOOK_TLB_FILL, self._tlb_fill)
         import ctypes
         ptr = ctypes.addressof(ctypes.c_char.from_buffer(self._ram))
         uc.mem_map_ptr(L.RAM_BASE, self.ram_size, UC_PROT_ALL, ptr)
