@@ -522,7 +522,11 @@ class Am85C30(SerialDevice):
         self.wr9 = 0
         self.ius = 0
         self.a = _Channel(self, 0, chardev_a)
-        self.b = _Channel(self, 1, chardev_b)
+        try:
+            self.b = _Channel(self, 1, chardev_b)
+        except Exception:
+            self.a.port.close()  # e.g. the same chardev twice: leave nothing attached
+            raise
         self.channels = (self.a, self.b)
         self.ports.extend((self.a.port, self.b.port))
         with self.lock:

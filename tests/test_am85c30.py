@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from e2kchar import ChardevRegistry
+from e2kchar import ChardevError, ChardevRegistry
 from e2kchar.chardev.ringbuf import RingbufChardev
 from e2kchar.chardev.types import ChardevIoctl, SerialParams, Tiocm
 
@@ -548,6 +548,15 @@ def test_bad_accesses_never_raise(reg):
         assert scc.read(0, size) == 0
         scc.write(1, size, 0x41)
     assert ra.peek() == b""
+    scc.close()
+
+
+def test_same_chardev_twice_is_a_clear_error(reg):
+    chr_ = reg.new("one", "ringbuf,size=64")
+    with pytest.raises(ChardevError, match="in use"):
+        Am85C30(chardev_a=chr_, chardev_b=chr_, irq=IrqLine())
+    # nothing stayed attached: the chardev is free for the next user
+    scc = Am85C30(chardev_a=chr_, chardev_b=None, irq=IrqLine(), clock=VirtualClock())
     scc.close()
 
 
