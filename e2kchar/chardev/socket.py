@@ -582,24 +582,27 @@ class SocketChardev(Chardev):
             del self._outbuf[:n]
         return True
 
-    def _flush(self) -> None:
-        """I/O thread: push _outbuf; arm the writer while something remains."""
-        sock = self._sock
-        if sock is None:
-            return
+    def _try_flush(self) -> bool | None:
+        """I/O thread: push _outbuf. True once empty, False while the socket is full,
+        None when the peer is gone (the connection is dropped then)."""
         with self._conn_lock:
             try:
-                done = self._flush_locked()
+                done: bool | None = self._flush_locked()
             except OSError as exc:
                 log.info("%s: peer gone while sending: %s", self.label, _strerror(exc))
                 done = None
         if done is None:
             self._disconnect()
+        return done
+
+    def _flush(self) -> None:
+        """I/O thread: push _outbuf; arm the writer while something remains."""
+        if self._sock is None:
             return
-        if not done:
+        done = self._try_flush()
+        if done is False:
             self._arm_writer()
-            return
-        if self._pending_open:
+        elif done and self._pending_open:
             self._connected()
 
     def _send_control(self, data: bytes) -> None:
@@ -628,19 +631,8 @@ class SocketChardev(Chardev):
             self._arm_writer()
 
     def _on_writable(self) -> None:
-        sock = self._sock
-        if sock is None:
-            return
-        with self._conn_lock:
-            try:
-                done = self._flush_locked()
-            except OSError:
-                done = None
-        if done is None:
-            self._disconnect()
-            return
-        if not done:
-            return
+        if self._sock is None or not self._try_flush():
+            return  # still full (writer stays armed) or the peer is gone
         self.ioloop.remove_writer(self._fd)
         self._writer_armed = False
         if self._pending_open:
