@@ -451,11 +451,10 @@ class _Channel:
         if reg == 1 or reg == 5 and not ext:
             return self.rr1()
         if reg == 2 or reg == 6:
+            value = scc.wr2 if self.index == 0 else scc.status_vector()
             if scc.wr9 & WR9_SOFT_INTACK:
-                vec = scc.intack()
-                if self.index == 1:
-                    return vec
-            return scc.wr2 if self.index == 0 else scc.status_vector()
+                scc.intack()  # software interrupt acknowledge: sets the IUS bit
+            return value
         if reg == 3 or reg == 7:
             return _RR3_OF_MASK[scc._pending()] if self.index == 0 else 0
         if reg == 8:

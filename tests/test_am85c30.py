@@ -383,6 +383,24 @@ def test_tx_empty_at_once_all_sent_one_character_later(reg):
     scc.close()
 
 
+def test_software_intack_by_rr2_read(reg):
+    scc, irq, _, _ = make(reg)
+    a, b = Zs(scc, 0), Zs(scc, 1)
+    a.bios_init()
+    a.wr(14, 0x10)
+    a.wr(1, 0x10)
+    a.wr(2, 0x10)
+    a.wr(9, 0x08 | 0x20)  # MIE + software INTACK
+    scc.write(1, 1, 0x55)
+    assert irq.level
+    assert b.rr(2) == 0x10 | (6 << 1)  # A Rx; the read acknowledged it
+    assert not irq.level and scc.state()["ius"] == 1
+    a.getc()
+    a.cmd(0x38)
+    assert scc.state()["ius"] == 0 and not irq.level
+    scc.close()
+
+
 def test_tx_ip_only_after_a_character(reg):
     scc, irq, _, _ = make(reg)
     a = Zs(scc, 0)
