@@ -710,3 +710,22 @@ def test_half_telnet_command_does_not_leak_into_the_next_connection(reg, recorde
     cl.sendall(b"xy")
     assert reg.run_until(lambda: bytes(rec.data) == b"qxy")
     cl.close()
+
+
+def test_wait_connected_waits_for_a_new_connection_after_a_disconnect(reg, recorder):
+    chr_ = server(reg)
+    fe = attach(reg, recorder, chr_).fe
+    cl = connect(chr_)
+    fe.wait_connected(5)
+    assert chr_.connected
+    cl.close()
+    assert reg.run_until(lambda: not chr_.connected)
+    with pytest.raises(ChardevError, match="timed out waiting for a connection"):
+        fe.wait_connected(0.1)  # the earlier client does not count
+    t = threading.Timer(0.05, lambda: holder.append(connect(chr_)))
+    holder: list[socket.socket] = []
+    t.start()
+    fe.wait_connected(5)
+    assert chr_.connected
+    t.join()
+    holder[0].close()

@@ -16,6 +16,7 @@ import socket
 import stat
 import tempfile
 import threading
+import time
 from collections import deque
 from typing import Any
 
@@ -128,7 +129,7 @@ class SocketChardev(Chardev):
         self._reconnect_timer: TimerHandle | None = None
         self._reconnect_ms = 0
         self._connect_error_reported = False
-        self._ever_connected = threading.Event()
+        self._connections = 0  # connections made so far, for chr_wait_connected
         self._unix_owned: tuple[str, int, int] | None = None
         self._telnet: TelnetFilter | None = None
         self._ws_request: bytearray | None = None
@@ -512,7 +513,7 @@ class SocketChardev(Chardev):
                 kept = self._history.take()
                 self._outbuf += encode_frame(OP_BINARY, kept) if self.is_websocket else kept
         self._connect_error_reported = False
-        self._ever_connected.set()
+        self._connections += 1
         self._flush()
         if self._sock is not sock:
             return  # the history replay found the peer gone
@@ -840,16 +841,27 @@ class SocketChardev(Chardev):
         self._disconnect()
 
     def chr_wait_connected(self, timeout: float | None) -> None:
-        """Block (never on the I/O thread) until a peer connects: wait=on servers."""
-        if self.ioloop.in_loop_thread():
+        """Block (never on the I/O thread) until a peer connects.
+
+        With timeout None (the registry, right after creation) only a wait=on server waits,
+        for its first client; an explicit timeout waits for a connection from any socket.
+        """
+        if self.ioloop.in_loop_thread() or self.connected:
             return
         if timeout is None and not (self.is_listen and self.config.wait):  # type: ignore[attr-defined]
             return
-        if self._ever_connected.is_set():
-            return
+        seen = 0 if timeout is None else self._connections
         log.info("waiting for connection on: %s", self.filename)
-        if not self._ever_connected.wait(timeout):
-            raise ChardevError(f"timed out waiting for a connection on {self.filename}")
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def arrived() -> bool:
+            return self._connections > seen or self.closed
+
+        while not arrived():
+            remaining = 60.0 if deadline is None else deadline - time.monotonic()
+            if remaining <= 0:
+                raise ChardevError(f"timed out waiting for a connection on {self.filename}")
+            self.ioloop.run_until(arrived, min(remaining, 60.0))
         if self.closed:
             raise ChardevError(f"chardev '{self.label}' closed while waiting for a connection")
 
@@ -877,4 +889,3 @@ class SocketChardev(Chardev):
                     os.unlink(path)
             except OSError:
                 pass
-        self._ever_connected.set()  # release a waiter
