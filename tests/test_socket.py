@@ -729,3 +729,17 @@ def test_wait_connected_waits_for_a_new_connection_after_a_disconnect(reg, recor
     assert chr_.connected
     t.join()
     holder[0].close()
+
+
+def test_websocket_client_told_when_the_chardev_goes_away(reg, recorder):
+    chr_ = server(reg, extra=",websocket=on")
+    rec = attach(reg, recorder, chr_)
+    cl = connect(chr_)
+    ws_handshake(cl)
+    assert reg.run_until(lambda: rec.events == [OPENED])
+    rec.fe.deinit()
+    reg.remove("s")
+    op, payload = read_frame(cl)
+    assert op == 0x8 and payload[:2] == struct.pack(">H", 1001)
+    assert recv_exact(cl, 1) == b""
+    cl.close()

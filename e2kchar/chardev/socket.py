@@ -27,6 +27,7 @@ from .ioloop import TimerHandle
 from .telnet import TELNET_NEGOTIATION, TN3270_NEGOTIATION, TelnetFilter
 from .types import READ_BUF_LEN, ChardevError, ChardevEvent
 from .websocket import (
+    CLOSE_GOING_AWAY,
     CLOSE_NORMAL,
     OP_BINARY,
     OP_CLOSE,
@@ -874,6 +875,14 @@ class SocketChardev(Chardev):
             self._connecting.close()
             self._connecting = None
         self._drop_candidates()
+        if self.is_websocket and self._state == _CONNECTED:
+            with self._conn_lock:  # tell the browser why the line went away (best effort)
+                self._outbuf += encode_frame(OP_CLOSE, close_payload(CLOSE_GOING_AWAY,
+                                                                     "chardev closed"))
+                try:
+                    self._flush_locked()
+                except OSError:
+                    pass
         self._disconnect(events=False)
         if self._listen is not None:
             self._stop_listening()
