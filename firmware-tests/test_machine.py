@@ -278,3 +278,46 @@ def test_bad_images(machine, build_driver, tmp_path):
         m.load(tmp_path / "nope.elf")
     with pytest.raises(MachineError, match="serial"):
         machine(serial=[None] * 4)
+
+
+# ----------------------------------------------------------------------------------------
+# raw images: faults with no handler are reported, never hang
+
+
+@pytest.mark.parametrize("insn,cause,pc,tval", [
+    (0x00100073, 3, L.RAM_BASE, L.RAM_BASE),      # ebreak
+    (0x9002, 3, L.RAM_BASE, L.RAM_BASE),          # c.ebreak
+    (0x00000067, 1, 0, 0),                        # jr zero: fetch from unmapped 0
+    (0x0000B283, 5, L.RAM_BASE, 0),               # ld t0, 0(zero): unmapped load
+    (0xC0001073, 2, L.RAM_BASE, 0xC0001073),      # unimp
+])
+def test_raw_image_faults_without_handler(machine, tmp_path, insn, cause, pc, tval):
+    img = tmp_path / "raw.bin"
+    img.write_bytes(insn.to_bytes(4, "little"))
+    m = machine(ram_size=8 << 20)
+    assert m.load(img) == L.RAM_BASE
+    res = m.run(timeout=10)
+    assert (res.reason, res.cause, res.pc, res.tval) == ("trap", cause, pc, tval)
+    assert "no trap handler" in res.message
+
+
+def test_raw_image_spinning_forever_times_out(machine, tmp_path):
+    img = tmp_path / "loop.bin"
+    img.write_bytes((0x0000006F).to_bytes(4, "little"))   # j .
+    m = machine(ram_size=8 << 20)
+    m.load(img)
+    res = m.run(timeout=0.3)
+    assert (res.reason, res.exit_code, res.pc) == ("timeout", 124, L.RAM_BASE)
+
+
+def test_virtio_ports(registry, machine):
+    m = machine()
+    a = registry.new("vc0", "ringbuf,size=64")
+    b = registry.new("vc1", "ringbuf,size=64")
+    assert m.add_virtio_port(a) == 0
+    assert m.add_virtio_port(b, name="org.e2k.port", console=False) == 1
+    with pytest.raises(MachineError, match="already in use"):
+        m.add_virtio_port(None, name="org.e2k.port", console=False)
+    m.close()
+    registry.remove("vc0")      # the machine let go of its chardevs
+    registry.remove("vc1")
