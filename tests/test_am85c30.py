@@ -665,6 +665,11 @@ class SccMachine(RuleBasedStateMachine):
     def blocks(self, flag: bool) -> None:
         self.a.set_blocked(flag)
 
+    @rule(ch=st.sampled_from(["a", "b"]))
+    def hotswap(self, ch: str) -> None:
+        self.reg.change(ch, {"type": "ringbuf", "data": {"size": 4096}})
+        setattr(self, ch, self.reg.find(ch))
+
     @rule(ns=st.integers(0, 50_000_000))
     def time_passes(self, ns: int) -> None:
         self.clock.advance(ns)

@@ -198,12 +198,14 @@ class LmsMachine(RuleBasedStateMachine):
         self.chr = self.reg.new("l", "ringbuf,size=65536")
         self.dev = LmsConsole(chardev=self.chr)
         self.sent = bytearray()
+        self.old: list[RecChardev] = []
 
     def teardown(self) -> None:
         if hasattr(self, "dev"):
             self.chr.set_blocked(False)
             assert self.reg.run_until(lambda: self.dev.read(0, 4) == 0, 5)
-            assert self.chr.peek() == bytes(self.sent)  # nothing lost, nothing extra
+            out = b"".join(c.peek() for c in self.old) + self.chr.peek()
+            assert out == bytes(self.sent)  # nothing lost, nothing extra, across swaps
             self.dev.close()
             self.reg.close()
 
@@ -229,6 +231,12 @@ class LmsMachine(RuleBasedStateMachine):
     @rule(flag=st.booleans())
     def blocks(self, flag: bool) -> None:
         self.chr.set_blocked(flag)
+
+    @rule()
+    def hotswap(self) -> None:
+        self.reg.change("l", {"type": "ringbuf", "data": {"size": 65536}})
+        self.old.append(self.chr)
+        self.chr = self.reg.find("l")
 
     @invariant()
     def bounded(self) -> None:

@@ -747,6 +747,11 @@ class UartMachine(RuleBasedStateMachine):
     def backend_blocks(self, flag: bool) -> None:
         self.chr.set_blocked(flag)
 
+    @rule()
+    def hotswap(self) -> None:
+        self.reg.change("h", {"type": "ringbuf", "data": {"size": 4096}})
+        self.chr = self.reg.find("h")
+
     @invariant()
     def consistent(self) -> None:
         if not hasattr(self, "uart"):
