@@ -3,7 +3,8 @@
  * interrupts on PLIC source COUNT_IRQ). The device hands out 0, 1, 2, ... on reads; the
  * guest writes each value back, so the host can tell a duplicated or lost access.
  * Registers: +0 R next value, +4 W echo, +8 W gaps seen, +0xC W irq ack, +0x10 W irq count,
- * +0x14 W done. Exit code: number of gaps (0 = pass). */
+ * +0x14 W done, +0x18 W external-interrupt entries (== irq count: no spurious entries).
+ * Exit code: number of gaps (0 = pass). */
 #include "e2k.h"
 
 #ifndef COUNT_BASE
@@ -16,12 +17,13 @@
 #define COUNT_IRQ 20
 #endif
 
-static volatile u32 irqs;
+static volatile u32 irqs, entries;
 
 static void __attribute__((interrupt("machine"), aligned(4))) trap(void)
 {
     u64 cause = csr_read(mcause);
     if (cause == (MCAUSE_IRQ | 9)) {
+        entries++;
         u32 src = rd32(PLIC_CLAIM(0));
         if (src == COUNT_IRQ) {
             wr32(COUNT_BASE + 0xC, 1);
@@ -53,6 +55,7 @@ int main(void)
     irq_disable();
     wr32(COUNT_BASE + 8, gaps);
     wr32(COUNT_BASE + 0x10, irqs);
+    wr32(COUNT_BASE + 0x18, entries);
     wr32(COUNT_BASE + 0x14, 1);
     return gaps > 255 ? 255 : (int)gaps;
 }
