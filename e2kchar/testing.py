@@ -18,13 +18,17 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from .chardev.registry import ChardevRegistry
 from .chardev.types import ChardevError
+from .options import parse_chardev, parse_legacy
 
-__all__ = ["Console", "LineMatch", "ConsoleTimeout", "FailingStringFound"]
+__all__ = ["Console", "LineMatch", "ConsoleTimeout", "FailingStringFound", "RunningMachine",
+           "boot"]
 
 
 class ConsoleTimeout(AssertionError):
@@ -235,3 +239,124 @@ class Console:
         chr_ = self.registry.find(self.label)
         if chr_ is not None:
             chr_.remove_tap(self._on_output)
+
+
+# ---------------------------------------------------------------------------------------
+# starting a machine from Python
+
+
+class RunningMachine:
+    """A machine running on a background thread, with consoles to wait on."""
+
+    def __init__(self, machine: Any, timeout: float | None, own_registry: bool,
+                 consoles: Sequence[str] = ()) -> None:
+        self.machine = machine
+        self.registry: ChardevRegistry = machine.registry
+        self._own_registry = own_registry
+        self._consoles: dict[str, Console] = {}
+        for label in consoles:  # watching before the first instruction runs
+            self.console(label)
+        self.result: Any = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(timeout,),
+                                        name="e2kchar-guest", daemon=True)
+        self._thread.start()
+
+    def _run(self, timeout: float | None) -> None:
+        try:
+            self.result = self.machine.run(timeout=timeout)
+        except Exception as exc:  # reported by wait()
+            self.result = exc
+        finally:
+            self._done.set()
+            self.registry.ioloop.notify()
+
+    def console(self, label: str = "serial0") -> Console:
+        """The Console for a chardev label (created on first use; sees output from then on,
+        so ask for it before the output you wait for can appear, or right after boot())."""
+        con = self._consoles.get(label)
+        if con is None:
+            con = self._consoles[label] = Console(self.registry, label,
+                                                  guest_clock=self.machine.guest_time)
+        return con
+
+    @property
+    def running(self) -> bool:
+        return not self._done.is_set()
+
+    def wait(self, timeout: float | None = 30.0) -> Any:
+        """Wait for the guest to finish; returns the machine's RunResult."""
+        if not self._done.wait(timeout):
+            raise ConsoleTimeout(f"the guest still runs after {timeout} s")
+        if isinstance(self.result, Exception):
+            raise self.result
+        return self.result
+
+    def stop(self) -> Any:
+        self.machine.stop()
+        self._done.wait(10)
+        return self.result
+
+    def close(self) -> None:
+        if self.running:
+            self.stop()
+        for con in self._consoles.values():
+            con.close()
+        self.machine.close()
+        if self._own_registry:
+            self.registry.close()
+
+    def __enter__(self) -> RunningMachine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def boot(firmware: str | Path | None = None, *, serial: Sequence[str | None] = ("ringbuf",),
+         chardevs: Sequence[str] = (), virtio: Sequence[tuple[str, str | None, bool]] = (),
+         ram_size: int = 128 << 20, append: str = "", timeout: float | None = 60.0,
+         clock: str = "virtual", registry: ChardevRegistry | None = None) -> RunningMachine:
+    """Start firmware (default: the bundled demo) with consoles attached before it runs.
+
+    serial: -serial specs in order Am85C30 A, B, COM1 ("ringbuf" = captured in memory,
+    any legacy spec such as "file:/tmp/x" or "chardev:ID", None = unconnected); their
+    chardevs are labelled serial0.. as on the command line. chardevs: -chardev specs.
+    virtio: (chardev id, name, console) ports of the virtio-console.
+    """
+    from .machine import Machine
+
+    own = registry is None
+    reg = registry if registry is not None else ChardevRegistry()
+    try:
+        for spec in chardevs:
+            reg.create(parse_chardev(spec))
+        bound: list[Any] = []
+        for n, spec in enumerate(serial):
+            if spec is None:
+                bound.append(None)
+            elif spec.startswith("chardev:"):
+                bound.append(reg.new(None, spec))
+            elif spec.split(",", 1)[0] in ("ringbuf", "memory", "null", "testdev", "pty"):
+                bound.append(reg.new(f"serial{n}", spec))
+            else:
+                bound.append(reg.create(parse_legacy(spec, f"serial{n}")))
+        machine = Machine(registry=reg, ram_size=ram_size, append=append, serial=bound,
+                          clock=clock)
+        labels = [c.label for c in bound if c is not None and c.label is not None]
+        for chr_id, name, console in virtio:
+            chr_ = reg.find(chr_id)
+            if chr_ is None:
+                raise ChardevError(f"Device '{chr_id}' not found")
+            machine.add_virtio_port(chr_, name=name, console=console)
+            labels.append(chr_id)
+        if firmware is None:
+            from .cli import bundled_firmware
+
+            firmware = bundled_firmware()
+        machine.load(firmware)
+    except BaseException:
+        if own:
+            reg.close()
+        raise
+    return RunningMachine(machine, timeout, own, consoles=labels)

@@ -49,7 +49,7 @@ class LogFile:
     """The logfile= mirror of accepted output, optionally stamped per line."""
 
     def __init__(self, path: str, append: bool, timestamp: bool,
-                 guest_clock: Callable[[], float] | None) -> None:
+                 guest_clock: Callable[[], Callable[[], float] | None] | None = None) -> None:
         self.path = path
         try:
             # Truncation is deferred to commit() so that a failed add leaves the file alone.
@@ -75,9 +75,10 @@ class LogFile:
 
     def _stamp(self) -> bytes:
         host = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-        if self.guest_clock is not None:
+        clock = self.guest_clock() if self.guest_clock is not None else None
+        if clock is not None:  # looked up per line: the machine may come after the chardev
             try:
-                return f"[{host} +{self.guest_clock():.6f}] ".encode()
+                return f"[{host} +{clock():.6f}] ".encode()
             except Exception:
                 pass
         return f"[{host}] ".encode()

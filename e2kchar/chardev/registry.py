@@ -158,7 +158,7 @@ class ChardevRegistry:
                 chr_.logfile = log_from.logfile  # a swap never truncates the log
             else:
                 chr_.logfile = LogFile(config.logfile, bool(config.logappend) or reopen,
-                                       bool(config.logtimestamp), self.guest_clock)
+                                       bool(config.logtimestamp), lambda: self.guest_clock)
         try:
             be_opened = chr_.open()
         except BaseException as exc:
