@@ -68,6 +68,31 @@ class InputRingbuf(RingbufChardev):
         super().chr_close()
 
 
+class GatedRingbuf(InputRingbuf):
+    """A ringbuf that refuses all output (BlockingIOError) until open_gate(): a backend that
+    cannot take more, to see a guest wait on its device's busy/Tx-empty status."""
+
+    def open(self) -> bool:
+        self.gate = threading.Event()
+        self.refused = 0
+        return super().open()
+
+    def chr_write(self, data: memoryview) -> int:
+        if not self.gate.is_set():
+            self.refused += 1
+            raise BlockingIOError
+        return super().chr_write(data)
+
+    def chr_arm_watch(self) -> None:
+        if self.gate.is_set():
+            self.ioloop.call_soon(self.fire_watches)
+        # else open_gate() fires the watches
+
+    def open_gate(self) -> None:
+        self.gate.set()
+        self.ioloop.call_soon(self.fire_watches)
+
+
 def use_input_ringbuf(reg: ChardevRegistry) -> None:
     reg.register_backend("ringbuf", InputRingbuf)
 

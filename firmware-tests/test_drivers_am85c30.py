@@ -9,7 +9,7 @@ import random
 import re
 
 import pytest
-from fw_support import BackgroundRun, ConsoleSet, wait_output, wait_until
+from fw_support import BackgroundRun, ConsoleSet, GatedRingbuf, wait_output, wait_until
 
 BIOS_A = (b"am85c30: boot_info serial_base 0x40000000, pci 00:02.2 1fff:8019 class 0x070002"
           b" bar1 0x40000000 size 0x1000\nchannel A: polled output ok\n")
@@ -166,3 +166,26 @@ def test_irq_echo_bulk_binary_no_loss(kind, registry, machine, consoles, build_d
     assert (res.reason, res.exit_code) == ("exit", 0), res
     registry.run_until(lambda: SUMMARY.search(con.data()) is not None, 5)
     _check_echo(con.data(), sent)
+
+
+def test_polled_output_waits_for_a_refusing_backend(registry, machine, build_driver):
+    """Channel A's backend refuses output: Tx buffer empty stays clear, the BIOS-style putc
+    keeps polling RR0, and once the backend takes data the text comes out exactly once."""
+    registry.register_backend("ringbuf", GatedRingbuf)
+    a = registry.new("cha", "ringbuf,size=65536")
+    b = registry.new("chb", "ringbuf,size=65536")
+    b.open_gate()
+    m = machine(serial=[a, b, None])
+    m.load(build_driver("am85c30_bios"))
+    run = BackgroundRun(m, 30)
+    wait_until(registry, lambda: a.refused >= 1, 10, "a refused write")
+    reads = m.stats["mmio_reads"]
+    wait_until(registry, lambda: m.stats["mmio_reads"] > reads + 1000, 10, "RR0 polling")
+    assert not run.done()
+    assert a.peek() == b""
+    a.open_gate()
+    res = run.result()
+    assert (res.reason, res.exit_code) == ("exit", 0), res
+    registry.run_until(lambda: len(a.peek()) >= len(BIOS_A), 5)
+    assert a.peek() == BIOS_A
+    assert b.peek() == BIOS_B

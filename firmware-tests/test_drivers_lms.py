@@ -4,7 +4,7 @@ read of 0x300 is non-zero, byte write then a 0 strobe (which must not reach the 
 from __future__ import annotations
 
 import pytest
-from fw_support import ConsoleSet, wait_output
+from fw_support import BackgroundRun, ConsoleSet, GatedRingbuf, wait_output, wait_until
 
 LMS_OUT = b"LMS console: hello from the simulator port\nsecond line\n"
 
@@ -44,3 +44,23 @@ def test_lms_absent_is_detected_by_the_probe(registry, machine, build_driver):
     m.load(build_driver("lms_console"))
     res = m.run(timeout=20)
     assert (res.reason, res.exit_code) == ("exit", 2), res
+
+
+def test_lms_guest_waits_while_busy(registry, machine, build_driver):
+    """A backend that refuses output: the console reads busy, the driver spins on it and
+    nothing is lost or doubled once the backend takes data again."""
+    registry.register_backend("ringbuf", GatedRingbuf)
+    lms = registry.new("lms", "ringbuf,size=65536")
+    m = machine(serial=[None, None, None], lms=lms)
+    m.load(build_driver("lms_console"))
+    run = BackgroundRun(m, 30)
+    wait_until(registry, lambda: lms.refused >= 1, 10, "a refused write")
+    reads = m.stats["mmio_reads"]
+    wait_until(registry, lambda: m.stats["mmio_reads"] > reads + 1000, 10, "busy polling")
+    assert not run.done()
+    assert lms.peek() == b""
+    lms.open_gate()
+    res = run.result()
+    assert (res.reason, res.exit_code) == ("exit", 0), res
+    registry.run_until(lambda: len(lms.peek()) >= len(LMS_OUT), 5)
+    assert lms.peek() == LMS_OUT
