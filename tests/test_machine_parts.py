@@ -329,7 +329,7 @@ def test_machine_load_errors(tmp_path):
             m.load_raw(raw, 0x10)
     with pytest.raises(MachineError):
         Machine(ram_size=1000)
-    with pytest.raises(ValueError, match="append"):
+    with pytest.raises(MachineError, match="append"):
         Machine(append="x" * 300)
 
 

@@ -175,19 +175,32 @@ class Machine:
             raise MachineError(f"{len(serial)} serial ports given; the machine has 3 "
                                "(Am85C30 A, Am85C30 B, COM1)")
         serial += [None] * (3 - len(serial))
-        self._own_registry = registry is None
-        self.registry = registry if registry is not None else ChardevRegistry()
+        if clock not in ("virtual", "host"):
+            raise MachineError(f"clock must be 'virtual' or 'host', not {clock!r}")
+        try:
+            self.boot_info = L.build_boot_info(ram_size, append)
+        except ValueError as exc:
+            raise MachineError(str(exc)) from None
         self.ram_size = ram_size
         self.append = append
-        self.boot_info = L.build_boot_info(ram_size, append)  # checks the cmdline length
         self.ram_layout = L.RamLayout(ram_size)
         self.clock = GuestClock(clock)
+        self._own_registry = registry is None
+        self.registry = registry if registry is not None else ChardevRegistry()
+        try:
+            self._init(serial, lms)
+        except BaseException:
+            if self._own_registry:
+                self.registry.close()
+            raise
+
+    def _init(self, serial: list[Chardev | None], lms: Chardev | None = None) -> None:
         if getattr(self.registry, "guest_clock", None) is None:
             self.registry.guest_clock = self.guest_time
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
-        self._ram = mmap.mmap(-1, ram_size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        self.memory = RamMemory(self._ram, L.RAM_BASE, ram_size)
+        self._ram = mmap.mmap(-1, self.ram_size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        self.memory = RamMemory(self._ram, L.RAM_BASE, self.ram_size)
         self._images: list[_Image] = []
         self._entry = L.RAM_BASE
         self._stats = _Stats()
@@ -217,8 +230,15 @@ class Machine:
         self._trap_repeat = 0
         self._code_pages: set[int] = set()
         self._pc = L.RAM_BASE
-        self._build_devices(serial, lms)
-        self.uc: Uc = self._new_cpu()
+        self.device_clock: Any = None
+        try:
+            self._build_devices(serial, lms)
+            self.uc: Uc = self._new_cpu()
+        except BaseException:
+            self._detach_devices()
+            if self.device_clock is not None:
+                self.device_clock.close()
+            raise
         self._write_boot_blocks()
         self._set_boot_regs()
         self._kicker = threading.Thread(target=self._kicker_main, name="e2k-kicker", daemon=True)
@@ -1058,8 +1078,6 @@ class Machine:
                 pc = self._handle_error(err, pc)
                 self._pc = pc
                 continue
-            if kicked and not pending:
-                self._stats.extra["unrecorded"] = self._stats.extra.get("unrecorded", 0) + 1
             if pending:
                 pc = self._retire(pc, pending)
                 uc.reg_write(R.UC_RISCV_REG_PC, pc)
