@@ -131,6 +131,14 @@ def test_timer_interrupts(machine, build_driver, compute):
     assert m.guest_time() >= 20 * 0.001
 
 
+def test_timer_that_expired_while_masked_is_delivered_once_unmasked(machine, build_driver):
+    m = machine()
+    m.load(build_driver("machine_timer", defines={"COMPUTE": 1, "TICKS": 3,
+                                                  "LATE_ENABLE": 1}))
+    res = m.run(timeout=20)
+    assert (res.reason, res.exit_code) == ("exit", 0), res
+
+
 def test_wfi_costs_no_cpu(machine, build_driver):
     # 20 ticks 50 ms apart: the guest sleeps in wfi for about a second
     m = machine()

@@ -881,9 +881,12 @@ class Machine:
         if mtip and mie & MIP_MTIP:
             pending |= MIP_MTIP
         enabled = priv < 3 or mstatus & MSTATUS_MIE
+        raised = mtip or bool(self.clint.msip)
         with self._lock:
-            self._timer_poll = bool(pending) and not enabled
-            self._mtip_delivered = mtip  # nothing to wait for until mtimecmp changes
+            # a raised timer/software interrupt the guest masks now (mie or mstatus.MIE,
+            # which we cannot watch) is looked at again every MASKED_POLL
+            self._timer_poll = raised and not (pending and enabled)
+            self._mtip_delivered = mtip  # no deadline to wait for until mtimecmp changes
         if not pending or not enabled:
             return
         for bit, cause in ((MIP_MEIP, IRQ_MEI), (MIP_MSIP, IRQ_MSI), (MIP_MTIP, IRQ_MTI)):

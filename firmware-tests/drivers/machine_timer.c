@@ -1,5 +1,6 @@
 /* Timer interrupts (machine tests): TICKS machine-timer interrupts PERIOD mtime ticks
  * apart, taken while the guest sleeps in wfi (default) or computes (-DCOMPUTE=1).
+ * -DLATE_ENABLE=1: the first deadline has passed before the guest unmasks the timer.
  * Exit code 0 = the right number of ticks, never early. */
 #include "e2k.h"
 
@@ -35,8 +36,17 @@ int main(void)
 {
     u64 start = rd64(CLINT_MTIME);
     csr_write(mtvec, (u64)trap);
+#if LATE_ENABLE
+    /* the timer expires while masked; enabling it later must still deliver it */
+    next_deadline = 0;
+    wr64(CLINT_MTIMECMP, 0);
+    for (volatile int i = 0; i < 300000; i++)
+        ;
+    start = 0;
+#else
     next_deadline = start + PERIOD;
     wr64(CLINT_MTIMECMP, next_deadline);
+#endif
     csr_set(mie, MIE_MTIE);
     irq_enable();
 #if COMPUTE
