@@ -15,6 +15,7 @@ import argparse
 import logging
 import signal
 import sys
+import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -211,7 +212,8 @@ def _plan(reg: ChardevRegistry, args: argparse.Namespace) -> _Plan:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .machine import Machine  # the harness pulls in unicorn: only when running
+    from .machine import Machine, MachineError  # unicorn is imported only when running
+    from .machine.layout import RAM_BASE
 
     ram_size = parse_size(args.m)
     firmware = args.firmware or args.bios
@@ -250,10 +252,10 @@ def run(args: argparse.Namespace) -> int:
         try:
             machine.load(firmware)
             if args.kernel:
-                machine.load_raw(args.kernel, machine.ram_base + (2 << 20))
+                machine.load_raw(args.kernel, RAM_BASE + (2 << 20))
             for path, addr in plan.loaders:
                 machine.load_raw(path, addr)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, MachineError) as exc:
             raise CliError(str(exc)) from None
         reg.guest_clock = machine.guest_time
         if args.capture:
@@ -263,9 +265,15 @@ def run(args: argparse.Namespace) -> int:
             for label in _console_labels(reg, plan):
                 capture.add(label)
         signal.signal(signal.SIGTERM, lambda *_: quit_now(0))
-        result = machine.run(timeout=args.timeout)
+        deadline = None if args.timeout is None else time.monotonic() + args.timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            result = machine.run(timeout=left)
+            if result.reason != "reset" or quit_status:
+                break
+            machine.reset()  # the guest asked for a reboot (exit device 0x7777)
         return _exit_status(result, quit_status, args)
-    except ChardevError as exc:
+    except (ChardevError, MachineError) as exc:
         raise CliError(str(exc)) from None
     finally:
         if capture is not None:
