@@ -13,6 +13,7 @@ import logging
 import mmap
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,46 @@ class RamMemory:
     def write(self, addr: int, data: bytes) -> None:
         off = self._off(addr, len(data))
         self._buf[off:off + len(data)] = bytes(data)
+
+
+def _mmio_map_fast(uc: Uc, base: int, size: int, rd: Callable[..., int],
+                   wr: Callable[..., None]) -> None:
+    """mmio_map with our callbacks registered directly (handle, offset, size[, value], ud):
+    the binding's two wrapper layers cost about a third of each MMIO access. Our callbacks
+    never raise. Falls back to the public API if the binding's internals differ."""
+    try:
+        from unicorn.unicorn_py3 import unicorn as ucmod
+        read_t, write_t = ucmod.MMIO_READ_CFUNC, ucmod.MMIO_WRITE_CFUNC
+        rd_ptr, wr_ptr = read_t(rd), write_t(wr)
+        status = ucmod.uclib.uc_mmio_map(uc._uch, base, size, rd_ptr, None, wr_ptr, None)
+    except (ImportError, AttributeError, TypeError):
+        uc.mmio_map(base, size, lambda u, o, s, d: rd(None, o, s, d), None,
+                    lambda u, o, s, v, d: wr(None, o, s, v, d), None)
+        return
+    if status != 0:
+        raise UcError(status)
+    uc._mmio_callbacks[(base, base + size)] = (rd_ptr, wr_ptr)  # keep them alive
+
+
+def _hook_tlb_fill_fast(uc: Uc, raw: Callable[..., bool], slow: Callable[..., bool]) -> None:
+    """UC_HOOK_TLB_FILL over the whole address space, registered directly like
+    _mmio_map_fast (the fill runs once per MMIO access when an MMIO page and a hot RAM page
+    share a TLB index, as 0x1_0100_0000 and 0x8000_0000 do)."""
+    try:
+        import ctypes
+
+        from unicorn.unicorn_py3 import unicorn as ucmod
+        fptr = ucmod.HOOK_TLB_FILL_CFUNC(raw)
+        handle = ucmod.uc_hook_h()
+        status = ucmod.uclib.uc_hook_add(uc._uch, ctypes.byref(handle), UC_HOOK_TLB_FILL, fptr,
+                                         ctypes.c_void_p(0), ctypes.c_uint64(1),
+                                         ctypes.c_uint64(0))
+    except (ImportError, AttributeError, TypeError):
+        uc.hook_add(UC_HOOK_TLB_FILL, slow)
+        return
+    if status != 0:
+        raise UcError(status)
+    uc._callbacks[handle.value] = fptr
 
 
 def _device_class(name: str) -> Any:
@@ -359,7 +400,7 @@ class Machine:
         if self.tlb == "virtual":
             # pitfall 1: the CPU TLB sends every store through the notdirty slow path
             uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
-            uc.hook_add(UC_HOOK_TLB_FILL, self._tlb_fill)
+            _hook_tlb_fill_fast(uc, self._tlb_fill_raw, self._tlb_fill)
         import ctypes
         ptr = ctypes.addressof(ctypes.c_char.from_buffer(self._ram))
         uc.mem_map_ptr(L.RAM_BASE, self.ram_size, UC_PROT_ALL, ptr)
@@ -371,7 +412,11 @@ class Machine:
         self._code_pages = {img.addr & ~0xFFF for img in self._images if img.executable}
         return uc
 
-    def _tlb_fill(self, uc: Uc, vaddr: int, access: int, entry: Any, ud: Any) -> bool:
+    def _tlb_fill_raw(self, handle: Any, vaddr: int, access: int, entry_ptr: Any,
+                      ud: Any) -> bool:
+        return self._tlb_fill(None, vaddr, access, entry_ptr.contents, ud)
+
+    def _tlb_fill(self, uc: Any, vaddr: int, access: int, entry: Any, ud: Any) -> bool:
         # identity map (M-mode firmware); only code pages are executable, so plain stores
         # skip unicorn's notdirty slow path (pitfall 1)
         page = vaddr & ~0xFFF
@@ -386,19 +431,18 @@ class Machine:
         stats = self._stats
         name = region.name
 
-        def rd(uc: Uc, off: int, size: int, ud: Any) -> int:
+        def rd(handle: Any, off: int, size: int, ud: Any) -> int:
             try:
-                value = dev.read(off, size)
+                value = int(dev.read(off, size)) & ((1 << (8 * size)) - 1)
             except Exception:
                 log.exception("%s: read of %d bytes at +%#x failed", name, size, off)
                 value = 0
-            value = int(value) & ((1 << (8 * size)) - 1)
             stats.mmio_reads += 1
             if self._kick:
                 self._mmio_after("r", base + off, size, value)
             return value
 
-        def wr(uc: Uc, off: int, size: int, value: int, ud: Any) -> None:
+        def wr(handle: Any, off: int, size: int, value: int, ud: Any) -> None:
             try:
                 dev.write(off, size, value)
             except Exception:
@@ -407,7 +451,7 @@ class Machine:
             if self._kick:
                 self._mmio_after("w", base + off, size, value)
 
-        uc.mmio_map(base, region.size, rd, None, wr, None)
+        _mmio_map_fast(uc, base, region.size, rd, wr)
 
     def _mmio_after(self, kind: str, addr: int, size: int, value: int) -> None:
         """An access completed while a kick is pending: stop here, and remember the access,
