@@ -309,6 +309,17 @@ def test_raw_image_faults_without_handler(machine, tmp_path, insn, cause, pc, tv
     assert "no trap handler" in res.message
 
 
+def test_jump_into_a_device_window_is_an_instruction_access_fault(machine, tmp_path):
+    # lui t0, 0x11000; slli t0, t0, 4; jr t0  -> pc = the exit device
+    img = tmp_path / "jump.bin"
+    img.write_bytes(b"".join(w.to_bytes(4, "little")
+                             for w in (0x110002B7, 0x00429293, 0x00028067)))
+    m = machine(ram_size=8 << 20)
+    m.load(img)
+    res = m.run(timeout=10)
+    assert (res.reason, res.cause, res.pc, res.tval) == ("trap", 1, L.EXIT_BASE, L.EXIT_BASE)
+
+
 def test_raw_image_spinning_forever_times_out(machine, tmp_path):
     img = tmp_path / "loop.bin"
     img.write_bytes((0x0000006F).to_bytes(4, "little"))   # j .

@@ -20,6 +20,8 @@ from typing import Any
 
 from unicorn import (
     UC_ARCH_RISCV,
+    UC_ERR_FETCH_PROT,
+    UC_ERR_FETCH_UNMAPPED,
     UC_HOOK_INSN_INVALID,
     UC_HOOK_INTR,
     UC_HOOK_MEM_UNMAPPED,
@@ -209,8 +211,12 @@ class Machine:
             raise MachineError(f"tlb must be 'virtual' (fast, identity-mapped, M-mode) or "
                                f"'cpu' (honours satp/PMP), not {tlb!r}")
         self.tlb = tlb
-        if ram_size < 4 << 20 or ram_size % 4096 or ram_size > 1 << 40:
+        if not isinstance(ram_size, int) or ram_size < 4 << 20 or ram_size % 4096:
             raise MachineError(f"RAM size {ram_size} must be a multiple of 4 KiB, at least 4 MiB")
+        if L.RAM_BASE + ram_size > L.IO_BASE:
+            raise MachineError(f"RAM size {ram_size >> 20} MiB does not fit the map: RAM at "
+                               f"{L.RAM_BASE:#x} may end at {L.IO_BASE:#x} at most "
+                               f"({(L.IO_BASE - L.RAM_BASE) >> 20} MiB)")
         serial = list(serial or [])
         if len(serial) > 3:
             raise MachineError(f"{len(serial)} serial ports given; the machine has 3 "
@@ -1163,6 +1169,11 @@ class Machine:
             self._fault = None
             epc = addr if cause == CAUSE_INSN_ACCESS else pc
             if self._deliver(cause, epc, addr):
+                return self.uc.reg_read(R.UC_RISCV_REG_PC)
+            return pc
+        if err.errno in (UC_ERR_FETCH_PROT, UC_ERR_FETCH_UNMAPPED):
+            # a jump into a device window: instruction access fault, mepc = mtval = target
+            if self._deliver(CAUSE_INSN_ACCESS, pc, pc):
                 return self.uc.reg_read(R.UC_RISCV_REG_PC)
             return pc
         insn = self._fetch(pc)
