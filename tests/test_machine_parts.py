@@ -457,3 +457,13 @@ def test_decode_loads_and_stores():
     assert decode_mem(0x00000013) is None   # nop
     assert decode_rdtime(0xC0102573) == 10  # rdtime a0
     assert decode_rdtime(0xC0002573) is None
+
+
+def test_machine_bad_options_leak_nothing():
+    import threading
+    before = threading.active_count()
+    for kw in (dict(clock="wall"), dict(tlb="magic"), dict(ram_size=1000),
+               dict(append="x" * 300), dict(serial=[None] * 4), dict(ram_size=4 << 30)):
+        with pytest.raises(MachineError):
+            Machine(**kw)
+    assert threading.active_count() == before
