@@ -107,3 +107,31 @@ def test_every_access_exactly_once(machine, build_driver, pause, irqs):
     if pause or irqs:
         # the host really did stop the CPU in the middle of MMIO-heavy code
         assert m.stats["retired"] > 0
+
+
+def test_split_64bit_accesses_exactly_once(machine, build_driver):
+    """ld/sd to the CLINT arrive as two 32-bit halves; a kick between or inside the halves
+    must neither repeat nor lose one (and mtime never goes backwards in the guest)."""
+    rounds = 20_000
+    m = machine()
+    m.load(build_driver("machine_mtime64", defines={"ROUNDS": rounds}))
+    done = threading.Event()
+
+    def pauser():
+        while not done.is_set():
+            time.sleep(0.0005)
+            m.pause(timeout=5)
+            m.resume()
+
+    t = threading.Thread(target=pauser)
+    t.start()
+    try:
+        res = m.run(timeout=60)
+    finally:
+        done.set()
+        t.join()
+    assert (res.reason, res.exit_code) == ("exit", 0), res
+    st = m.stats
+    assert st["retired"] > 0 and st["retire_failures"] == 0
+    assert st["mmio_reads"] == 4 * rounds          # ld mtime + ld mtimecmp, two halves each
+    assert st["mmio_writes"] == 2 * rounds + 1     # sd mtimecmp halves + the exit write

@@ -260,6 +260,8 @@ class Machine:
         self._cpu_clock: int | None = None
         self._stop_issued = False
         self._pending: list[tuple[str, int, int, int]] = []
+        self._last: tuple[str, int, int, int] | None = None
+        self._pending_prev: tuple[str, int, int, int] | None = None
         self._in_emu = False
         self._cpu_ident: int | None = None
         self._running = False
@@ -446,6 +448,7 @@ class Machine:
             stats.mmio_reads += 1
             if self._kick:
                 self._mmio_after("r", base + off, size, value)
+            self._last = ("r", base + off, size, value)
             return value
 
         def wr(handle: Any, off: int, size: int, value: int, ud: Any) -> None:
@@ -456,6 +459,7 @@ class Machine:
             stats.mmio_writes += 1
             if self._kick:
                 self._mmio_after("w", base + off, size, value)
+            self._last = ("w", base + off, size, value)
 
         _mmio_map_fast(uc, base, region.size, rd, wr)
 
@@ -468,6 +472,10 @@ class Machine:
             if not self._stop_issued:
                 self._stop_issued = True
                 self.uc.emu_stop()
+            if not self._pending:
+                # the first half of a split 64-bit access may have completed before the
+                # kick was seen; the rollback repeats both halves
+                self._pending_prev = self._last
             self._pending.append((kind, addr, size, value))
 
     # ------------------------------------------------------------------------------------
@@ -582,6 +590,8 @@ class Machine:
                 self._enter_pause()
                 return True
             self._request_kick()
+            if threading.get_ident() == self._cpu_ident:
+                return True  # asked from a device callback: the loop pauses when it returns
             return self._cond.wait_for(lambda: self._paused or not self._running, timeout)
 
     def resume(self) -> None:
@@ -960,8 +970,12 @@ class Machine:
     def _retire(self, pc: int, pending: list[tuple[str, int, int, int]]) -> int:
         insn = self._fetch(pc)
         m = decode_mem(insn) if insn is not None else None
-        kind, addr, size, _ = pending[0]
         ea = (self._xreg(m.base) + m.imm) & U64 if m is not None else None
+        prev = self._pending_prev
+        if (m is not None and m.width == 8 and pending[0][1] == ea + 4 and prev is not None
+                and prev[:3] == (pending[0][0], ea, 4)):
+            pending = [prev, *pending]
+        kind, addr, size, _ = pending[0]
         if m is None or ea != addr or m.store != (kind == "w"):
             self._stats.retire_failures += 1
             log.error("cannot retire the stopped access (%s %d bytes at %#x) at pc %#x; "
@@ -980,14 +994,17 @@ class Machine:
             region = self._region_at(addr + done)
             if region is None:
                 break
-            if m.store:
-                data = (self._xreg(m.reg) >> (8 * done)) & ((1 << (8 * part)) - 1)
-                region.device.write(addr + done - region.base, part, data)
-                self._stats.mmio_writes += 1
-            else:
-                v = region.device.read(addr + done - region.base, part)
-                self._stats.mmio_reads += 1
-                value |= (v & ((1 << (8 * part)) - 1)) << (8 * done)
+            try:
+                if m.store:
+                    data = (self._xreg(m.reg) >> (8 * done)) & ((1 << (8 * part)) - 1)
+                    region.device.write(addr + done - region.base, part, data)
+                    self._stats.mmio_writes += 1
+                else:
+                    v = int(region.device.read(addr + done - region.base, part))
+                    self._stats.mmio_reads += 1
+                    value |= (v & ((1 << (8 * part)) - 1)) << (8 * done)
+            except Exception:
+                log.exception("%s: access at +%#x failed", region.name, addr + done - region.base)
             done += part
         if not m.store:
             value &= (1 << (8 * m.width)) - 1
