@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Machine harness benchmarks: guest output bytes/s through each serial model (polled
-NS16550A, Am85C30, virtio-console), and host-interrupt latency into a computing guest.
+NS16550A, Am85C30, virtio-console), compute speed with the virtual and the CPU TLB, and
+host-interrupt latency into a computing guest.
 
     tools/bench_machine.py                 # 1 MiB per device, output to a temp file
     tools/bench_machine.py --bytes 262144 --devices com1,virtio
@@ -61,6 +62,21 @@ def bench_tx(name: str, nbytes: int, build) -> dict:
         got = out.stat().st_size
     return dict(device=name, result=f"{res.reason}/{res.exit_code}", bytes=got, seconds=dt,
                 bytes_per_s=got / dt, mmio_per_s=(stats["mmio_reads"] + stats["mmio_writes"]) / dt)
+
+
+def bench_compute(build) -> list[dict]:
+    from e2kchar.machine import Machine
+
+    elf = build("machine_bench_compute", defines={"N": 4096, "REPEAT": 4})
+    out = []
+    for tlb in ("virtual", "cpu"):
+        with Machine(tlb=tlb) as m:
+            m.load(elf)
+            t0 = time.perf_counter()
+            res = m.run(timeout=600)
+            out.append(dict(tlb=tlb, result=f"{res.reason}/{res.exit_code}",
+                            seconds=time.perf_counter() - t0))
+    return out
 
 
 def bench_irq_latency(n: int, build) -> dict:
@@ -126,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         r = bench_tx(name, args.bytes, build)
         print(f"{r['device']:8s} {r['result']:8s} {r['bytes']:9d} B in {r['seconds']:.3f} s = "
               f"{r['bytes_per_s'] / 1e6:.3f} MB/s ({r['mmio_per_s'] / 1e6:.2f} M MMIO/s)")
+    for r in bench_compute(build):
+        print(f"sort 4x4096 words, {r['tlb']:7s} TLB: {r['seconds']:.3f} s ({r['result']})")
     if args.irqs:
         r = bench_irq_latency(args.irqs, build)
         print(f"irq into a computing guest: {r['n']} irqs, median {r['median_ms']:.2f} ms, "

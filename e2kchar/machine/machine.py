@@ -22,13 +22,12 @@ from unicorn import (
     UC_ARCH_RISCV,
     UC_ERR_FETCH_PROT,
     UC_ERR_FETCH_UNMAPPED,
+    UC_ERR_READ_UNMAPPED,
+    UC_ERR_WRITE_UNMAPPED,
     UC_HOOK_INSN_INVALID,
     UC_HOOK_INTR,
-    UC_HOOK_MEM_UNMAPPED,
     UC_HOOK_TLB_FILL,
     UC_MEM_FETCH,
-    UC_MEM_FETCH_UNMAPPED,
-    UC_MEM_WRITE_UNMAPPED,
     UC_MODE_RISCV64,
     UC_PROT_ALL,
     UC_PROT_READ,
@@ -270,7 +269,6 @@ class Machine:
         self._paused = False
         self._reset_req = False
         self._exit: tuple[str, int] | None = None
-        self._fault: tuple[int, int] | None = None      # (cause, address) from a mem hook
         self._report: RunResult | None = None           # a trap that ends the run
         self._timer_poll = False
         self._run_deadline = float("inf")
@@ -416,7 +414,8 @@ class Machine:
             self._map_region(uc, region)
         uc.hook_add(UC_HOOK_INTR, self._on_intr)
         uc.hook_add(UC_HOOK_INSN_INVALID, self._on_insn_invalid)
-        uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
+        # no UC_HOOK_MEM_UNMAPPED: its mere presence makes every RAM access 5x slower;
+        # unmapped accesses end emu_start with an error and are turned into traps there
         self._code_pages = {img.addr & ~0xFFF for img in self._images if img.executable}
         return uc
 
@@ -907,17 +906,6 @@ class Machine:
             self._fail_stop()
         return True
 
-    def _on_unmapped(self, uc: Uc, access: int, address: int, size: int, value: int,
-                     ud: Any) -> bool:
-        if access == UC_MEM_FETCH_UNMAPPED:
-            cause = CAUSE_INSN_ACCESS
-        elif access == UC_MEM_WRITE_UNMAPPED:
-            cause = CAUSE_STORE_ACCESS
-        else:
-            cause = CAUSE_LOAD_ACCESS
-        self._fault = (cause, address)
-        return False
-
     # ------------------------------------------------------------------------------------
     # interrupts at a safe point (CPU thread, not inside emu_start)
 
@@ -1036,7 +1024,6 @@ class Machine:
             self._reset_req = False
             self._exit = None
             self._report = None
-            self._fault = None
             self._seip = False
             self._trap_repeat = 0
             self._last_trap = (0, -1)
@@ -1129,7 +1116,6 @@ class Machine:
                 self._in_emu = True
             err: UcError | None = None
             self._ebreak_taken = False
-            self._fault = None
             try:
                 self._stats.emu_starts += 1
                 uc.emu_start(self._pc, UNTIL)
@@ -1181,11 +1167,10 @@ class Machine:
             return pc
         if self._ebreak_taken:
             return pc  # the hook already moved pc to the trap vector
-        if self._fault is not None:
-            cause, addr = self._fault
-            self._fault = None
-            epc = addr if cause == CAUSE_INSN_ACCESS else pc
-            if self._deliver(cause, epc, addr):
+        if err.errno in (UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED):
+            # pc is the faulting load/store; its registers give the address
+            cause = CAUSE_LOAD_ACCESS if err.errno == UC_ERR_READ_UNMAPPED else CAUSE_STORE_ACCESS
+            if self._deliver(cause, pc, self._mem_tval(pc)):
                 return self.uc.reg_read(R.UC_RISCV_REG_PC)
             return pc
         if err.errno in (UC_ERR_FETCH_PROT, UC_ERR_FETCH_UNMAPPED):
