@@ -55,6 +55,7 @@ from .rvinsn import WFI, decode_mem, decode_rdtime, insn_length, sign_extend
 log = logging.getLogger(__name__)
 
 U64 = (1 << 64) - 1
+_PROT_RW = UC_PROT_READ | UC_PROT_WRITE
 UNTIL = U64  # odd: never a PC, so emu_start runs until something stops it
 MSTATUS_SIE, MSTATUS_MIE, MSTATUS_SPIE, MSTATUS_MPIE = 1 << 1, 1 << 3, 1 << 5, 1 << 7
 MSTATUS_SPP, MSTATUS_MPP = 1 << 8, 3 << 11
@@ -421,7 +422,14 @@ class Machine:
 
     def _tlb_fill_raw(self, handle: Any, vaddr: int, access: int, entry_ptr: Any,
                       ud: Any) -> bool:
-        return self._tlb_fill(None, vaddr, access, entry_ptr.contents, ud)
+        # _tlb_fill inlined: this runs once per access when TLB indexes collide
+        entry = entry_ptr.contents
+        page = vaddr & ~0xFFF
+        entry.paddr = vaddr
+        if access == UC_MEM_FETCH:
+            self._code_pages.add(page)
+        entry.perms = UC_PROT_ALL if page in self._code_pages else _PROT_RW
+        return True
 
     def _tlb_fill(self, uc: Any, vaddr: int, access: int, entry: Any, ud: Any) -> bool:
         # identity map (M-mode firmware); only code pages are executable, so plain stores
@@ -434,13 +442,27 @@ class Machine:
         return True
 
     def _map_region(self, uc: Uc, region: _Region) -> None:
-        dev, base = region.device, region.base
+        base = region.base
         stats = self._stats
         name = region.name
+        if isinstance(region.device, PortWindow):
+            # the port window's dispatch inlined: one Python call less per access
+            table = region.device.table
+
+            def dev_read(off: int, size: int) -> int:
+                hit = table.get(off)
+                return (1 << (8 * size)) - 1 if hit is None else hit[1].read(off - hit[0], size)
+
+            def dev_write(off: int, size: int, value: int) -> None:
+                hit = table.get(off)
+                if hit is not None:
+                    hit[1].write(off - hit[0], size, value)
+        else:
+            dev_read, dev_write = region.device.read, region.device.write
 
         def rd(handle: Any, off: int, size: int, ud: Any) -> int:
             try:
-                value = int(dev.read(off, size)) & ((1 << (8 * size)) - 1)
+                value = int(dev_read(off, size)) & ((1 << (8 * size)) - 1)
             except Exception:
                 log.exception("%s: read of %d bytes at +%#x failed", name, size, off)
                 value = 0
@@ -452,7 +474,7 @@ class Machine:
 
         def wr(handle: Any, off: int, size: int, value: int, ud: Any) -> None:
             try:
-                dev.write(off, size, value)
+                dev_write(off, size, value)
             except Exception:
                 log.exception("%s: write of %d bytes at +%#x failed", name, size, off)
             stats.mmio_writes += 1

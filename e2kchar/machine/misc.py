@@ -83,15 +83,15 @@ class PortWindow:
     def __init__(self, name: str) -> None:
         self.name = name
         self.ports: list[tuple[int, int, Device]] = []
-        self._table: dict[int, tuple[int, Device]] = {}   # offset -> (port base, device)
+        self.table: dict[int, tuple[int, Device]] = {}   # offset -> (port base, device)
 
     def map(self, start: int, length: int, dev: Device) -> None:
         self.ports.append((start, length, dev))
         for off in range(start, start + length):
-            self._table[off] = (start, dev)
+            self.table[off] = (start, dev)
 
     def _find(self, offset: int) -> tuple[int, Device] | None:
-        hit = self._table.get(offset)
+        hit = self.table.get(offset)
         if hit is None:
             return None
         return offset - hit[0], hit[1]
