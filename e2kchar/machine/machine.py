@@ -1,9 +1,31 @@
 """The E2K machine on a unicorn RV64 CPU: RAM, the bus, boot blocks and the CPU loop.
 
-Threads: run() executes the guest on the caller's thread (the CPU thread). Devices are
+Threads. run() executes the guest on the caller's thread (the CPU thread). Devices are
 reached through their read/write interface from MMIO callbacks on that thread; host input
-arrives on the registry's I/O thread and reaches the CPU through a "kick". A kick never
-duplicates an MMIO access: see `_mmio_after` and `_retire` (unicorn-harness-notes pitfall 2).
+arrives on the registry's I/O thread; a "kicker" thread turns requests (interrupt level
+changes, stop/pause/reset, timer deadlines, the run timeout) into a stop of emu_start.
+
+Kicks never duplicate or lose an MMIO access (unicorn-harness-notes pitfall 2). A kick sets
+`_kick` under the lock. Every MMIO callback, after doing its access, looks at `_kick`; if set
+it calls emu_stop() itself and records the access, because unicorn rolls the instruction
+back: the loop then retires that instruction by hand (decode it, write rd with the recorded
+value, step pc; see `_retire`), so it is never executed twice. A guest that makes no MMIO
+access is stopped by the kicker thread, but only once it provably runs guest code: no
+callback completed for a grace period while the CPU thread used CPU time. Otherwise a stop
+could land in the tail of a callback that already looked at `_kick` (its thread waiting for
+the GIL or descheduled) and roll back an access nobody recorded.
+
+Interrupts. The PLIC output drives mip.SEIP (written on the CPU thread: directly from an
+MMIO callback, or by the loop before emu_start) and unicorn takes the trap natively. The
+M-mode timer and software interrupts (and MEIP for guests that enable MEIE but not SEIE)
+cannot be set in mip, so the loop injects them by hand at a safe point; while one is raised
+but masked the kicker looks again every millisecond. wfi returns from emu_start: the loop
+then sleeps on a condition until an interrupt, a timer deadline or a request.
+
+Traps. unicorn reports guest exceptions to UC_HOOK_INTR (ecall, illegal instruction, faults)
+or ends emu_start (ebreak, unmapped access, fetch from a device window); the harness delivers
+them to mtvec/stvec as the privileged spec says, emulates `rdtime` from the CLINT's mtime,
+and ends the run with a report when no handler is installed or the handler cannot recover.
 """
 
 from __future__ import annotations
