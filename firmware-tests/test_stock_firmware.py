@@ -121,7 +121,7 @@ def test_uboot_console_hotswap_socket_file_socket(debian, registry, machine, tmp
     out = tmp_path / "middle.out"
     script = tmp_path / "typed.in"
     script.write_bytes(b"printenv\recho in the file\r")
-    registry.add("com1", _unix_server(sock1))
+    registry.add("com1", _unix_server(sock1, history=1 << 16))
     tap = Console(registry, "com1")  # sees every byte, whichever backend has it
     m = machine(serial=[None, None, registry.find("com1")], clock="host")
     m.load(debian["uboot"])
