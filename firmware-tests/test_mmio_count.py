@@ -51,11 +51,12 @@ class CountingDevice:
             self.report[offset] = value
 
 
-def run_counting(machine, build_driver, *, pause: bool, irqs: bool):
+def run_counting(machine, build_driver, *, pause: bool, irqs: bool, spin: int = 0):
     m = machine()
     dev = CountingDevice()
     dev.irq = m.map_device("counter", COUNT_BASE, 0x1000, dev, irq=COUNT_IRQ)
-    m.load(build_driver("machine_mmio_count", defines={"ITERATIONS": ITERATIONS}))
+    m.load(build_driver("machine_mmio_count", defines={"ITERATIONS": ITERATIONS,
+                                                       "SPIN": spin}))
     done = threading.Event()
     raised = [0]
     pauses = [0]
@@ -89,10 +90,14 @@ def run_counting(machine, build_driver, *, pause: bool, irqs: bool):
     return m, dev, res, raised[0], pauses[0]
 
 
-@pytest.mark.parametrize("pause,irqs", [(False, False), (True, False), (False, True),
-                                        (True, True)])
-def test_every_access_exactly_once(machine, build_driver, pause, irqs):
-    m, dev, res, raised, pauses = run_counting(machine, build_driver, pause=pause, irqs=irqs)
+@pytest.mark.parametrize("pause,irqs,spin", [(False, False, 0), (True, False, 0),
+                                             (False, True, 0), (True, True, 0),
+                                             (True, True, 1_000_000)])
+def test_every_access_exactly_once(machine, build_driver, pause, irqs, spin):
+    """spin: compute phases without MMIO between the bursts, so that kicks are taken both
+    by MMIO callbacks and by stopping a computing CPU."""
+    m, dev, res, raised, pauses = run_counting(machine, build_driver, pause=pause, irqs=irqs,
+                                               spin=spin)
     assert (res.reason, res.exit_code) == ("exit", 0), res
     assert dev.reads == ITERATIONS
     assert dev.writes == ITERATIONS
@@ -107,6 +112,8 @@ def test_every_access_exactly_once(machine, build_driver, pause, irqs):
     if pause or irqs:
         # the host really did stop the CPU in the middle of MMIO-heavy code
         assert m.stats["retired"] > 0
+    if spin:
+        assert m.stats.get("kicker_stops", 0) > 0   # ... and in the middle of computing
 
 
 def test_split_64bit_accesses_exactly_once(machine, build_driver):

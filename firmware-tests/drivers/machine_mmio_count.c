@@ -16,6 +16,9 @@
 #ifndef COUNT_IRQ
 #define COUNT_IRQ 20
 #endif
+#ifndef SPIN
+#define SPIN 0          /* register-only loop rounds every 256 iterations (compute phases) */
+#endif
 
 static volatile u32 irqs, entries;
 
@@ -51,6 +54,15 @@ int main(void)
             gaps++;
         expect = v + 1;
         wr32(COUNT_BASE + 4, v);
+        if (SPIN && (i & 255) == 255) {
+            u64 x = i + 1;
+            for (u32 k = 0; k < SPIN; k++) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+            }
+            __asm__ volatile("" ::"r"(x));
+        }
     }
     irq_disable();
     wr32(COUNT_BASE + 8, gaps);
