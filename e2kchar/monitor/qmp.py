@@ -374,8 +374,10 @@ def _bind_unix(path: str) -> tuple[socket.socket, int]:
                     os.unlink(path)
                 sock.bind(path)
                 os.chmod(path, 0o600)
+                sock.listen(16)
             else:
                 os.chmod(tmp, 0o600)
+                sock.listen(16)  # listening before it appears: no client is ever refused
                 os.rename(tmp, path)
         finally:
             if tmpdir:
@@ -383,7 +385,6 @@ def _bind_unix(path: str) -> tuple[socket.socket, int]:
                     os.unlink(tmp)
                 with contextlib.suppress(OSError):
                     os.rmdir(tmpdir)
-        sock.listen(16)
         sock.setblocking(False)
         return sock, os.stat(path).st_ino
     except OSError as exc:
