@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import json
 
 import pytest
@@ -10,61 +9,9 @@ from e2kchar.devices import LmsConsole
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from recording import RecChardev
 
 from e2kchar import ChardevRegistry
-from e2kchar.chardev.ringbuf import RingbufChardev
-
-
-class RecChardev(RingbufChardev):
-    """A ringbuf that can refuse output and feeds flow-controlled input."""
-
-    def open(self) -> bool:
-        ok = super().open()
-        self.blocked = False
-        self._in = bytearray()
-        self.ioctls: list[int] = []
-        return ok
-
-    def chr_write(self, data: memoryview) -> int:
-        if self.blocked:
-            raise BlockingIOError
-        return super().chr_write(data)
-
-    def chr_arm_watch(self) -> None:
-        if not self.blocked:
-            self.ioloop.call_soon(self.fire_watches)
-
-    def chr_ioctl(self, cmd: int, arg: object) -> object:
-        self.ioctls.append(cmd)
-        return -errno.ENOTSUP
-
-    def set_blocked(self, flag: bool) -> None:
-        def run() -> None:
-            self.blocked = flag
-            if not flag:
-                self.fire_watches()
-        self.ioloop.run_sync(run)
-
-    def feed(self, data: bytes) -> None:
-        def run() -> None:
-            self._in += data
-            self._deliver()
-        self.ioloop.call_soon(run)
-
-    def chr_update_read_handler(self) -> None:
-        self._deliver()
-
-    def chr_accept_input(self) -> None:
-        self._deliver()
-
-    def _deliver(self) -> None:
-        while self._in:
-            n = self.be_can_write()
-            if n <= 0:
-                return
-            chunk = bytes(self._in[:n])
-            del self._in[:n]
-            self.be_write(chunk)
 
 
 @pytest.fixture
