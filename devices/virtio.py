@@ -123,7 +123,11 @@ class VirtioDevice:
     # -- status machine --------------------------------------------------------------
 
     def write_status(self, value: int) -> None:
-        """The driver writes Status: 0 resets; bits may only be added, never cleared."""
+        """The driver writes Status: 0 resets; bits may only be added, never cleared.
+
+        Some drivers write each step's bit alone (ACK, then DRIVER, ...); such a write is
+        taken as adding its bits, so those drivers still come up.
+        """
         with self.lock:
             value &= 0xFF
             if value == 0:
@@ -132,8 +136,7 @@ class VirtioDevice:
             old = self.status
             if old & ~value & ~_NEEDS_RESET & 0xFF:
                 log.warning("virtio: driver cleared status bits (%#x -> %#x) without a reset; "
-                            "ignored", old, value)
-                return
+                            "kept them", old, value)
             new_bits = value & ~old & ~_NEEDS_RESET & 0xFF  # NEEDS_RESET is device-owned
             if new_bits & Status.FEATURES_OK and not self._accept_features():
                 new_bits &= ~int(Status.FEATURES_OK)

@@ -339,3 +339,17 @@ def test_random_register_sequences_never_raise(ops, ram_junk):
         assert irq.level == bool(console.isr)
     finally:
         logging.disable(logging.NOTSET)
+
+
+def test_status_written_one_step_at_a_time_adds_bits(caplog):
+    """A sloppy driver that writes each step's bit alone still comes up (bits only add)."""
+    mmio, _, mem, _ = slot()
+    g = GuestDriver(mmio, mem)
+    g.w(STATUS, ACK)
+    with caplog.at_level(logging.WARNING):
+        g.w(STATUS, DRIVER)
+    assert g.r(STATUS) == ACK | DRIVER
+    g.w(DRV_FEAT_SEL, 1)
+    g.w(DRV_FEAT, 1)  # VERSION_1 (bit 32)
+    g.w(STATUS, FEATURES_OK)
+    assert g.r(STATUS) == ACK | DRIVER | FEATURES_OK
