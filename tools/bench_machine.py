@@ -39,7 +39,7 @@ def bench_tx(name: str, nbytes: int, build) -> dict:
     from e2kchar.machine import Machine
 
     elf = build("machine_bench_tx", defines={"DEV": DEVICES[name], "BYTES": nbytes})
-    with tempfile.TemporaryDirectory() as tmp, ChardevRegistry() as reg:
+    with tempfile.TemporaryDirectory() as tmp, ChardevRegistry(coalesce_output=True) as reg:
         out = Path(tmp) / "out.txt"
         chr_ = reg.new("out", f"file,path={out}")
         serial: list = [None, None, None]

@@ -140,6 +140,7 @@ class Chardev:
         self.taps: list[Callable[[bytes], Any]] = []
         self._obuf = bytearray()
         self._flush_scheduled = False
+        self._flush_waiting = False
 
     # ------------------------------------------------------------------------------------
     # hooks for backend classes
@@ -319,6 +320,17 @@ class Chardev:
                 log.exception("%s: output tap failed", self.label)
 
     def _write_coalesced(self, data: bytes, write_all: bool) -> int:
+        if not write_all:  # the hot path: a polled UART's single byte
+            with self._write_lock:
+                obuf = self._obuf
+                if not self.closed and len(obuf) + len(data) <= self.COALESCE_LIMIT:
+                    obuf += data
+                    if self.logfile is not None or self.taps:
+                        self._accepted(bytes(data))
+                    if not self._flush_scheduled:
+                        self._flush_scheduled = True
+                        self.ioloop.call_soon(self._flush_from_loop)
+                    return len(data)
         total = len(data)
         off = 0
         while True:
@@ -374,14 +386,26 @@ class Chardev:
                 return False
             time.sleep(0.0005)
 
+    #: while output flows, the I/O thread looks for more this often instead of being woken
+    #: by every write (a cross-thread wake-up costs a syscall)
+    FLUSH_INTERVAL: ClassVar[float] = 0.001
+
     def _flush_from_loop(self) -> None:
         with self._write_lock:
-            self._flush_scheduled = False
             if self.closed:
+                self._flush_scheduled = False
                 return
+            had_output = bool(self._obuf)
             drained = self._flush_locked()
-        if not drained:
-            self.chr_arm_watch()  # fire_watches() resumes the flush once writable
+            if drained and had_output:
+                # still busy: keep the flag set so writers need not wake us
+                self.ioloop.call_later(self.FLUSH_INTERVAL, self._flush_from_loop)
+                return
+            if drained:
+                self._flush_scheduled = False
+                return
+            self._flush_waiting = True  # the flag stays set: fire_watches() resumes it
+        self.chr_arm_watch()
 
     def add_tap(self, callback: Callable[[bytes], Any]) -> None:
         """Also hand every accepted output chunk to callback (on the writer's thread)."""
@@ -413,6 +437,9 @@ class Chardev:
             if self._obuf and not self.closed and not self._flush_locked():
                 self.chr_arm_watch()  # still full: user watches wait for real room
                 return
+            if self._flush_waiting and not self._obuf:
+                self._flush_waiting = False  # the flush that waited for room is done
+                self._flush_scheduled = False
             watches, self._watches = self._watches, []
         for watch in watches:
             try:

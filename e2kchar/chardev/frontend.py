@@ -153,6 +153,15 @@ class CharBackend:
 
     def write(self, data: bytes) -> int:
         """One attempt: returns bytes accepted (may be short or 0) or -errno."""
+        chr_ = self._chr
+        if chr_ is not None and not chr_._closing and data:
+            res = chr_.write(data, False)  # the hot path: no swap in progress
+            if not chr_._closing:
+                return res
+            if 0 < res < len(data):  # swapped out mid-write: the rest goes to the new one
+                return res + max(0, self._do_write(bytes(data)[res:], False))
+            if res > 0:
+                return res
         if not data:
             return 0
         return self._do_write(data, False)
