@@ -340,7 +340,7 @@ class Chardev:
                 obuf = self._obuf
                 room = self.COALESCE_LIMIT - len(obuf)
                 if room < total - off:
-                    self._flush_locked()
+                    self._flush_obuf_locked()
                     room = self.COALESCE_LIMIT - len(obuf)
                 if room > 0 and off < total:
                     chunk = data[off:off + room] if (off or room < total) else data
@@ -351,14 +351,14 @@ class Chardev:
                         self._flush_scheduled = True
                         self.ioloop.call_soon(self._flush_from_loop)
                 if off >= total and write_all:
-                    self._flush_locked()  # write_all: on the backend when we return
+                    self._flush_obuf_locked()  # write_all: on the backend when we return
                     if not obuf or self._closing:
                         return off
                 elif off >= total or not write_all or self._closing:
                     return off if off else -errno.EAGAIN
             time.sleep(0.0001)
 
-    def _flush_locked(self) -> bool:
+    def _flush_obuf_locked(self) -> bool:
         """Hand buffered output to the backend; True once the buffer is empty."""
         obuf = self._obuf
         while obuf:
@@ -380,7 +380,7 @@ class Chardev:
         deadline = time.monotonic() + timeout
         while True:
             with self._write_lock:
-                if self.closed or self._flush_locked():
+                if self.closed or self._flush_obuf_locked():
                     return not self._obuf
             if time.monotonic() >= deadline:
                 return False
@@ -396,7 +396,7 @@ class Chardev:
                 self._flush_scheduled = False
                 return
             had_output = bool(self._obuf)
-            drained = self._flush_locked()
+            drained = self._flush_obuf_locked()
             if drained and had_output:
                 # still busy: keep the flag set so writers need not wake us
                 self.ioloop.call_later(self.FLUSH_INTERVAL, self._flush_from_loop)
@@ -434,7 +434,7 @@ class Chardev:
 
     def fire_watches(self) -> None:
         with self._write_lock:
-            if self._obuf and not self.closed and not self._flush_locked():
+            if self._obuf and not self.closed and not self._flush_obuf_locked():
                 self.chr_arm_watch()  # still full: user watches wait for real room
                 return
             if self._flush_waiting and not self._obuf:
@@ -462,7 +462,7 @@ class Chardev:
         self._closing = True
         with self._write_lock:
             deadline = time.monotonic() + 1.0
-            while self._obuf and not self._flush_locked() and time.monotonic() < deadline:
+            while self._obuf and not self._flush_obuf_locked() and time.monotonic() < deadline:
                 time.sleep(0.001)
             if self._obuf:
                 log.warning("%s: closing with %d bytes of output undelivered", self.label,
