@@ -153,3 +153,25 @@ def test_swapped_backend_delivers_input(reg, tmp_path, recorder):
         assert reg.run_until(lambda: rec.data == b"typed after the swap", 2)
     finally:
         os.close(wr)
+
+
+def test_unattached_swap_to_a_server_on_the_same_port(reg):
+    """QEMU (and Incus users) hit "address already in use" here: the old server must let
+    go of the port before the new one binds, and come back if the new one cannot open."""
+    import socket as pysocket
+
+    with pysocket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = {"addr": {"type": "inet", "data": {"host": "127.0.0.1", "port": str(port)}},
+              "server": True, "wait": False}
+    reg.add("con", {"type": "socket", "data": server})
+    assert reg.change("con", {"type": "socket", "data": {**server, "telnet": True}}) == {}
+    assert reg.query()[0]["filename"] == f"disconnected:telnet:127.0.0.1:{port},server"
+    with pysocket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        assert c.recv(12) == bytes.fromhex("fffb01fffb03fffb00fffd00")  # the new one serves
+    # a new config that cannot open (a bad logfile): the old server is back on its port
+    with pytest.raises(ChardevError, match="Unable to open logfile"):
+        reg.change("con", {"type": "socket", "data": {**server, "logfile": "/nonexistent/l"}})
+    with pysocket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        assert c.recv(12) == bytes.fromhex("fffb01fffb03fffb00fffd00")

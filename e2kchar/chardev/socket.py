@@ -111,6 +111,19 @@ class SocketChardev(Chardev):
     TYPE = "socket"
     closed_on_finalize = True
 
+    @classmethod
+    def exclusive_resource(cls, config: Any) -> object | None:
+        """A listening server holds its port or path: a swap to a server on the same
+        address must release the old one first (no "address already in use")."""
+        if not config.server:
+            return None
+        addr = config.addr
+        if isinstance(addr, UnixAddress):
+            return ("unix", addr.path, bool(addr.abstract))
+        if isinstance(addr, InetAddress) and addr.port not in ("", "0"):
+            return ("tcp", addr.port)
+        return None
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._conn_lock = threading.Lock()  # _sock/_state/_outbuf/_history, both threads
