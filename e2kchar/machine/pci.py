@@ -51,6 +51,8 @@ class PciFunction:
             subsys_id=0, rom_base=0, cap_ptr=0, reserved=[0] * 7, min_gnt=0, max_lat=0))
         self.config = bytearray(4096)
         self.config[:len(hdr)] = hdr
+        #: bumped on every config change, so BAR windows can cache their decode decision
+        self.generation = getattr(self, "generation", 0) + 1
 
     def bar(self, index: int) -> int:
         return struct.unpack_from("<I", self.config, BAR_OFF + 4 * index)[0] & ~0xF
@@ -70,6 +72,7 @@ class PciFunction:
             return
         for i, byte in enumerate((value & ((1 << 8 * size) - 1)).to_bytes(size, "little")):
             self._write_byte(reg + i, byte)
+        self.generation += 1
 
     def _write_byte(self, reg: int, byte: int) -> None:
         if reg in (4, 5):
@@ -133,8 +136,17 @@ class BarWindow:
         self.device = device
         self.name = name
         self._warned = False
+        self._decided = (-1, False)  # (config generation, decodes): checked per access
 
     def _decodes(self) -> bool:
+        gen, ok = self._decided
+        if gen == self.function.generation:
+            return ok
+        ok = self._decide()
+        self._decided = (self.function.generation, ok)
+        return ok
+
+    def _decide(self) -> bool:
         ok = self.function.mem_enabled and self.function.bar(self.index) == self.address
         if not ok and not self._warned and self.function.bar(self.index) not in (
                 self.address, 0xFFFFFFFF & ~0xFFF & ~0xF):
