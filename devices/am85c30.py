@@ -564,7 +564,9 @@ class Am85C30(SerialDevice):
                           self.name, offset, size, value)
             return
         value &= 0xFF
-        with self.lock:
+        lock = self.lock  # acquire/release, not `with`: 0.1 us less per polled byte
+        lock.acquire()
+        try:
             ch = self.channels[offset >> 1]
             if offset & 1:
                 ch.write_data(value)
@@ -580,6 +582,8 @@ class Am85C30(SerialDevice):
             ch.ptr = (value & 7) | (8 if cmd == 1 else 0)
             if cmd > 1:
                 ch.command(cmd)
+        finally:
+            lock.release()
 
     # ------------------------------------------------------------------------------------
     # interrupts
