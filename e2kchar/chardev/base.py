@@ -321,7 +321,9 @@ class Chardev:
 
     def _write_coalesced(self, data: bytes, write_all: bool) -> int:
         if not write_all:  # the hot path: a polled UART's single byte
-            with self._write_lock:
+            lock = self._write_lock  # acquire/release, not `with`: 0.1 us less per byte
+            lock.acquire()
+            try:
                 obuf = self._obuf
                 if not self.closed and len(obuf) + len(data) <= self.COALESCE_LIMIT:
                     obuf += data
@@ -331,6 +333,8 @@ class Chardev:
                         self._flush_scheduled = True
                         self.ioloop.call_soon(self._flush_from_loop)
                     return len(data)
+            finally:
+                lock.release()
         total = len(data)
         off = 0
         while True:
