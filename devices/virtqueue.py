@@ -199,8 +199,11 @@ class VirtQueue:
                                          "RING_INDIRECT_DESC")
                 if indirect:
                     raise VirtqueueError(f"queue {self.index}: nested indirect table")
-                if flags & VRING_DESC_F_NEXT or seen:
-                    raise VirtqueueError(f"queue {self.index}: indirect descriptor in a chain")
+                # Spec 2.7.5.3: zero or more direct descriptors may come before one indirect
+                # descriptor, which ends the direct chain (it must not have NEXT set).
+                if flags & VRING_DESC_F_NEXT:
+                    raise VirtqueueError(f"queue {self.index}: indirect descriptor in a chain "
+                                         "with NEXT set")
                 if d.len == 0 or d.len % DESC_SIZE or d.len // DESC_SIZE > MAX_QUEUE_SIZE:
                     raise VirtqueueError(f"queue {self.index}: bad indirect table length {d.len}")
                 indirect = True

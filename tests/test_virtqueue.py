@@ -121,6 +121,27 @@ def test_indirect_table():
     assert elem.out_sg == [(DATA, 3)] and elem.in_sg == [(DATA + 0x10, 2), (DATA + 0x20, 2)]
 
 
+def test_direct_descriptors_then_one_indirect_table():
+    """Spec 2.7.5.3.2: the device must take direct descriptors followed by an indirect one."""
+    mem, vq = make(indirect=True)
+    table = DATA + 0x1000
+    desc(mem, 2, DATA, 3, NEXT, 7)
+    desc(mem, 7, table, 32, INDIRECT | WRITE, 0)  # WRITE on the table pointer is ignored
+    desc(mem, 0, DATA + 0x10, 2, NEXT, 1, table=table)
+    desc(mem, 1, DATA + 0x20, 4, WRITE, 0, table=table)
+    offer(mem, vq, 2)
+    elem = vq.pop()
+    assert elem.head == 2
+    assert elem.out_sg == [(DATA, 3), (DATA + 0x10, 2)] and elem.in_sg == [(DATA + 0x20, 4)]
+    # the readable-before-writable rule holds across the switch into the table
+    mem, vq = make(indirect=True)
+    desc(mem, 0, DATA, 3, NEXT | WRITE, 1)
+    desc(mem, 1, table, 16, INDIRECT, 0)
+    desc(mem, 0, DATA + 0x10, 2, 0, 0, table=table)
+    offer(mem, vq, 0)
+    _bad(mem, vq, "readable descriptor after")
+
+
 def _bad(mem, vq, match):
     with pytest.raises(VirtqueueError, match=match):
         vq.pop()
@@ -240,7 +261,8 @@ def test_random_descriptor_tables_never_escape(table, ring, idx, indirect_table,
             break
         if elem is None:
             break
-        assert len(elem.out_sg) + len(elem.in_sg) <= max(8, 4)
+        # at most the queue size of direct descriptors plus one indirect table (4 entries)
+        assert len(elem.out_sg) + len(elem.in_sg) <= 8 + 4
         try:
             vq.read_segments(elem.out_sg[:1] if elem.out_sg and elem.out_sg[0][1] < 4096 else [])
             vq.push(elem, 0)
