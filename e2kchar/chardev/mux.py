@@ -59,8 +59,11 @@ class MuxChardev(Chardev):
         self.focus = -1
         self._escape = False
         self.timestamps = False
-        self._ts_start = 0.0
+        self._ts_start: float | None = None
         self._line_start = False
+        #: input read from the base but not yet processed: after a focus change (Ctrl-A c)
+        #: the rest of a chunk waits here until the new focus can take it
+        self._held = bytearray()
         self.base_fe = CharBackend(base)  # raises "Device 'x' is in use"
         self.base_fe.set_handlers(self._base_can_read, self._base_read, self._base_event,
                                   self._base_changed, set_open=True)
@@ -78,7 +81,8 @@ class MuxChardev(Chardev):
                 self.slots[i] = fe
                 self.bufs[i].clear()
                 return i
-        raise ChardevError(f"too many uses of multiplexed chardev '{self.label}'")
+        # QEMU words a full mux like a busy chardev
+        raise ChardevError(f"Device '{self.label}' is in use")
 
     def detach_frontend(self, fe: CharBackend) -> None:
         if self.be is fe:
@@ -128,7 +132,10 @@ class MuxChardev(Chardev):
     # -- output ------------------------------------------------------------------------
 
     def _stamp(self) -> bytes:
-        ms = int((time.monotonic() - self._ts_start) * 1000)
+        now = time.monotonic()
+        if self._ts_start is None:  # QEMU counts from the first stamp after a toggle
+            self._ts_start = now
+        ms = int((now - self._ts_start) * 1000)
         secs, ms = divmod(ms, 1000)
         mins, secs = divmod(secs, 60)
         hours, mins = divmod(mins, 60)
@@ -172,7 +179,9 @@ class MuxChardev(Chardev):
             log.exception("mux frontend can_read failed")
             return 0
 
-    def _base_can_read(self) -> int:
+    def _capacity(self) -> int:
+        """Bytes the focused frontend can take now: its free buffer plus, while that buffer
+        is empty, what it can read directly."""
         fe = self.focused()
         if fe is None:
             return 0  # nobody to type to yet: leave the input where it is
@@ -180,6 +189,13 @@ class MuxChardev(Chardev):
         room = MUX_BUFFER_SIZE - len(buf)
         direct = self._fe_can_read(fe) if not buf else 0
         return room + direct
+
+    def _base_can_read(self) -> int:
+        if self._held:
+            self._process_held()
+            if self._held:
+                return 0
+        return self._capacity()
 
     def _deliver(self, data: bytes) -> None:
         fe = self.focused()
@@ -195,28 +211,56 @@ class MuxChardev(Chardev):
                     log.exception("mux frontend read failed")
                 data = data[n:]
         room = MUX_BUFFER_SIZE - len(buf)
-        if len(data) > room:
+        if len(data) > room:  # only a frontend whose can_read shrank by itself gets here
             log.warning("%s: input overrun, %d bytes dropped", self.label, len(data) - room)
             data = data[:room]
         buf += data
 
     def _base_read(self, data: bytes) -> None:
+        self._held += data
+        self._process_held()
+        self.ioloop.notify()
+
+    def _process_held(self) -> None:
+        """Run held input through the escape machine, as far as the focus can take data.
+
+        Commands are always executed; a data byte the focused frontend has no room for
+        stops processing, and it and everything after it wait (nothing is dropped).
+        """
+        self._drain_focused()
+        held = self._held
+        esc = self.escape_char
+        cap = self._capacity()
         pending = bytearray()
-        for b in data:
+        i, n = 0, len(held)
+        while i < n:
+            b = held[i]
             if self._escape:
-                self._escape = False
-                if b == self.escape_char:
+                if b == esc:  # a doubled escape is one escape character of data
+                    if len(pending) >= cap:
+                        break
+                    self._escape = False
                     pending.append(b)
+                    i += 1
                     continue
+                self._escape = False
+                i += 1
                 self._deliver(bytes(pending))
                 pending.clear()
                 self._command(b)
-            elif b == self.escape_char:
+                if self.closed:
+                    return
+                cap = self._capacity()
+            elif b == esc:
                 self._escape = True
+                i += 1
             else:
+                if len(pending) >= cap:
+                    break
                 pending.append(b)
+                i += 1
         self._deliver(bytes(pending))
-        self.ioloop.notify()
+        del held[:i]
 
     def _command(self, b: int) -> None:
         c = chr(b)
@@ -236,10 +280,11 @@ class MuxChardev(Chardev):
                 self._set_focus(later[0] if later else attached[0])
         elif c == "t":
             self.timestamps = not self.timestamps
-            self._ts_start = time.monotonic()
+            self._ts_start = None
             self._line_start = False
 
-    def chr_accept_input(self) -> None:
+    def _drain_focused(self) -> None:
+        """Hand the focused frontend what its buffer holds, as far as it can read."""
         fe = self.focused()
         if fe is None:
             return
@@ -254,6 +299,11 @@ class MuxChardev(Chardev):
                 fe._read(chunk)
             except Exception:
                 log.exception("mux frontend read failed")
+
+    def chr_accept_input(self) -> None:
+        self._drain_focused()
+        if self._held:
+            self._process_held()
 
     def chr_update_read_handler(self) -> None:
         base = self.base
