@@ -206,7 +206,10 @@ def _size(opts: dict[str, str], key: str) -> int | None:
     number = m.group(1)
     if "." in number and mult == 1:
         raise ChardevError(f"Parameter '{key}' expects a non-negative number below 2^64")
-    value = int(float(number) * mult) if "." in number else int(number) * mult
+    try:
+        value = int(float(number) * mult) if "." in number else int(number) * mult
+    except OverflowError:  # '9999...9.5k': the float is infinite
+        value = 1 << 64
     if value >= 1 << 64:
         raise ChardevError(f"Parameter '{key}' expects a non-negative number below 2^64")
     return value

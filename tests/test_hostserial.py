@@ -164,6 +164,9 @@ def test_open_failures_are_clear_and_leak_nothing(tmp_path):
             reg.new("b", "serial,path=nosuch://x")
         with pytest.raises(ChardevError, match=r"Could not open 'socket://127.0.0.1:1'"):
             reg.new("c", "serial,path=socket://127.0.0.1:1")
+        # pyserial raises a KeyError for an unknown logging level: still a ChardevError
+        with pytest.raises(ChardevError, match=r"Could not open 'loop://\?logging=nope'"):
+            reg.new("c", "serial,path=loop://?logging=nope")
         assert reg.labels() == []
         reg.new("d", "serial,path=loop://")  # a reader thread, stopped at close
         master, slave = os.openpty()

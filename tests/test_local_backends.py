@@ -59,6 +59,10 @@ def test_failed_add_truncates_nothing(reg, tmp_path):
         reg.new("f", "file,path=/nonexistent/x")
     with pytest.raises(ChardevError, match=r"Unable to open logfile /nonexistent/l: No such"):
         reg.new("f", "null,logfile=/nonexistent/l")
+    # a path the OS cannot take at all is the same kind of error, never a ValueError
+    for spec in ("file,path=/tmp/a\0b", "pipe,path=/tmp/a\0b", "null,logfile=/tmp/a\0b"):
+        with pytest.raises(ChardevError, match="embedded null byte"):
+            reg.new("f", spec)
     assert reg.query() == []
 
 

@@ -84,6 +84,8 @@ def test_socket_qmp_defaults():
     ("null,id=1x", "Parameter 'id' expects an identifier"),
     ("null,id=x,bogus=1", "Invalid parameter 'bogus'"),
     ("ringbuf,id=x,size=abc", "Parameter 'size' expects a non-negative number below 2^64"),
+    ("ringbuf,id=x,size=" + "9" * 400 + ".5k",
+     "Parameter 'size' expects a non-negative number below 2^64"),
     ("socket,id=x,host=h,port=1,server=maybe", "Parameter 'server' expects 'on' or 'off'"),
     ("socket,id=x,host=h,port=1,reconnect=x", "Parameter 'reconnect' expects a number"),
     ("socket,id=x,path=/a,host=h", "Exactly one of 'path', 'fd' or 'host' required"),
@@ -168,7 +170,8 @@ def chardev_strings(draw):
         if draw(st.booleans()):
             parts.append(key)
         else:
-            value = draw(st.one_of(_value, st.sampled_from(["on", "off", "1k", "4096", "0"])))
+            value = draw(st.one_of(_value, st.sampled_from(["on", "off", "1k", "4096", "0",
+                                                             "9" * 400 + ".5k", "1.5E"])))
             parts.append(f"{key}={value.replace(',', ',,')}")
     return ",".join(parts)
 

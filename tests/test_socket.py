@@ -165,6 +165,14 @@ def test_bad_options_are_clear_errors(reg, tmp_path):
             "reconnect-ms": 100}})
     with pytest.raises(ChardevError, match="Websocket client is not implemented"):
         reg.new("f", "socket,host=127.0.0.1,port=1,websocket=on")
+    # getaddrinfo would wrap 70000 to 4464: refuse it rather than serve the wrong port
+    for spec in ("socket,host=127.0.0.1,port=70000,server=on,wait=off",
+                 "socket,host=127.0.0.1,port=65536", "udp,host=127.0.0.1,port=65536",
+                 "udp,host=127.0.0.1,port=9,localport=70000"):
+        with pytest.raises(ChardevError, match=r"Port '\d+' out of range"):
+            reg.new("g", spec)
+    with pytest.raises(ChardevError, match="embedded null byte"):  # never a ValueError
+        reg.new("h", "socket,path=/tmp/a\0b,server=on,wait=off")
     assert reg.labels() == ["a"]
 
 

@@ -57,6 +57,8 @@ class LogFile:
                               0o666)
         except OSError as exc:
             raise ChardevError(f"Unable to open logfile {path}: {exc.strerror}") from None
+        except ValueError as exc:  # an embedded NUL
+            raise ChardevError(f"Unable to open logfile {path}: {exc}") from None
         self.append = append
         self.timestamp = timestamp
         self.guest_clock = guest_clock

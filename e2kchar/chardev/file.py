@@ -13,6 +13,8 @@ def open_or_fail(path: str, flags: int, mode: int = 0o666) -> int:
         return os.open(path, flags | os.O_CLOEXEC, mode)
     except OSError as exc:
         raise ChardevError(f"Could not open '{path}': {exc.strerror}") from None
+    except ValueError as exc:  # an embedded NUL
+        raise ChardevError(f"Could not open '{path}': {exc}") from None
 
 
 class FileChardev(FdChardev):

@@ -20,7 +20,7 @@ class PipeChardev(FdChardev):
         flags = os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC
         try:
             in_fd = os.open(path + ".in", flags)
-        except OSError:
+        except (OSError, ValueError):
             in_fd = -1
         out_fd = -1
         if in_fd >= 0:

@@ -170,9 +170,11 @@ class ChardevRegistry:
             if chr_.logfile is not None and chr_.logfile is not getattr(log_from, "logfile", None):
                 chr_.logfile.close()
             chr_.logfile = None
-            if isinstance(exc, OSError):
-                raise ChardevError(str(exc)) from None
-            raise
+            if isinstance(exc, ChardevError) or not isinstance(exc, Exception):
+                raise
+            # a backend bug or an unforeseen host error must not escape as anything else
+            log.debug("opening %s failed", config.type, exc_info=True)
+            raise ChardevError(f"{config.type}: {exc}") from None
         if not chr_.filename:
             chr_.filename = config.type
         if chr_.logfile is not None:

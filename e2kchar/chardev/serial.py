@@ -80,7 +80,7 @@ class SerialChardev(FdChardev):
             port.timeout = _READ_TIMEOUT
             port.write_timeout = 1.0
             port.open()
-        except (serial.SerialException, ValueError, OSError) as exc:
+        except Exception as exc:  # URL handlers raise assorted errors (KeyError, ...)
             raise ChardevError(f"Could not open '{url}': {_reason(exc)}") from None
         self.port = port
         self.filename = "serial"

@@ -82,6 +82,14 @@ def unix_sockaddr(addr: UnixAddress) -> bytes:
     return raw
 
 
+def check_port(addr: InetAddress) -> None:
+    """A numeric port above 65535 is an error (getaddrinfo would silently wrap it)."""
+    port = addr.port
+    if port.isdigit() and int(port) > 65535:
+        raise ChardevError(f"Port '{port}' out of range (0-65535) in address "
+                           f"'{addr.host}:{port}'")
+
+
 def inet_family(addr: InetAddress) -> int:
     """The address family ipv4=/ipv6= ask for (AF_UNSPEC: either)."""
     if addr.ipv4 and not addr.ipv6:
@@ -196,6 +204,8 @@ class SocketChardev(Chardev):
         self._reconnect_ms = reconnect_ms
         addr = cfg.addr  # type: ignore[attr-defined]
         self._addr = addr
+        if isinstance(addr, InetAddress):
+            check_port(addr)
         if isinstance(addr, FdAddress):
             return self._open_fd(addr)
         if self.is_listen:
@@ -259,7 +269,7 @@ class SocketChardev(Chardev):
         except ValueError:
             infos = _resolve(addr, True)
             first = int(infos[0][4][1])
-        last = addr.to if addr.to is not None and addr.to > first else first
+        last = min(addr.to, 65535) if addr.to is not None and addr.to > first else first
         infos = _resolve(InetAddress(host=addr.host, port=str(first), numeric=addr.numeric,
                                      ipv4=addr.ipv4, ipv6=addr.ipv6), True)
         error: OSError | None = None

@@ -14,7 +14,7 @@ from typing import Any
 
 from .base import Chardev
 from .config import InetAddress
-from .socket import inet_family
+from .socket import check_port, inet_family
 from .types import READ_BUF_LEN, ChardevError
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,9 @@ class UdpChardev(Chardev):
         cfg = self.config
         remote: InetAddress = cfg.remote  # type: ignore[attr-defined]
         local: InetAddress | None = cfg.local  # type: ignore[attr-defined]
+        for addr in (remote, local):
+            if addr is not None:
+                check_port(addr)
         try:
             infos = socket.getaddrinfo(remote.host or "localhost", remote.port,
                                        inet_family(remote), socket.SOCK_DGRAM)
