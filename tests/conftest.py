@@ -29,6 +29,9 @@ class Recorder:
         self.reads = []  # size of each read() call
         self.lock = threading.Lock()
         self.be_change_calls = 0
+        #: reads larger than can_read allowed or than 4096 bytes (an assertion inside a
+        #: read handler is only logged by the backend, so the fixture checks this list)
+        self.violations: list[tuple[int, int]] = []
         self._be_change = be_change
         fe.set_handlers(self.can_read, self.read, self.event, self.be_change)
 
@@ -37,6 +40,8 @@ class Recorder:
 
     def read(self, data: bytes) -> None:
         with self.lock:
+            if len(data) > min(self.room, 4096):
+                self.violations.append((len(data), self.room))
             assert len(data) <= self.room, "backend delivered more than can_read allowed"
             self.room -= len(data)
             self.data += data
@@ -60,4 +65,15 @@ class Recorder:
 
 @pytest.fixture
 def recorder():
-    return Recorder
+    """The Recorder class; at teardown no recorder may have been given more than its
+    can_read allowed, or more than 4096 bytes in one read."""
+    made: list[Recorder] = []
+
+    class Tracked(Recorder):
+        def __init__(self, *args, **kwargs) -> None:
+            made.append(self)
+            super().__init__(*args, **kwargs)
+
+    yield Tracked
+    bad = [r.violations for r in made if r.violations]
+    assert not bad, f"reads beyond can_read or 4096 bytes (size, room): {bad}"
