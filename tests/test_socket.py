@@ -243,7 +243,8 @@ def test_wait_on_blocks_until_first_client(tmp_path, caplog):
         chr_ = reg.new("w", f"socket,path={path},server=on")  # CLI default: wait=on
         assert chr_.connected
         t.join()
-        assert f"waiting for connection on: disconnected:unix:{path},server" in caplog.text
+        assert f"QEMU waiting for connection on: disconnected:unix:{path},server" \
+            in caplog.text
         holder["sock"].close()
 
 

@@ -211,6 +211,9 @@ class SocketChardev(Chardev):
         if self.is_listen:
             self._do_listen(addr)
             self._set_disconnected_filename()
+            if cfg.wait:  # type: ignore[attr-defined]
+                # said before the first client can be accepted, as QEMU prints it
+                log.info("QEMU waiting for connection on: %s", self.filename)
             self._start_listening()
             return False
         self._set_disconnected_filename()
@@ -875,7 +878,8 @@ class SocketChardev(Chardev):
         if timeout is None and not (self.is_listen and self.config.wait):  # type: ignore[attr-defined]
             return
         seen = 0 if timeout is None else self._connections
-        log.info("waiting for connection on: %s", self.filename)
+        if timeout is not None:  # a wait=on server said so when it started listening
+            log.info("waiting for connection on: %s", self.filename)
         deadline = None if timeout is None else time.monotonic() + timeout
 
         def arrived() -> bool:
