@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 
@@ -111,6 +112,7 @@ def test_file_to_file_under_a_writer_thread_is_exactly_once(reg, tmp_path, coale
     fe.set_handlers(lambda: 0, lambda d: None, be_change=lambda: 0)
     stop = threading.Event()
     written = []
+    errors = []
 
     def writer() -> None:
         n = 0
@@ -118,10 +120,14 @@ def test_file_to_file_under_a_writer_thread_is_exactly_once(reg, tmp_path, coale
             line = f"line {n:07d}\n".encode()
             if coalesce:  # byte by byte, as a polled UART transmits
                 for i in range(len(line)):
-                    while fe.write(line[i:i + 1]) != 1:
-                        pass
+                    while (res := fe.write(line[i:i + 1])) != 1:
+                        if res != 0 and res != -errno.EAGAIN:
+                            errors.append(res)
             else:
-                assert fe.write_all(line) == len(line)
+                res = fe.write_all(line)
+                if res != len(line):  # a short write_all would hide lost bytes
+                    errors.append(res)
+                    return
             written.append(n)
             n += 1
 
@@ -134,6 +140,7 @@ def test_file_to_file_under_a_writer_thread_is_exactly_once(reg, tmp_path, coale
     finally:
         stop.set()
         t.join()
+    assert errors == []
     assert fe.chardev.flush()
     data = b"".join((tmp_path / f"out{i}").read_bytes() for i in range(rounds + 1))
     lines = data.decode().splitlines()

@@ -293,13 +293,13 @@ class ChardevRegistry:
             old.be_event(ChardevEvent.CLOSED)
             closed_sent = True
         new.taps = list(old.taps)  # observers see the output on both sides of the swap
+        # fe._chr goes from old straight to new (never None): a writer on another thread
+        # lands on one of them, and the old one's output is flushed when it is finalized
         old.detach_frontend(fe)
-        fe._chr = None
         try:
             fe.tag = new.attach_frontend(fe)
         except ChardevError:
             fe.tag = old.attach_frontend(fe)
-            fe._chr = old
             self._discard(new, old)
             raise
         fe._chr = new
