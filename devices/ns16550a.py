@@ -78,6 +78,7 @@ class Ns16550a(SerialDevice):
         self.ports.append(self.port)
         with self.lock:
             self._apply_line(full=False)
+            self.msr &= 0xF0  # a reset leaves no modem-status deltas
 
     # ------------------------------------------------------------------------------------
     # reset and state
@@ -89,6 +90,9 @@ class Ns16550a(SerialDevice):
         self.mcr = MCR_OUT2
         self.lsr = LSR_TEMT | LSR_THRE
         self.msr = RESET_MSR
+        #: the modem lines outside the chip (from GET_TIOCM, or all asserted when the backend
+        #: has none); MSR shows them except in loopback, where it shows MCR's outputs
+        self.lines = RESET_MSR
         self.scr = 0
         self.fcr = 0
         self.rbr = 0
@@ -113,6 +117,7 @@ class Ns16550a(SerialDevice):
             self._init_regs()
             self.port.line_reset()  # LCR break and MCR DTR/RTS are cleared
             self._apply_line(full=False)
+            self.msr &= 0xF0  # a reset leaves no modem-status deltas
             self.port.room_again()
             self._update_irq()
 
@@ -120,7 +125,8 @@ class Ns16550a(SerialDevice):
         with self.lock:
             return {
                 "divider": self.divider, "ier": self.ier, "lcr": self.lcr, "mcr": self.mcr,
-                "lsr": self.lsr, "msr": self.msr, "scr": self.scr, "fcr": self.fcr,
+                "lsr": self.lsr, "msr": self.msr, "lines": self.lines, "scr": self.scr,
+                "fcr": self.fcr,
                 "rbr": self.rbr, "rx_fifo": list(self.rxf),
                 "rx_brk": list(self.rxbrk), "tx_fifo": list(self.txf),
                 "tsr": self.tsr, "thr_ipending": self.thr_ipending,
@@ -139,6 +145,8 @@ class Ns16550a(SerialDevice):
             self.mcr = int(state["mcr"]) & 0x1F
             self.lsr = int(state["lsr"]) & 0xFF
             self.msr = int(state["msr"]) & 0xFF
+            default = RESET_MSR if self.mcr & MCR_LOOP else self.msr
+            self.lines = int(state.get("lines", default)) & 0xF0
             self.scr = int(state["scr"]) & 0xFF
             self.fcr = int(state["fcr"]) & 0xC9
             self.rbr = int(state.get("rbr", 0)) & 0xFF
@@ -487,7 +495,10 @@ class Ns16550a(SerialDevice):
         else:
             self.port.set_modem_out(bool(value & MCR_DTR), bool(value & MCR_RTS))
             if old & MCR_LOOP:
+                # out of loopback MSR shows the outside lines again (polled when the backend
+                # has them, else the ones it had before)
                 self._poll_modem()
+                self._set_msr_lines(self.lines)
                 self.port.room_again()
         if (value ^ old) & MCR_LOOP:
             self._update_msl_poll()
@@ -523,6 +534,7 @@ class Ns16550a(SerialDevice):
             return
         lines = ((MSR_CTS if bits & Tiocm.CTS else 0) | (MSR_DSR if bits & Tiocm.DSR else 0)
                  | (MSR_RI if bits & Tiocm.RI else 0) | (MSR_DCD if bits & Tiocm.CAR else 0))
+        self.lines = lines
         self._set_msr_lines(lines)
 
     def _read_msr(self) -> int:

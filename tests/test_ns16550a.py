@@ -378,8 +378,11 @@ def _linux_autoconfig(g: Guest) -> str:
 
 def test_linux_autoconfig_identifies_16550a(reg):
     uart, irq, _ = make(reg)
-    assert _linux_autoconfig(Guest(uart)) == "16550A/16"
+    g = Guest(uart)
+    assert _linux_autoconfig(g) == "16550A/16"
     assert not irq.level
+    # the probe's loopback left no trace in the modem status: DCD, DSR and CTS are back
+    assert g.r(MCR) == 0x08 and g.r(MSR) & 0xF0 == 0xB0
     assert reg.ringbuf_read("com1", 1000) == ""  # the probe's loopback traffic stays inside
     uart.close()
 
@@ -396,6 +399,23 @@ def test_xen_existence_probe(reg):
     assert (scratch2, scratch3) == (0, 0x0F)
     g.w(MCR, 0x10 | 0x0A)
     assert g.r(MSR) & 0xF0 == 0x90
+    # Xen leaves loopback with its MCR = DTR|RTS setup write: the outside lines come back
+    g.w(MCR, 0x03)
+    assert g.r(MSR) == 0xB0 | 0x02  # DSR returned (delta); DCD, CTS stayed asserted
+    assert g.r(MSR) == 0xB0
+    uart.close()
+
+
+def test_leaving_loopback_shows_the_backend_lines(reg):
+    chr_ = reg.new("com1", "ringbuf,size=64")
+    chr_.tiocm = int(Tiocm.DSR)
+    uart = Ns16550a(chardev=chr_, irq=IrqLine(), clock=VirtualClock())
+    assert uart.read(MSR, 1) == 0x20  # power-on: the lines, no deltas
+    uart.write(MCR, 1, 0x1F)
+    assert uart.read(MSR, 1) & 0xF0 == 0xF0
+    chr_.tiocm = int(Tiocm.CTS | Tiocm.CAR)  # the host lines moved meanwhile
+    uart.write(MCR, 1, 0x08)
+    assert uart.read(MSR, 1) & 0xF0 == 0x90
     uart.close()
 
 
