@@ -97,6 +97,29 @@ def test_guest_exceptions_reach_the_guest_handler(machine, build_driver):
     assert m.stats["traps"] == 9
 
 
+def test_trap_delivery_across_modes_vectors_and_delegation(machine, build_driver):
+    # mstatus MPP/MPIE/MIE, vectored mtvec for software/timer/external interrupts (MEIP
+    # injected when only MEIE is on), S-mode delegation through medeleg with sstatus
+    # SPP/SPIE/SIE, rdtime obeying mcounteren.TM, ecalls from S and U (exit 0 = all passed)
+    m = machine()
+    m.load(build_driver("machine_trap_modes"))
+    res = m.run(timeout=10)
+    assert (res.reason, res.exit_code) == ("exit", 0), res
+    assert m.stats["retire_failures"] == 0
+
+
+def test_interrupt_without_handler_is_reported(machine, tmp_path):
+    # csrsi mstatus, 8; li a2, 8; csrs mie, a2; msip = 1 (lui/slli/sw); j .
+    img = tmp_path / "msip.bin"
+    img.write_bytes(bytes.fromhex("73600430" "2146" "73204630" "0546" "b7160011" "9206"
+                                  "90c2" "01a0"))
+    m = machine(ram_size=8 << 20)
+    m.load(img)
+    res = m.run(timeout=10)
+    assert (res.reason, res.cause, res.pc) == ("trap", 1 << 63 | 3, L.RAM_BASE + 0x14)
+    assert "machine software interrupt" in res.message and "no trap handler" in res.message
+
+
 def test_trap_without_handler_is_reported(machine, build_driver):
     m = machine()
     elf = build_driver("machine_notrap")

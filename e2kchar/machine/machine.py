@@ -92,6 +92,9 @@ CAUSE_NAMES = {0: "instruction address misaligned", 1: "instruction access fault
                5: "load access fault", 6: "store address misaligned", 7: "store access fault",
                8: "ecall from U-mode", 9: "ecall from S-mode", 11: "ecall from M-mode",
                12: "instruction page fault", 13: "load page fault", 15: "store page fault"}
+INTERRUPT_NAMES = {1: "supervisor software interrupt", 3: "machine software interrupt",
+                   5: "supervisor timer interrupt", 7: "machine timer interrupt",
+                   9: "supervisor external interrupt", 11: "machine external interrupt"}
 #: a kick waits this long for an MMIO callback to take it before stopping the CPU itself
 KICK_GRACE = 0.0005
 #: ... and the CPU thread must have run this long (CPU time) without an MMIO callback
@@ -782,6 +785,10 @@ class Machine:
         with self._lock:
             self._mtip_delivered = False
             self._timer_poll = False
+            if self.clint.msip or self.clint.mtip():
+                # raised now (msip set, or mtimecmp already passed): the loop delivers it
+                # at the next safe point, which only a kick brings while the guest runs
+                self._request_kick()
             self._cond.notify_all()
 
     def _plic_output(self, ctx: int, level: bool) -> None:
@@ -806,6 +813,10 @@ class Machine:
         mip = uc.reg_read(R.UC_RISCV_REG_MIP)
         uc.reg_write(R.UC_RISCV_REG_MIP, mip | MIP_SEIP if want else mip & ~MIP_SEIP)
         self._seip = want
+        if want and uc.reg_read(R.UC_RISCV_REG_MIE) & (MIP_MEIP | MIP_SEIP) == MIP_MEIP:
+            # a guest that enabled only MEIE: unicorn cannot raise MEIP, the loop injects it
+            with self._lock:
+                self._request_kick()
 
     def _on_exit(self, kind: str, code: int) -> None:
         self._exit = (kind, code)
@@ -873,7 +884,8 @@ class Machine:
         vec = tvec & ~3
         if interrupt and tvec & 3 == 1:
             vec += 4 * cause
-        what = ("interrupt " if interrupt else "") + CAUSE_NAMES.get(cause, f"cause {cause}")
+        what = (INTERRUPT_NAMES.get(cause, f"interrupt {cause}") if interrupt
+                else CAUSE_NAMES.get(cause, f"cause {cause}"))
         if vec == 0 or not self._in_ram(vec, 2):
             self._restore_priv(priv)
             self._report = RunResult(
@@ -980,10 +992,12 @@ class Machine:
         if mtip and mie & MIP_MTIP:
             pending |= MIP_MTIP
         enabled = priv < 3 or mstatus & MSTATUS_MIE
-        raised = mtip or bool(self.clint.msip)
+        meip_only = self.plic.output[0] and mie & (MIP_MEIP | MIP_SEIP) == MIP_MEIP
+        raised = mtip or bool(self.clint.msip) or meip_only
         with self._lock:
-            # a raised timer/software interrupt the guest masks now (mie or mstatus.MIE,
-            # which we cannot watch) is looked at again every MASKED_POLL
+            # a raised timer/software interrupt (or MEIP the loop injects) that the guest
+            # masks now (mie or mstatus.MIE, which we cannot watch) is looked at again
+            # every MASKED_POLL
             self._timer_poll = raised and not (pending and enabled)
             self._mtip_delivered = mtip  # no deadline to wait for until mtimecmp changes
         if not pending or not enabled:
