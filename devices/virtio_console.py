@@ -88,7 +88,8 @@ class Port:
         self.backlog = bytearray()      # emergency-write bytes the backend did not take yet
         self.throttled = False
         self.watch: Watch | None = None
-        self.stats = {"rx_bytes": 0, "tx_bytes": 0}
+        #: bytes each way, and how often guest output was throttled by a full backend
+        self.stats = {"rx_bytes": 0, "tx_bytes": 0, "throttles": 0}
 
     @property
     def rx_queue(self) -> int:
@@ -393,6 +394,8 @@ class VirtioConsole(VirtioDevice):
                         continue
                     if fe is not None and not port.console and not port.host_connected:
                         break  # hold guest output until the host side connects
+                    if not self.driver_ok:
+                        break  # no buffers are consumed before DRIVER_OK or after NEEDS_RESET
                     elem = vq.pop()
                     if elem is None:
                         break
@@ -447,6 +450,7 @@ class VirtioConsole(VirtioDevice):
 
     def _throttle(self, port: Port) -> None:
         port.throttled = True
+        port.stats["throttles"] += 1
         self._arm_watch(port)
 
     def _arm_watch(self, port: Port) -> None:
@@ -501,6 +505,11 @@ class VirtioConsole(VirtioDevice):
                 if elem is None:
                     break
                 msg = self.ctrl_pending[0]
+                if not elem.in_len:  # a device-readable buffer: return it, keep the message
+                    log.warning("virtio-console: control receive buffer with no writable space")
+                    vq.push(elem, 0)
+                    pushed = True
+                    continue
                 if elem.in_len < len(msg):
                     log.warning("virtio-console: control buffer of %d bytes truncates a "
                                 "%d-byte message", elem.in_len, len(msg))

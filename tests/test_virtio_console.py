@@ -425,8 +425,46 @@ def test_emergency_write_before_init_with_backpressure(reg):
     rig.wait(lambda: bytes(w.got) == b"panic: emergency")
 
 
+def test_emergency_write_before_driver_ok_consumes_no_buffers(reg):
+    """Spec 2.1.2: no buffers are used before DRIVER_OK, even when an emergency write
+    kicks the console's output path; they go out once the driver is ready."""
+    reg.new("c0", BIG_RING)
+    con = VirtioConsole(max_ports=1)
+    con.add_port(reg.find("c0"))
+    mem = BytearrayMemory(RAM_SIZE, RAM_BASE)
+    mmio = VirtioMmio(device=con, memory=mem, irq=IrqLine())
+    g = ConsoleGuest(mmio, mem)
+    g.init(queues={0: 8, 1: 8}, driver_ok=False)
+    g.send(0, b"queued")
+    mmio.write(CONFIG + 8, 4, ord("!"))
+    assert reg.find("c0").peek() == b"!" and g.queues[1].used_idx() == 0
+    g.w(STATUS, ACK | DRIVER | FEATURES_OK | DRIVER_OK)
+    assert reg.find("c0").peek() == b"!queued" and g.queues[1].used_idx() == 1
+
+
 # ---------------------------------------------------------------------------------------
 # hostile guests
+
+
+def test_control_receive_buffer_without_writable_space_keeps_the_message(reg, caplog):
+    reg.new("c0", "ringbuf")
+    con = VirtioConsole(max_ports=4)
+    con.add_port(reg.find("c0"))
+    mem = BytearrayMemory(RAM_SIZE, RAM_BASE)
+    g = ConsoleGuest(VirtioMmio(device=con, memory=mem, irq=IrqLine()), mem)
+    g.start(4, ctrl_bufs=0)  # the control receive queue's first buffer is device-readable
+    q = g.queues[2]
+    q.add(outs=[b"\0" * 16])  # wrong direction
+    q.kick()
+    with caplog.at_level(logging.WARNING):
+        g.send_ctrl(BAD_ID, DEVICE_READY, 1)
+    assert [u.len for u in q.get_used()] == [0]
+    assert "no writable space" in caplog.text
+    assert not g.r(STATUS) & NEEDS_RESET
+    q.add(ins=[64])
+    q.kick()
+    assert g.read_ctrl() == [(0, PORT_ADD, 1, b"")]  # the message waited for a good buffer
+
 
 
 def test_descriptor_loop_sets_needs_reset_and_host_data_survives(reg):
@@ -734,3 +772,152 @@ def test_state_snapshot_round_trips_through_json(reg):
         assert other.g.recv(1)[0].data == b"unsent"
     finally:
         reg2.close()
+
+
+# ---------------------------------------------------------------------------------------
+# 1 MiB each way, with checksums, through real file and socket backends
+
+
+MIB = 1 << 20
+
+
+def pump_tx(rig, nr, data, chunk, timeout=60.0):
+    """The guest sends data on port nr in chains of `chunk` bytes, reusing queue slots."""
+    q = rig.g.queues[rx_queue(nr) + 1]
+    sent = 0
+
+    def step():
+        nonlocal sent
+        for u in q.get_used():
+            assert u.len == 0  # transmit buffers: the device writes nothing into them
+        added = False
+        while sent < len(data) and q.free:
+            q.add(outs=[data[sent:sent + chunk]])
+            sent += chunk
+            added = True
+        if added:
+            q.kick()
+        return sent >= len(data) and not q.chains
+
+    rig.wait(step, timeout)
+
+
+def sha(data) -> str:
+    import hashlib
+
+    return hashlib.sha256(bytes(data)).hexdigest()
+
+
+def test_one_mib_each_way_through_files(reg, tmp_path):
+    """Host->guest from a file's input, guest->host into a file: 1 MiB each, checksummed."""
+    h2g, g2h = os.urandom(MIB), os.urandom(MIB)
+    src, dst = tmp_path / "in.bin", tmp_path / "out.bin"
+    src.write_bytes(h2g)
+    rig = Rig(reg, ports=[("c0", f"file,path={dst},input-path={src}", None, True)])
+    rig.handshake([0])
+    got, sizes = collect(rig, 0, len(h2g), 4096, batch=16)
+    assert len(got) == len(h2g) and sha(got) == sha(h2g)
+    assert sum(sizes) == MIB and max(sizes) == 4096
+    assert rig.con.port(0).stats["rx_bytes"] == MIB
+    pump_tx(rig, 0, g2h, 12_345)  # odd chain sizes: no alignment help
+    rig.wait(lambda: dst.stat().st_size >= MIB, 10)
+    assert sha(dst.read_bytes()) == sha(g2h)
+    assert rig.con.port(0).stats["tx_bytes"] == MIB
+
+
+def unix_client(path):
+    import socket
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(str(path))
+    return s
+
+
+def test_one_mib_each_way_through_a_socket_with_a_slow_reader(reg, tmp_path):
+    """Guest output to a slow socket client throttles the port and loses nothing; host
+    input the guest has no buffers for waits in the socket; connect/disconnect of the
+    client reach the guest as PORT_OPEN 1/0."""
+    import threading
+    import time
+
+    path = tmp_path / "vport.sock"
+    rig = Rig(reg, ports=[("c0", "ringbuf", None, True),
+                          ("s1", f"socket,path={path},server=on,wait=off", "org.e2k.1", False)])
+    rig.handshake([1])
+    assert (1, PORT_OPEN, 1, b"") not in rig.g.ctrl_log  # nobody connected yet
+    cli = unix_client(path)
+    try:
+        rig.wait(host_connected(rig, 1))
+        rig.wait(lambda: (1, PORT_OPEN, 1, b"") in rig.g.read_ctrl())
+        # guest -> host: the client reads small pieces with pauses
+        g2h = os.urandom(MIB)
+        received = bytearray()
+
+        def slow_reader():
+            cli.settimeout(20)
+            while len(received) < len(g2h):
+                piece = cli.recv(2048)
+                if not piece:
+                    break
+                received.extend(piece)
+                if len(received) % (64 << 10) < 2048:
+                    time.sleep(0.02)
+
+        reader = threading.Thread(target=slow_reader)
+        reader.start()
+        pump_tx(rig, 1, g2h, 64 << 10)
+        reader.join(30)
+        assert len(received) == len(g2h) and sha(received) == sha(g2h)
+        port = rig.con.port(1)
+        assert port.stats["throttles"] > 0  # the reader really was slower than the guest
+        assert not port.throttled and port.stats["tx_bytes"] == MIB
+        # host -> guest: the client writes 1 MiB at once; the guest posts buffers slowly
+        h2g = os.urandom(MIB)
+        writer = threading.Thread(target=cli.sendall, args=(h2g,))
+        writer.start()
+        got, sizes = collect(rig, 1, len(h2g), 3000, batch=8)
+        writer.join(30)
+        assert len(got) == len(h2g) and sha(got) == sha(h2g)
+        assert port.stats["rx_bytes"] == MIB
+    finally:
+        cli.close()
+    # the client goes away: the guest hears PORT_OPEN 0
+    rig.wait(lambda: not rig.con.port(1).host_connected)
+    rig.wait(lambda: (1, PORT_OPEN, 0, b"") in rig.g.read_ctrl())
+    # and a new client is announced again
+    cli = unix_client(path)
+    try:
+        rig.wait(lambda: (1, PORT_OPEN, 1, b"") in rig.g.read_ctrl())
+    finally:
+        cli.close()
+
+
+def test_indices_wrap_at_u16_in_both_directions(reg, tmp_path):
+    """Free-running u16 indices: a device restored (state/load_state) just below the wrap
+    carries on across it in both directions, avail_event included, losing nothing."""
+    import struct as st_
+
+    out, src = tmp_path / "out.bin", tmp_path / "in.bin"
+    h2g, g2h = os.urandom(3000), os.urandom(3000)
+    src.write_bytes(h2g)
+    rig = Rig(reg, extra=1 << F_EVENT_IDX,
+              ports=[("c0", f"file,path={out},input-path={src}", None, True)])
+    start = 0xFFFF - 200
+    snap = rig.mmio.state()
+    for qi in (0, 1):  # nothing posted on the data queues yet: move both sides to `start`
+        q = rig.g.queues[qi]
+        q.avail_idx = q.last_used = start
+        rig.mem.write(q.avail + 2, st_.pack("<H", start))
+        rig.mem.write(q.used + 2, st_.pack("<H", start))
+        snap["device"]["queues"][qi].update(last_avail_idx=start, used_idx=start)
+    rig.mmio.load_state(snap)
+    rig.handshake([0])
+    pump_tx(rig, 0, g2h, 7)  # 429 chains: crosses 0xFFFF -> 0
+    tx = rig.g.queues[1]
+    assert tx.used_idx() == (start + 429) & 0xFFFF == tx.avail_idx < start
+    assert tx.avail_event() == tx.avail_idx  # the device asks for the next kick past the wrap
+    rig.wait(lambda: out.stat().st_size >= len(g2h))
+    assert out.read_bytes() == g2h
+    got, sizes = collect(rig, 0, len(h2g), 5, batch=32)  # 600 buffers
+    assert got == h2g and len(sizes) == 600
+    assert rig.g.queues[0].used_idx() == (start + 600) & 0xFFFF
