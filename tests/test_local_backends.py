@@ -55,6 +55,14 @@ def test_failed_add_truncates_nothing(reg, tmp_path):
                                                 "logfile": str(log)}})
     assert out.read_bytes() == b"precious" and log.read_bytes() == b"log precious"
     assert reg.find("f") is None
+    # files the failed add created are gone again
+    with pytest.raises(ChardevError, match=r"Could not open '.*missing.*': No such file"):
+        reg.add("f", {"type": "file", "data": {"out": str(tmp_path / "new-out"),
+                                                "in": str(tmp_path / "missing"),
+                                                "logfile": str(tmp_path / "new-log")}})
+    with pytest.raises(ChardevError, match="size of ringbuf chardev must be power of two"):
+        reg.new("f", f"ringbuf,size=3,logfile={tmp_path / 'new-log'}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt", "log.txt"]
     with pytest.raises(ChardevError, match=r"Could not open '/nonexistent/x': No such file"):
         reg.new("f", "file,path=/nonexistent/x")
     with pytest.raises(ChardevError, match=r"Unable to open logfile /nonexistent/l: No such"):

@@ -51,10 +51,16 @@ class LogFile:
     def __init__(self, path: str, append: bool, timestamp: bool,
                  guest_clock: Callable[[], Callable[[], float] | None] | None = None) -> None:
         self.path = path
+        flags = os.O_WRONLY | os.O_CLOEXEC | (os.O_APPEND if append else 0)
         try:
-            # Truncation is deferred to commit() so that a failed add leaves the file alone.
-            self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else 0),
-                              0o666)
+            # Truncation is deferred to commit() and a file we created is removed again by
+            # discard(), so that a failed add leaves the file system as it was.
+            try:
+                self.fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o666)
+                self.created = True
+            except FileExistsError:
+                self.fd = os.open(path, flags | os.O_CREAT, 0o666)
+                self.created = False
         except OSError as exc:
             raise ChardevError(f"Unable to open logfile {path}: {exc.strerror}") from None
         except ValueError as exc:  # an embedded NUL
@@ -111,6 +117,15 @@ class LogFile:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+    def discard(self) -> None:
+        """Close after a failed open: a file this log created is removed again."""
+        self.close()
+        if self.created and not self.committed:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
 
 
 class Chardev:

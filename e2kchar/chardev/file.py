@@ -23,16 +23,27 @@ class FileChardev(FdChardev):
     def open(self) -> bool:
         cfg = self.config
         append = bool(cfg.append) or self.reopen  # type: ignore[attr-defined]
-        # Open without O_TRUNC and truncate only once everything opened: a failed add must
-        # not wipe the file.
-        out_fd = open_or_fail(cfg.out, os.O_WRONLY | os.O_CREAT |  # type: ignore[attr-defined]
-                              (os.O_APPEND if append else 0))
+        # Open without O_TRUNC and truncate only once everything opened, and remove a file
+        # we created if the input cannot be opened: a failed add must not touch the disk.
+        flags = os.O_WRONLY | (os.O_APPEND if append else 0)
+        created = False
+        try:
+            out_fd = os.open(cfg.out, flags | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,  # type: ignore[attr-defined]
+                             0o666)
+            created = True
+        except (OSError, ValueError):
+            out_fd = open_or_fail(cfg.out, flags | os.O_CREAT)  # type: ignore[attr-defined]
         in_fd = -1
         if cfg.in_ is not None:  # type: ignore[attr-defined]
             try:
                 in_fd = open_or_fail(cfg.in_, os.O_RDONLY)  # type: ignore[attr-defined]
             except ChardevError:
                 os.close(out_fd)
+                if created:
+                    try:
+                        os.unlink(cfg.out)  # type: ignore[attr-defined]
+                    except OSError:
+                        pass
                 raise
         if not append:
             try:

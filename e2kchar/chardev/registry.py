@@ -168,7 +168,7 @@ class ChardevRegistry:
             except Exception:
                 log.exception("cleanup after failed open")
             if chr_.logfile is not None and chr_.logfile is not getattr(log_from, "logfile", None):
-                chr_.logfile.close()
+                chr_.logfile.discard()
             chr_.logfile = None
             if isinstance(exc, ChardevError) or not isinstance(exc, Exception):
                 raise
