@@ -141,6 +141,10 @@ class _Channel:
                 self.polled_at = now
                 self.poll_modem()
                 self.scc._update_irq()
+        return self.rr0_now()
+
+    def rr0_now(self) -> int:
+        """RR0 from the channel state alone (no modem poll): safe without the lock."""
         v = RR0_TX_UNDERRUN
         if self.rxf:
             v |= RR0_RX_AVAIL
@@ -546,8 +550,10 @@ class Am85C30(SerialDevice):
         ch = self.channels[offset >> 1]
         if not offset & 1 and ch.ptr == 0 and not ch.port.tiocm_ok:
             # hot path of every polled putc: RR0 is a pure function of the channel state
-            # (only the CPU thread moves the pointer), so it needs no lock
-            return ch.rr0()
+            # (only the CPU thread moves the pointer), so it needs no lock; rr0_now, not
+            # rr0: a hotswap on the I/O thread may set tiocm_ok meanwhile, and polling the
+            # modem lines must not happen outside the lock
+            return ch.rr0_now()
         with self.lock:
             if offset & 1:
                 return ch.read_data()
@@ -700,4 +706,4 @@ class Am85C30(SerialDevice):
             self._update_irq()
 
     def __repr__(self) -> str:
-        return f"<Am85C30 {self.name} A.rr0={self.a.rr0():#04x} B.rr0={self.b.rr0():#04x}>"
+        return f"<Am85C30 {self.name} A.rr0={self.a.rr0_now():#04x} B.rr0={self.b.rr0_now():#04x}>"

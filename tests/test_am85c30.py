@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 from e2kchar.devices import Am85C30, IrqLine, VirtualClock
@@ -466,6 +467,46 @@ def test_blocked_backend_and_hotswap_mid_transmit(reg, monkeypatch):
     for c in b"34":
         a.putc_old(c)
     assert old.peek() + new.peek() == b"1234"
+    scc.close()
+
+
+def _write_during_swap_window(monkeypatch, guest_write, refuse: bool = False) -> None:
+    """Run guest_write on a CPU thread while a hotswap has the CharBackend between the old
+    and the new chardev (after the old one let go, before the new one is attached); with
+    refuse, attaching the new chardev then fails and the swap is rolled back."""
+    orig = RecChardev.attach_frontend
+    done: list[bool] = []
+
+    def attach(self, fe):
+        if not done:
+            done.append(True)
+            t = threading.Thread(target=guest_write)
+            t.start()
+            t.join(5)
+            if refuse:
+                raise ChardevError("attach refused")
+        return orig(self, fe)
+
+    monkeypatch.setattr(RecChardev, "attach_frontend", attach)
+
+
+@pytest.mark.parametrize("refuse", [False, True])
+def test_byte_written_while_a_swap_is_in_progress_is_not_lost(reg, monkeypatch, refuse):
+    scc, _, old, _ = make(reg)
+    a = Zs(scc, 0)
+    a.bios_init()
+    a.putc_old(ord("a"))
+    _write_during_swap_window(monkeypatch, lambda: scc.write(1, 1, ord("b")), refuse)
+    if refuse:
+        with pytest.raises(ChardevError):
+            reg.change("ser0", {"type": "ringbuf", "data": {"size": 4096}})
+    else:
+        reg.change("ser0", {"type": "ringbuf", "data": {"size": 4096}})
+    new = reg.find("ser0")
+    assert (new is old) == refuse
+    assert reg.run_until(lambda: a.rr(0) & 0x04)
+    a.putc_old(ord("c"))
+    assert old.peek() + (b"" if refuse else new.peek()) == b"abc"
     scc.close()
 
 
