@@ -68,6 +68,15 @@ def path(package: str, relative: str) -> Path:
     return p
 
 
+def dtc() -> list[str]:
+    """Debian's device-tree compiler as a command (with its libyaml beside it, so a machine
+    without that library can run it too)."""
+    exe = path("device-tree-compiler", "usr/bin/dtc")
+    libs = sorted({str(p.parent) for p in fetch("libyaml-0-2").rglob("libyaml*.so*")})
+    env_path = ":".join(libs)
+    return ["env", f"LD_LIBRARY_PATH={env_path}", str(exe)] if libs else [str(exe)]
+
+
 def uboot_mmode() -> Path:
     return path("u-boot-qemu", "usr/lib/u-boot/qemu-riscv64/u-boot.bin")
 

@@ -7,7 +7,9 @@ committed); when Debian's packages cannot be reached, the tests fail saying why.
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -15,9 +17,54 @@ import pytest
 import stock_firmware
 from fw_support import BackgroundRun
 
+from e2kchar.machine import layout as L
+from e2kchar.machine.fdt import machine_dtb
 from e2kchar.testing import Console
 
 RAM_BASE = 0x8000_0000
+
+
+def test_device_tree_passes_dtc_without_warnings(tmp_path):
+    """Debian's dtc reads the machine's DTB back without a single warning, and what it
+    prints has the nodes stock firmware looks for."""
+    try:
+        dtc = stock_firmware.dtc()
+    except stock_firmware.FetchError as exc:
+        pytest.fail(f"Debian's device-tree-compiler is needed for this test: {exc}")
+    blob = tmp_path / "e2k.dtb"
+    blob.write_bytes(machine_dtb(ram_size=128 << 20, cmdline="console=ttyS0"))
+    proc = subprocess.run([*dtc, "-I", "dtb", "-O", "dts", str(blob)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""               # dtc's checks: no warnings at all
+    dts = proc.stdout
+    for text in ('stdout-path = "/soc/serial@1010003f8:115200n8"',
+                 "serial@1010003f8 {", 'compatible = "ns16550a"',
+                 "reg = <0x01 0x10003f8 0x00 0x08>", "clint@110010000 {",
+                 "plic@120000000 {", "riscv,ndev = <0x3f>", 'riscv,isa = "rv64imac"',
+                 "timebase-frequency = <0x989680>", "memory@80000000 {",
+                 "reg = <0x00 0x80000000 0x00 0x8000000>", 'compatible = "syscon-poweroff"'):
+        assert text in dts, text
+    assert dts.count('compatible = "virtio,mmio"') == L.VIRTIO_SLOTS
+
+
+class ThrRecorder:
+    """Wraps the machine's COM1 model: records every byte the guest writes to THR (what
+    the device was given to send), as ground truth for the backends' transcript."""
+
+    def __init__(self, dev) -> None:
+        self.dev = dev
+        self.lcr = 0
+        self.sent = bytearray()
+        self._write = dev.write
+        dev.write = self.write
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        if offset == 3:
+            self.lcr = value & 0xFF
+        elif offset == 0 and not self.lcr & 0x80:
+            self.sent.append(value & 0xFF)
+        self._write(offset, size, value)
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +171,7 @@ def test_uboot_console_hotswap_socket_file_socket(debian, registry, machine, tmp
     registry.add("com1", _unix_server(sock1, history=1 << 16))
     tap = Console(registry, "com1")  # sees every byte, whichever backend has it
     m = machine(serial=[None, None, registry.find("com1")], clock="host")
+    thr = ThrRecorder(m.devices["com1"])
     m.load(debian["uboot"])
     run = BackgroundRun(m, 120)
     client = UnixClient(sock1)
@@ -141,10 +189,13 @@ def test_uboot_console_hotswap_socket_file_socket(debian, registry, machine, tmp
         registry.change("com1", _unix_server(sock2, history=1 << 16))
         client2 = UnixClient(sock2)
         _run_command(client2, b"echo back on a socket", 0)
+        assert m.pause()        # U-Boot idles at its prompt; nothing more will come
         client.pump()
         registry.find("com1").flush()
+        client2.pump()
         joined = bytes(client.data) + out.read_bytes() + bytes(client2.data)
         assert joined == tap.output  # nothing lost, nothing doubled
+        assert joined == bytes(thr.sent)  # ... from what U-Boot wrote to THR on
         assert joined.count(b"U-Boot 2023.01") == 2  # banner + `version`
         assert out.read_bytes().startswith(b"printenv\r\n")
         assert b"bootcmd=" in out.read_bytes()
@@ -184,3 +235,18 @@ def test_opensbi_fw_jump_then_uboot_smode(debian, registry, machine, tmp_path):
         assert res.reason == "exit" and res.exit_code == 0, res
     finally:
         m.stop()
+
+
+def test_fetch_without_debian_fails_clearly(tmp_path, monkeypatch):
+    """No network (an apt-get that cannot reach Debian): a FetchError that says why."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    apt = fake / "apt-get"
+    apt.write_text("#!/bin/sh\necho 'E: Temporary failure resolving deb.debian.org' >&2\n"
+                   "exit 100\n")
+    apt.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    monkeypatch.setattr(stock_firmware, "CACHE", tmp_path / "cache")
+    with pytest.raises(stock_firmware.FetchError,
+                       match="cannot download Debian package 'u-boot-qemu'.*Temporary failure"):
+        stock_firmware.uboot_mmode()

@@ -225,7 +225,7 @@ def machine_tree(*, ram_size: int, cmdline: str = "", virtio_slots: int = L.VIRT
     cpu = cpus.add("cpu@0", device_type="cpu", reg=0, status="okay", compatible="riscv",
                    riscv__isa=isa, mmu_type="riscv,sv39")
     intc = cpu.add("interrupt-controller", compatible="riscv,cpu-intc", phandle=INTC)
-    intc.set("#interrupt-cells", 1).set("interrupt-controller", None)
+    intc.set("#interrupt-cells", 1).set("#address-cells", 0).set("interrupt-controller", None)
     root.add(f"memory@{L.RAM_BASE:x}", device_type="memory", reg=reg64((L.RAM_BASE, ram_size)))
     soc = root.add("soc", compatible="simple-bus", ranges=None)
     soc.set("#address-cells", 2).set("#size-cells", 2)
