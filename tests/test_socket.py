@@ -484,6 +484,51 @@ def test_websocket_rejects_unmasked_frames_and_bad_requests(reg, recorder):
     cl.close()
 
 
+def _client_frame(opcode: int, payload: bytes, fin: bool = True, length: int | None = None) -> bytes:
+    """A masked client frame; fin=False for a fragment, length to declare another size."""
+    from e2kchar.chardev.websocket import apply_mask
+
+    n = len(payload) if length is None else length
+    head = bytes([(0x80 if fin else 0) | opcode])
+    if n < 126:
+        head += bytes([0x80 | n])
+    elif n < 65536:
+        head += bytes([0x80 | 126]) + struct.pack(">H", n)
+    else:
+        head += bytes([0x80 | 127]) + struct.pack(">Q", n)
+    mask = os.urandom(4)
+    return head + mask + apply_mask(payload, mask)
+
+
+def test_websocket_fragmented_message_and_oversize_frame(reg, recorder):
+    chr_ = server(reg, extra=",websocket=on")
+    rec = attach(reg, recorder, chr_, room=4)
+    cl = connect(chr_)
+    ws_handshake(cl)
+    assert reg.run_until(lambda: rec.events == [OPENED])
+    # a message in three fragments with a ping between them (RFC 6455 allows that)
+    cl.sendall(_client_frame(0x2, b"frag", fin=False) + _client_frame(0x0, b"men", fin=False)
+               + _client_frame(0x9, b"hi") + _client_frame(0x0, b"ted"))
+    assert reg.run_until(lambda: bytes(rec.data) == b"frag")  # can_read still applies
+    time.sleep(0.05)
+    assert bytes(rec.data) == b"frag"
+    rec.give(100)  # (the frames behind the data, the ping too, wait for the frontend)
+    assert read_frame(cl) == (0xA, b"hi")
+    assert reg.run_until(lambda: bytes(rec.data) == b"fragmented")
+    # a frame declaring more than the decoder accepts: close 1009, CLOSED, nothing delivered
+    cl.sendall(_client_frame(0x2, b"", length=2 << 20)[:14])
+    op, payload = read_frame(cl)
+    assert op == 0x8 and payload[:2] == struct.pack(">H", 1009)
+    assert reg.run_until(lambda: rec.events == [OPENED, CLOSED])
+    assert bytes(rec.data) == b"fragmented"
+    cl.close()
+    # the listener serves the next client
+    cl = connect(chr_)
+    ws_handshake(cl)
+    assert reg.run_until(lambda: rec.events == [OPENED, CLOSED, OPENED])
+    cl.close()
+
+
 # --------------------------------------------------------------------------------------
 # history, pyserial, hotswap, fds
 
