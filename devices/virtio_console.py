@@ -7,7 +7,7 @@ the port until a writable watch fires. The device sits behind any transport (vir
 Deliberate differences from QEMU's virtio-serial (all in favour of "nothing is lost"):
 console ports are throttled like generic ports instead of dropping what the backend refuses;
 a generic port whose host side is closed keeps the guest's output queued until the host
-connects again (QEMU completes it unsent); device->guest control messages wait for control
+connects again, including the rest of a chain it was writing (QEMU completes it unsent); device->guest control messages wait for control
 buffers instead of being dropped. RESIZE carries (cols, rows) as the spec orders them.
 """
 
@@ -411,6 +411,8 @@ class VirtioConsole(VirtioDevice):
                 if fe is None:
                     port.tx_view = None
                     continue
+                if not port.host_connected and not port.console:
+                    break  # the host side went away mid-chain: the rest waits for it too
                 if not self._write_out(port, fe, port.tx_view, is_backlog=False):
                     break
         except VirtqueueError as exc:

@@ -282,6 +282,53 @@ def test_generic_port_holds_output_until_the_host_connects(reg):
     assert rig.g.read_ctrl() == [(1, PORT_OPEN, 1, b"")]
 
 
+class Gate(RingbufChardev):
+    """Takes everything while open; while `blocked` refuses and stays unwritable. Records
+    what it was handed while its host side was reported closed."""
+
+    def open(self) -> bool:
+        self.got = bytearray()
+        self.while_closed = bytearray()
+        self.blocked = False
+        return super().open()
+
+    def chr_write(self, data):
+        if self.blocked:
+            raise BlockingIOError
+        (self.got if self.be_open else self.while_closed).extend(data)
+        return len(data)
+
+    def chr_arm_watch(self) -> None:
+        if not self.blocked:
+            super().chr_arm_watch()
+
+
+def test_generic_port_holds_the_rest_of_a_chain_while_the_host_is_away(reg):
+    """The host disconnects while a chain is half written: the rest is not written into
+    the void (a socket drops it) but waits for the next connection, exactly once."""
+    reg.register_backend("ringbuf", Gate)
+    rig = Rig(reg, ports=[("c0", "ringbuf", None, True), ("s1", "ringbuf", "g", False)])
+    rig.wait(host_connected(rig, 1))
+    rig.handshake([1])
+    s = rig.chr["s1"]
+    data = os.urandom(3000)
+    s.blocked = True
+    rig.g.send(1, data[:1000], kick=False)
+    q = rig.g.queues[rx_queue(1) + 1]
+    q.add(outs=[data[1000:2000], data[2000:]])  # one chain of two segments
+    q.kick()
+    assert rig.con.port(1).throttled and s.got == b""
+    # the host goes away; then the backend becomes writable again (as a closed socket does)
+    reg.ioloop.run_sync(lambda: s.be_event(ChardevEvent.CLOSED))
+    s.blocked = False
+    reg.ioloop.run_sync(s.fire_watches)
+    reg.ioloop.run_sync(lambda: None)
+    assert s.while_closed == b"" and q.pending_used() == 0
+    reg.ioloop.run_sync(lambda: s.be_event(ChardevEvent.OPENED))
+    rig.wait(lambda: q.pending_used() == 2)
+    assert bytes(s.got) == data and s.while_closed == b""
+
+
 def test_port_without_backend_discards_output(reg):
     rig = Rig(reg, ports=[("c0", "ringbuf", None, True)])
     rig.con.add_port(None, name="void", console=False)
