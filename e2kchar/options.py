@@ -160,8 +160,8 @@ def split_opts(text: str, implied: str | None = None,
             continue
         if "=" in elem:
             key, value = elem.split("=", 1)
-        elif elem.startswith("no") and known.get(elem[2:]) == _BOOL:
-            key, value = elem[2:], "off"
+        elif elem.startswith("no") and elem not in known:
+            key, value = elem[2:], "off"  # QemuOpts: any bare 'noX' is X=off
         else:
             key, value = elem, "on"
         if key not in known:

@@ -83,6 +83,7 @@ def test_socket_qmp_defaults():
     ("null", "chardev: no id specified"),
     ("null,id=1x", "Parameter 'id' expects an identifier"),
     ("null,id=x,bogus=1", "Invalid parameter 'bogus'"),
+    ("null,id=x,nosuch", "Invalid parameter 'such'"),  # QemuOpts strips 'no' first
     ("ringbuf,id=x,size=abc", "Parameter 'size' expects a non-negative number below 2^64"),
     ("ringbuf,id=x,size=" + "9" * 400 + ".5k",
      "Parameter 'size' expects a non-negative number below 2^64"),
