@@ -383,8 +383,11 @@ def parse_legacy(text: str, label: str | None = None) -> ChardevSpec:
         m = re.match(r"([^:]{0,64}):([^,]{1,32})(?:,(.*))?\Z", rest, re.S)
         if not m:
             raise ChardevError(f"'{orig}' is not a valid char driver")
-        opts = split_opts(m.group(3)) if m.group(3) is not None else {}
-        opts.update({"backend": "socket", "host": m.group(1), "port": m.group(2)})
+        # QEMU sets host and port first, then parses the options (which may override
+        # them), then the prefix's telnet/tn3270/websocket flag
+        opts = {"backend": "socket", "host": m.group(1), "port": m.group(2)}
+        if m.group(3) is not None:
+            opts.update(split_opts(m.group(3)))
         if prefix != "tcp":
             opts[prefix] = "on"
     elif text.startswith("udp:"):

@@ -108,6 +108,9 @@ def test_legacy_grammar_in_qemu_order():
     assert tcp.addr == InetAddress(host="127.0.0.1", port="4444") and tcp.server and not tcp.wait
     tel = parse_legacy("telnet::4445,server,nowait", "s").backend
     assert tel.telnet is True and tel.addr.host == "" and tel.server
+    # QEMU's order: prefix host/port, then the options (which may override), then the flag
+    tel = parse_legacy("telnet:a:1,host=b,telnet=off", "s").backend
+    assert tel.addr.host == "b" and tel.telnet is True
     udp = parse_legacy("udp:127.0.0.1:5555@:6666", "s").backend
     assert udp == UdpConfig(remote=InetAddress(host="127.0.0.1", port="5555"),
                             local=InetAddress(host="", port="6666"))
