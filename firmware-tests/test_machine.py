@@ -319,6 +319,7 @@ def test_bad_images(machine, build_driver, tmp_path):
     (0x9002, 3, L.RAM_BASE, L.RAM_BASE),          # c.ebreak
     (0x00000067, 1, 0, 0),                        # jr zero: fetch from unmapped 0
     (0x0000B283, 5, L.RAM_BASE, 0),               # ld t0, 0(zero): unmapped load
+    (0x02503423, 7, L.RAM_BASE, 0x28),            # sd t0, 40(zero): store outside RAM
     (0xC0001073, 2, L.RAM_BASE, 0xC0001073),      # unimp
 ])
 def test_raw_image_faults_without_handler(machine, tmp_path, insn, cause, pc, tval):

@@ -315,6 +315,20 @@ def test_machine_load_errors(tmp_path):
         outside.write_bytes(make_elf([(0x1000, b"x", 1, 5)]))
         with pytest.raises(MachineError, match="outside RAM"):
             m.load(outside)
+        half = tmp_path / "half.elf"      # first segment fine, second outside RAM
+        half.write_bytes(make_elf([(L.RAM_BASE + 0x8000, b"\x13\x00\x00\x00", 4, 5),
+                                   (0x1000, b"x", 1, 6)]))
+        with pytest.raises(MachineError, match="outside RAM"):
+            m.load(half)
+        assert m.memory.read(L.RAM_BASE + 0x8000, 4) == bytes(4)    # nothing was loaded
+        entry = tmp_path / "entry.elf"
+        entry.write_bytes(make_elf([(L.RAM_BASE, b"x", 1, 5)], entry=0x1000))
+        with pytest.raises(MachineError, match="entry point 0x1000 is outside RAM"):
+            m.load(entry)
+        empty = tmp_path / "empty.bin"
+        empty.write_bytes(b"")
+        with pytest.raises(MachineError, match="empty"):
+            m.load(empty)
         big = tmp_path / "big.elf"
         big.write_bytes(make_elf([(L.RAM_BASE, b"x", 32 << 20, 5)]))
         with pytest.raises(MachineError, match="outside RAM"):

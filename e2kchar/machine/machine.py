@@ -535,11 +535,15 @@ class Machine:
                 image = parse_elf(data, name=str(path))
             except ElfError as exc:
                 raise MachineError(str(exc)) from None
-            for seg in image.segments:
-                self._add_image(_Image(seg.addr, seg.data, seg.memsz, seg.executable), path)
-            self._entry = image.entry
+            images = [_Image(seg.addr, seg.data, seg.memsz, seg.executable)
+                      for seg in image.segments]
+            for img in images:      # all checked first: a bad file loads nothing
+                self._check_image(img, path)
             if not self._in_ram(image.entry, 2):
                 raise MachineError(f"{path}: entry point {image.entry:#x} is outside RAM")
+            for img in images:
+                self._add_image(img, path)
+            self._entry = image.entry
         else:
             self._add_image(_Image(L.RAM_BASE, data, len(data), True), path)
             self._entry = L.RAM_BASE
@@ -554,14 +558,17 @@ class Machine:
     @staticmethod
     def _read_file(path: str | Path) -> bytes:
         try:
-            return Path(path).read_bytes()
+            data = Path(path).read_bytes()
         except OSError as exc:
             raise MachineError(f"could not load '{path}': {exc.strerror or exc}") from None
+        if not data:
+            raise MachineError(f"could not load '{path}': the file is empty")
+        return data
 
     def _in_ram(self, addr: int, n: int) -> bool:
         return L.RAM_BASE <= addr and addr + n <= L.RAM_BASE + self.ram_size
 
-    def _add_image(self, img: _Image, path: str | Path) -> None:
+    def _check_image(self, img: _Image, path: str | Path) -> None:
         end = img.addr + img.memsz
         if not self._in_ram(img.addr, img.memsz):
             raise MachineError(
@@ -570,6 +577,10 @@ class Machine:
         if end > self.ram_layout.fdt_addr:
             raise MachineError(f"{path}: segment [{img.addr:#x}, {end:#x}) overlaps the device "
                                f"tree and boot_info at the top of RAM ({self.ram_layout.fdt_addr:#x})")
+
+    def _add_image(self, img: _Image, path: str | Path) -> None:
+        self._check_image(img, path)
+        end = img.addr + img.memsz
         with self._lock:
             self._images.append(img)
             self._copy_image(img)
