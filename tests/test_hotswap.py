@@ -182,3 +182,38 @@ def test_unattached_swap_to_a_server_on_the_same_port(reg):
         reg.change("con", {"type": "socket", "data": {**server, "logfile": "/nonexistent/l"}})
     with pysocket.create_connection(("127.0.0.1", port), timeout=5) as c:
         assert c.recv(12) == bytes.fromhex("fffb01fffb03fffb00fffd00")
+
+
+def test_attached_swap_to_a_server_on_the_same_port(reg, recorder):
+    """With a frontend attached too: the old server lets go of its port for the new one and
+    takes it back when the new one cannot open or the frontend vetoes."""
+    import socket as pysocket
+
+    with pysocket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = {"addr": {"type": "inet", "data": {"host": "127.0.0.1", "port": str(port)}},
+              "server": True, "wait": False}
+    reg.add("con", {"type": "socket", "data": server})
+    veto = []
+
+    def be_change() -> int:
+        if veto:
+            return -1
+        rec.fe.set_handlers(rec.can_read, rec.read, rec.event, rec.be_change)
+        return 0
+
+    rec = recorder(CharBackend(reg.find("con")), be_change=be_change)
+    assert reg.change("con", {"type": "socket", "data": {**server, "telnet": True}}) == {}
+    with pysocket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        assert c.recv(12) == bytes.fromhex("fffb01fffb03fffb00fffd00")  # the new one serves
+        assert reg.run_until(lambda: ChardevEvent.OPENED in rec.events, 2)
+    with pytest.raises(ChardevError, match="Unable to open logfile"):
+        reg.change("con", {"type": "socket", "data": {**server, "logfile": "/nonexistent/l"}})
+    veto.append(True)
+    with pytest.raises(ChardevError, match="Chardev 'con' change failed"):
+        reg.change("con", {"type": "socket", "data": server})
+    with pysocket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        assert c.recv(12) == bytes.fromhex("fffb01fffb03fffb00fffd00")  # still the telnet one
+        c.sendall(b"x")
+        assert reg.run_until(lambda: rec.data == b"x", 2)

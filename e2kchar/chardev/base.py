@@ -215,6 +215,14 @@ class Chardev:
         """
         return None
 
+    def chr_release_exclusive(self) -> bool:
+        """Let go of the exclusive resource for a swap while staying usable otherwise
+        (a server closes its listener, keeping its client); True if done."""
+        return False
+
+    def chr_reacquire_exclusive(self) -> None:
+        """Take the resource back after the swap that wanted it failed."""
+
     def query_extra(self) -> dict[str, Any]:
         """Extra fields of the chardev-add / chardev-change return value."""
         return {}

@@ -286,8 +286,18 @@ class ChardevRegistry:
             return self._change_unattached(id, old, config)
         if not fe.has_be_change:
             raise ChardevError("Chardev user does not support chardev hotswap")
-        self._backend_class(config.type)
-        new = self._open(id, config, log_from=old)
+        new_cls = self._backend_class(config.type)
+        # the old one holds what the new one needs (a server on the same port): it lets go
+        # for the swap and takes it back if the swap does not happen
+        key = type(old).exclusive_resource(old.config)
+        released = key is not None and key == new_cls.exclusive_resource(config) \
+            and old.chr_release_exclusive()
+        try:
+            new = self._open(id, config, log_from=old)
+        except BaseException:
+            if released:
+                old.chr_reacquire_exclusive()
+            raise
         closed_sent = False
         if old.be_open and not new.be_open:
             old.be_event(ChardevEvent.CLOSED)
@@ -301,6 +311,8 @@ class ChardevRegistry:
         except ChardevError:
             fe.tag = old.attach_frontend(fe)
             self._discard(new, old)
+            if released:
+                old.chr_reacquire_exclusive()
             raise
         fe._chr = new
         fe.fe_open = False
@@ -313,6 +325,8 @@ class ChardevRegistry:
             if closed_sent:
                 old.be_event(ChardevEvent.OPENED)
             self._discard(new, old)
+            if released:
+                old.chr_reacquire_exclusive()
             raise ChardevError(f"Chardev '{id}' change failed")
         # success: the old backend goes away, its CLOSED reaches nobody
         self._hand_over(old, new)

@@ -355,6 +355,25 @@ class SocketChardev(Chardev):
         reason = _strerror(error) if error is not None else "no address"
         raise ChardevError(f"Failed to connect to '{where}': {reason}")
 
+    def chr_release_exclusive(self) -> bool:
+        """A hotswap to a server on our port: close the listener (a client stays)."""
+        if self._listen is None or not self.is_listen or isinstance(self._addr, FdAddress):
+            return False
+        self._stop_listening()
+        self._listen.close()
+        self._listen = None
+        return True
+
+    def chr_reacquire_exclusive(self) -> None:
+        if self._listen is not None or self.closed or self._addr is None:
+            return
+        try:
+            self._do_listen(self._addr)
+        except ChardevError as exc:
+            log.error("%s: could not listen again after a failed swap: %s", self.label, exc)
+            return
+        self._start_listening()
+
     # ------------------------------------------------------------------------------------
     # filenames
 
