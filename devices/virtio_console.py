@@ -648,11 +648,53 @@ class VirtioConsole(VirtioDevice):
                                "guest_connected": p.guest_connected,
                                "host_connected": p.host_connected,
                                "pending_in": bytes(p.pending_in).hex(),
-                               "backlog": bytes(p.backlog).hex()}
+                               "backlog": bytes(p.backlog).hex(),
+                               # popped chains the guest has not got back yet
+                               "rx_heads": [e.head for e in p.rx_elems],
+                               "tx_head": None if p.tx_elem is None else p.tx_elem.head,
+                               "tx_sent": self._tx_sent(p)}
                           for nr, p in self.ports.items()}}
             return s
 
+    @staticmethod
+    def _tx_sent(port: Port) -> int:
+        """Bytes of the port's current transmit chain already handed to the backend."""
+        elem = port.tx_elem
+        if elem is None:
+            return 0
+        left = sum(n for _, n in port.tx_rest)
+        if port.tx_view is not None:
+            left += len(port.tx_view)
+        return elem.out_len - left
+
+    def _restore_held(self, port: Port, ps: dict[str, Any]) -> None:
+        """Re-read the chains a snapshot says the port held, from (restored) guest memory."""
+        port.rx_elems.clear()
+        self._drop_tx(port)
+        rxq, txq = self.queues[port.rx_queue], self.queues[port.tx_queue]
+        try:
+            for head in ps.get("rx_heads", []):
+                port.rx_elems.append(rxq.element(int(head)))
+            head = ps.get("tx_head")
+            if head is not None:
+                elem = txq.element(int(head))
+                skip = int(ps.get("tx_sent", 0))
+                rest = []
+                for addr, n in elem.out_sg:
+                    if skip >= n:
+                        skip -= n
+                        continue
+                    rest.append((addr + skip, n - skip))
+                    skip = 0
+                port.tx_elem, port.tx_rest = elem, rest
+        except VirtqueueError as exc:
+            self.set_needs_reset(f"restoring port {port.nr}: {exc}")
+        rxq.inflight = len(port.rx_elems)
+        txq.inflight = int(port.tx_elem is not None)
+
     def load_state(self, state: dict[str, Any]) -> None:
+        """Restore a state() snapshot; guest RAM must be restored first (the chains the
+        device held are re-read from it and output caught in flight resumes)."""
         with self.lock:
             super().load_state(state)
             c = state.get("console", {})
@@ -668,3 +710,8 @@ class VirtioConsole(VirtioDevice):
                 port.guest_connected = bool(ps.get("guest_connected", False))
                 port.pending_in = bytearray.fromhex(ps.get("pending_in", ""))
                 port.backlog = bytearray.fromhex(ps.get("backlog", ""))
+                if port.tx_queue < len(self.queues):
+                    self._restore_held(port, ps)
+            for port in self.ports.values():
+                if port.tx_elem is not None or port.backlog:
+                    self._flush_tx(port)  # output the snapshot caught in flight goes on

@@ -229,6 +229,11 @@ class VirtQueue:
             if i >= limit:
                 raise VirtqueueError(f"queue {self.index}: next index {i} >= {limit}")
 
+    def element(self, head: int) -> VirtqElement:
+        """Re-read the chain at `head` without popping it (a snapshot restores the chains
+        the device held); raises VirtqueueError like pop()."""
+        return self._walk(head)
+
     def unpop(self) -> None:
         """Give the last popped chain back (the device could not use it yet)."""
         self.last_avail_idx = (self.last_avail_idx - 1) & 0xFFFF
