@@ -493,6 +493,29 @@ def test_emergency_write_before_driver_ok_consumes_no_buffers(reg):
 # hostile guests
 
 
+def test_wrong_direction_data_buffers_are_returned_and_nothing_is_lost(reg, caplog):
+    """A receive buffer the device may only read, a transmit chain it may only write:
+    both come back with len 0, no NEEDS_RESET, and host input waits for a good buffer."""
+    reg.register_backend("ringbuf", Feeder)
+    rig = Rig(reg, ports=[("c0", "ringbuf", None, True)])
+    rig.handshake([0])
+    g, f = rig.g, rig.chr["c0"]
+    rxq, txq = g.queues[0], g.queues[1]
+    with caplog.at_level(logging.WARNING):
+        rxq.add(outs=[b"\xaa" * 8])  # device-readable where a writable buffer is required
+        rxq.kick()
+        reg.ioloop.run_sync(f.feed, b"input")
+        txq.add(ins=[8])  # device-writable only: nothing to transmit
+        txq.kick()
+    assert [(u.len, u.data) for u in rxq.get_used()] == [(0, b"")]
+    assert [u.len for u in txq.get_used()] == [0] and f.peek() == b""
+    assert "no writable space" in caplog.text
+    assert not g.r(STATUS) & NEEDS_RESET
+    g.post_rx(0, 1, 16)
+    rig.wait(lambda: rxq.pending_used() == 1)
+    assert rxq.get_used()[0].data == b"input"
+
+
 def test_control_receive_buffer_without_writable_space_keeps_the_message(reg, caplog):
     reg.new("c0", "ringbuf")
     con = VirtioConsole(max_ports=4)
