@@ -337,6 +337,8 @@ def test_telnet_negotiation_bytes_and_iac_filter(reg, recorder):
 def test_tn3270_negotiation_bytes(reg, recorder):
     chr_ = server(reg, extra=",tn3270=on")
     rec = attach(reg, recorder, chr_)
+    # QEMU's filename says "telnet" only for telnet=on
+    assert reg.query()[0]["filename"] == f"disconnected:tcp:127.0.0.1:{chr_.addr.port},server"
     cl = connect(chr_)
     assert recv_exact(cl, 21) == TN3270_NEGOTIATION == bytes.fromhex(
         "fffd19 fffb19 fffd00 fffb00 fffd18 fffa1801fff0")
@@ -351,6 +353,8 @@ def test_telnet_client_mode_does_not_negotiate(reg, recorder):
     chr_ = reg.new("c", f"socket,host=127.0.0.1,port={lst.getsockname()[1]},telnet=on")
     rec = attach(reg, recorder, chr_)
     conn, _ = lst.accept()
+    assert reg.run_until(lambda: chr_.connected)
+    assert reg.query()[0]["filename"].startswith("telnet:127.0.0.1:")  # named as QEMU does
     rec.fe.write_all(b"plain")
     assert recv_exact(conn, 5) == b"plain"  # QEMU negotiates only as a server
     conn.sendall(b"\xff\xff")

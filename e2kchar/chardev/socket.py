@@ -160,6 +160,7 @@ class SocketChardev(Chardev):
         self.is_listen = False
         self.is_telnet = False
         self.is_tn3270 = False
+        self.do_telnetopt = False  # negotiate and filter IAC (servers only, as QEMU)
         self.is_websocket = False
         self.local_name = ""
         self.peer_name = ""
@@ -183,8 +184,10 @@ class SocketChardev(Chardev):
         cfg = self.config
         self.is_listen = cfg.server is not False  # type: ignore[attr-defined]
         self.is_tn3270 = bool(cfg.tn3270)  # type: ignore[attr-defined]
-        # negotiation is a server-side feature in QEMU
-        self.is_telnet = self.is_listen and bool(cfg.telnet or cfg.tn3270)  # type: ignore[attr-defined]
+        # the filename says "telnet" whenever telnet=on (a client too, tn3270 not), as
+        # QEMU's; negotiation is a server-side feature in QEMU
+        self.is_telnet = bool(cfg.telnet)  # type: ignore[attr-defined]
+        self.do_telnetopt = self.is_listen and (self.is_telnet or self.is_tn3270)
         self.is_websocket = bool(cfg.websocket)  # type: ignore[attr-defined]
         reconnect_ms = cfg.reconnect_ms  # type: ignore[attr-defined]
         if reconnect_ms is None:
@@ -196,7 +199,7 @@ class SocketChardev(Chardev):
             raise ChardevError(f"No TLS credentials with id '{cfg.tls_creds}'")  # type: ignore[attr-defined]
         if self.is_websocket and not self.is_listen:
             raise ChardevError("Websocket client is not implemented")
-        if self.is_websocket and self.is_telnet:
+        if self.is_websocket and self.do_telnetopt:
             raise ChardevError("'websocket' option is incompatible with telnet")
         if reconnect_ms and self.is_listen:
             raise ChardevError(
@@ -539,7 +542,7 @@ class SocketChardev(Chardev):
             self._ws_request = bytearray()
             self._ws_decoder = FrameDecoder()
             self._add_reader()
-        elif self.is_telnet:
+        elif self.do_telnetopt:
             self._telnet = TelnetFilter(self.is_tn3270)
             self._pending_open = True
             self._send_control(TN3270_NEGOTIATION if self.is_tn3270 else TELNET_NEGOTIATION)
