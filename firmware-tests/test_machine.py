@@ -174,6 +174,20 @@ def test_wfi_costs_no_cpu(machine, build_driver):
     assert cpu < 0.5 * m.guest_time()   # not a busy wait (it would be ~1.0)
 
 
+def test_wfi_with_a_masked_raised_timer_sleeps_once(machine, tmp_path):
+    # mtimecmp = 0 (MTIP raised) with MTIE off, then `wfi; j .-4`: the guest cannot unmask
+    # anything while asleep, so the machine must not keep waking it to look
+    img = tmp_path / "idle.bin"
+    img.write_bytes(b"".join(w.to_bytes(4, "little") for w in (
+        0x110016B7, 0x00469693, 0x00100713, 0x00E71713, 0x00E686B3,   # a3 = mtimecmp
+        0x0006B023, 0x10500073, 0xFFDFF06F)))                         # sd zero; wfi; j
+    m = machine(ram_size=8 << 20)
+    m.load(img)
+    res = m.run(timeout=0.5)
+    assert res.reason == "timeout" and m.clint.mtimecmp == 0
+    assert m.stats["wfi_sleeps"] == 1 and m.stats["emu_starts"] <= 3, m.stats
+
+
 class AckDevice:
     """A device the IRQ tests map: +0xC acks (lowers the line), +0x14 'ready'."""
 

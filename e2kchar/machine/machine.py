@@ -288,6 +288,7 @@ class Machine:
         self._last: tuple[str, int, int, int] | None = None
         self._pending_prev: tuple[str, int, int, int] | None = None
         self._in_emu = False
+        self._idling = False
         self._cpu_ident: int | None = None
         self._running = False
         self._stop_req = False
@@ -741,7 +742,8 @@ class Machine:
                             self._request_kick()
                         else:
                             wait = min(wait, deadline - now)
-                    if self._timer_poll:
+                    if self._timer_poll and not self._idling:
+                        # (a guest asleep in wfi cannot unmask anything: no need to look)
                         self._request_kick()
                         wait = min(wait, MASKED_POLL)
                     if self._kick and self._in_emu and not self._stop_issued:
@@ -1227,16 +1229,20 @@ class Machine:
             return
         self._stats.wfi_sleeps += 1
         with self._lock:
-            while not (self._kick or self._stop_req or self._pause_req or self._reset_req
-                       or self._closed):
-                now = time.monotonic()
-                wait = self._run_deadline - now
-                deadline = self._timer_host_deadline()
-                if deadline is not None:
-                    wait = min(wait, deadline - now)
-                if wait <= 0:
-                    return
-                self._cond.wait(min(wait, 1.0))
+            self._idling = True
+            try:
+                while not (self._kick or self._stop_req or self._pause_req or self._reset_req
+                           or self._closed):
+                    now = time.monotonic()
+                    wait = self._run_deadline - now
+                    deadline = self._timer_host_deadline()
+                    if deadline is not None:
+                        wait = min(wait, deadline - now)
+                    if wait <= 0:
+                        return
+                    self._cond.wait(min(wait, 1.0))
+            finally:
+                self._idling = False
 
     def _handle_error(self, err: UcError, pc: int) -> int:
         if self._report is not None:
