@@ -64,6 +64,7 @@ class MuxChardev(Chardev):
         #: input read from the base but not yet processed: after a focus change (Ctrl-A c)
         #: the rest of a chunk waits here until the new focus can take it
         self._held = bytearray()
+        self._processing = False  # a callback re-entering _process_held leaves it alone
         self.base_fe = CharBackend(base)  # raises "Device 'x' is in use"
         self.base_fe.set_handlers(self._base_can_read, self._base_read, self._base_event,
                                   self._base_changed, set_open=True)
@@ -227,6 +228,15 @@ class MuxChardev(Chardev):
         Commands are always executed; a data byte the focused frontend has no room for
         stops processing, and it and everything after it wait (nothing is dropped).
         """
+        if self._processing:
+            return
+        self._processing = True
+        try:
+            self._process_held_once()
+        finally:
+            self._processing = False
+
+    def _process_held_once(self) -> None:
         self._drain_focused()
         held = self._held
         esc = self.escape_char
