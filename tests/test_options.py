@@ -217,3 +217,20 @@ def test_qapi_reader_only_raises_chardev_error(obj):
     except ChardevError:
         return
     assert from_qapi(to_qapi(cfg)) == cfg
+
+
+_legacy_prefix = st.sampled_from(["", "mon:", "file:", "pipe:", "tcp:", "telnet:", "tn3270:",
+                                  "websocket:", "udp:", "unix:", "/dev/", "null", "pty",
+                                  "stdio", "testdev", "vc", "COM"])
+
+
+@settings(max_examples=600, deadline=None)
+@given(_legacy_prefix, _legacy_prefix, st.text(alphabet="ab1:,@=/.x", max_size=12))
+def test_legacy_parser_only_raises_chardev_error_and_round_trips(p1, p2, rest):
+    """Whatever the -serial grammar accepts has one -chardev and one QAPI spelling."""
+    try:
+        spec = parse_legacy(p1 + p2 + rest, "s")
+    except ChardevError:
+        return
+    assert parse_chardev(to_chardev_string(spec)) == spec
+    assert from_qapi(to_qapi(spec.backend)) == spec.backend
