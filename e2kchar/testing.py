@@ -44,8 +44,10 @@ class LineMatch:
     """One matched line (or prompt / byte sequence) with its timestamps and regex groups."""
 
     line: str
-    host_time: float  # time.time() when the line's last byte arrived
-    guest_time: float | None  # guest seconds since reset, when the machine provides it
+    #: time.time() when the line's (or prompt's) last byte arrived; for wait_for_bytes,
+    #: when the output chunk that completed the match arrived (at most the next LF's time)
+    host_time: float
+    guest_time: float | None  # the same moment in guest seconds since reset, if known
     groups: tuple[str | None, ...] = ()
     named: dict[str, str | None] = field(default_factory=dict)
 
@@ -55,6 +57,8 @@ class _Line:
     text: str
     host_time: float
     guest_time: float | None
+    end: int  # offset in the raw output just after the line's LF
+    term: int  # offset where its terminator (LF or CR LF) starts
 
 
 class Console:
@@ -73,7 +77,10 @@ class Console:
         self._lines: list[_Line] = []  # completed lines (CR dropped, LF ends a line)
         self._partial = bytearray()
         self._cursor = 0  # index of the first line not yet consumed by a wait
-        self._byte_cursor = 0
+        self._byte_cursor = 0  # raw offset after the last match (wait_for_bytes starts here)
+        self._fail_cursor = 0  # index of the first line not yet checked for failing strings
+        self._last_host = 0.0  # when the latest output arrived (the partial line's end)
+        self._last_guest: float | None = None
         self._failing: list[re.Pattern[str]] = []
         self._input = bytearray()
         self._input_scheduled = False
@@ -96,15 +103,25 @@ class Console:
         now = time.time()
         guest = self._now_guest()
         with self._cond:
+            start = len(self._raw)
             self._raw += data
-            for b in data:
-                if b == 0x0A:
-                    text = self._partial.decode(self.encoding, "replace")
-                    self._lines.append(_Line(text, now, guest))
-                    self._partial.clear()
-                elif b not in (0x0D, 0x00):
-                    self._partial.append(b)
+            pos = 0
+            while (nl := data.find(b"\n", pos)) >= 0:
+                self._partial += data[pos:nl]
+                text = self._partial.replace(b"\r", b"").replace(b"\0", b"")
+                at = start + nl
+                term = at - 1 if at and self._raw[at - 1] == 0x0D else at
+                self._lines.append(_Line(text.decode(self.encoding, "replace"), now, guest,
+                                         at + 1, term))
+                self._partial.clear()
+                pos = nl + 1
+            self._partial += data[pos:]
+            self._last_host, self._last_guest = now, guest
             self._cond.notify_all()
+
+    def _partial_text(self) -> str:
+        return self._partial.replace(b"\r", b"").replace(b"\0", b"").decode(
+            self.encoding, "replace")
 
     @property
     def output(self) -> bytes:
@@ -130,6 +147,20 @@ class Console:
             if pat.search(text):
                 raise FailingStringFound(
                     f"failing string {pat.pattern!r} on {self.label}: {text!r}")
+
+    def _check_failing_lines(self, upto: int) -> None:
+        """Check the completed lines before index upto (each line once)."""
+        while self._fail_cursor < upto:
+            line = self._lines[self._fail_cursor]
+            self._fail_cursor += 1
+            self._check_failing(line.text)
+
+    def _consume_lines(self, upto: int) -> None:
+        """Lines before index upto are used up: later waits start after them."""
+        self._check_failing_lines(upto)
+        self._cursor = max(self._cursor, upto)
+        if upto:  # a later byte wait may still match from the line's terminator on
+            self._byte_cursor = max(self._byte_cursor, self._lines[upto - 1].term)
 
     def _wait(self, check: Callable[[], LineMatch | None], timeout: float | None,
               what: str) -> LineMatch:
@@ -163,8 +194,7 @@ class Console:
         def check() -> LineMatch | None:
             while self._cursor < len(self._lines):
                 ln = self._lines[self._cursor]
-                self._cursor += 1
-                self._check_failing(ln.text)
+                self._consume_lines(self._cursor + 1)
                 m = pat.search(ln.text)
                 if m:
                     return LineMatch(ln.text, ln.host_time, ln.guest_time, m.groups(),
@@ -179,29 +209,41 @@ class Console:
         pat = re.compile(prompt if regex else re.escape(prompt))
 
         def check() -> LineMatch | None:
-            while self._cursor < len(self._lines):  # consume completed lines first
-                self._check_failing(self._lines[self._cursor].text)
-                self._cursor += 1
-            text = self._partial.decode(self.encoding, "replace")
+            self._consume_lines(len(self._lines))  # completed lines are not prompts
+            text = self._partial_text()
             m = pat.search(text)
             if m:
                 self._byte_cursor = len(self._raw)
-                return LineMatch(text, time.time(), self._now_guest(), m.groups(),
+                return LineMatch(text, self._last_host, self._last_guest, m.groups(),
                                  m.groupdict())
             return None
 
         return self._wait(check, timeout, f"the prompt {prompt!r}")
 
     def wait_for_bytes(self, data: bytes, timeout: float | None = None) -> LineMatch:
-        """An exact byte sequence anywhere in the output after the last match."""
+        """An exact byte sequence anywhere in the output after the last match. Failing
+        strings are checked in the lines completed before the sequence ends."""
+        if not data:
+            raise ValueError("wait_for_bytes needs at least one byte")
 
         def check() -> LineMatch | None:
             idx = self._raw.find(data, self._byte_cursor)
             if idx < 0:
+                self._check_failing_lines(len(self._lines))
                 return None
-            self._byte_cursor = idx + len(data)
-            return LineMatch(data.decode(self.encoding, "replace"), time.time(),
-                             self._now_guest())
+            end = idx + len(data)
+            done = self._cursor  # lines that ended at or before the match's end are used up
+            while done < len(self._lines) and self._lines[done].end <= end:
+                done += 1
+            self._consume_lines(done)
+            self._byte_cursor = end
+            if end == len(self._raw):  # the match is the latest output: exact times
+                host, guest = self._last_host, self._last_guest
+            else:  # no later than the next line's end; and it has arrived by now
+                later = self._lines[done] if done < len(self._lines) else None
+                host = later.host_time if later else self._last_host
+                guest = later.guest_time if later else self._last_guest
+            return LineMatch(data.decode(self.encoding, "replace"), host, guest)
 
         return self._wait(check, timeout, f"the bytes {data!r}")
 

@@ -72,3 +72,64 @@ def test_console_follows_a_hotswap(reg, tmp_path):
     assert con.lines == ["before", "after"]
     con.write_line("typed")
     con.wait_for_line("you said: typed", timeout=2)
+
+
+def test_failing_string_aborts_a_bytes_wait(reg):
+    dev = EchoDevice(reg.new("con", "ringbuf"))
+    con = Console(reg, "con")
+    con.fail_on("Oops")
+    threading.Timer(0.05, dev.fe.write_all, args=(b"Oops: 0000 [#1]\nmore\n",)).start()
+    with pytest.raises(FailingStringFound, match="Oops: 0000"):
+        con.wait_for_bytes(b"\x1b[never", timeout=30)
+    # a failing line that comes only after the awaited bytes does not spoil that wait
+    dev.fe.write_all(b"ready\nOops again\n")
+    assert con.wait_for_bytes(b"ready\n", timeout=2).line == "ready\n"
+    with pytest.raises(FailingStringFound, match="Oops again"):
+        con.wait_for_line("never", timeout=2)
+    with pytest.raises(ValueError):
+        con.wait_for_bytes(b"", timeout=1)
+
+
+def test_waits_share_one_position(reg):
+    dev = EchoDevice(reg.new("con", "ringbuf"))
+    con = Console(reg, "con")
+    dev.fe.write_all(b"alpha 1\nbeta\nalpha 2\n> ")
+    con.wait_for_bytes(b"beta", timeout=2)
+    # the line holding the bytes is still open to a line wait; the ones before are used up
+    assert con.wait_for_line("alpha|beta", timeout=2).line == "beta"
+    assert con.wait_for_line("alpha", timeout=2).line == "alpha 2"
+    with pytest.raises(ConsoleTimeout):
+        con.wait_for_bytes(b"alpha", timeout=0.1)
+    con.wait_for_prompt("> ", timeout=2)
+    with pytest.raises(ConsoleTimeout):
+        con.wait_for_bytes(b"> ", timeout=0.1)  # the prompt was consumed too
+
+
+def test_results_carry_arrival_times(reg):
+    dev = EchoDevice(reg.new("con", "ringbuf"))
+    clock = [10.0]
+    con = Console(reg, "con", guest_clock=lambda: clock[0])
+    dev.fe.write_all(b"first\nlogin: ")
+    clock[0] = 20.0  # the output above arrived at guest time 10
+    line = con.wait_for_line("first", timeout=2)
+    prompt = con.wait_for_prompt("login: ", timeout=2)
+    assert line.guest_time == 10.0 and prompt.guest_time == 10.0
+    assert prompt.line == "login: " and abs(prompt.host_time - line.host_time) < 5
+
+
+def test_timeouts_count_guest_time(reg):
+    """A guest clock that stands still (a paused or slow guest) does not time a wait out;
+    one that runs ahead of the host does."""
+    dev = EchoDevice(reg.new("con", "ringbuf"))
+    clock = [0.0]
+    con = Console(reg, "con", guest_clock=lambda: clock[0])
+    threading.Timer(0.5, dev.fe.write_all, args=(b"late but in guest time\n",)).start()
+    # 0.5 s of host time pass, but no guest time: the 0.2 s wait still succeeds
+    assert con.wait_for_line("late", timeout=0.2).line == "late but in guest time"
+
+    def run_fast() -> None:
+        clock[0] += 100.0  # the guest races ahead: 100 guest seconds in no host time
+
+    threading.Timer(0.05, run_fast).start()
+    with pytest.raises(ConsoleTimeout, match="timed out after 60"):
+        con.wait_for_line("never", timeout=60)  # ends as soon as the guest clock passes 60 s
