@@ -596,21 +596,80 @@ def expected_pending(s: dict) -> int:
 
 
 class SccMachine(RuleBasedStateMachine):
+    """Random register traffic on both channels, host input, breaks, INTACKs, time,
+    back-pressure and hotswaps.
+
+    Invariants: the IRQ line is MIE AND the pending sources not blocked by an IUS; RR3 and
+    the FIFO depth agree with the state; and each channel's transmit path conserves bytes:
+    what its backends got (old ones included) followed by what the transmitter still holds
+    changes only by a data write (one byte appended, or the Tx buffer byte replaced when the
+    guest writes while both the shift register and the buffer are full), never between steps.
+    """
+
     @initialize()
     def setup(self) -> None:
         self.reg = ChardevRegistry()
         self.reg.register_backend("ringbuf", RecChardev)
-        self.a = self.reg.new("a", "ringbuf,size=4096")
-        self.b = self.reg.new("b", "ringbuf,size=4096")
-        self.a.tiocm = int(Tiocm.CTS)
+        self.chr = [self.reg.new("a", "ringbuf,size=65536"),
+                    self.reg.new("b", "ringbuf,size=65536")]
+        self.chr[0].tiocm = int(Tiocm.CTS)
+        self.old: list[list[RecChardev]] = [[], []]
         self.irq = IrqLine()
         self.clock = VirtualClock()
-        self.scc = Am85C30(chardev_a=self.a, chardev_b=self.b, irq=self.irq, clock=self.clock)
+        self.scc = Am85C30(chardev_a=self.chr[0], chardev_b=self.chr[1], irq=self.irq,
+                           clock=self.clock)
+        self.total = [b"", b""]
 
     def teardown(self) -> None:
         if hasattr(self, "scc"):
+            for c in self.chr:
+                c.set_blocked(False)
+            for i in (0, 1):
+                # what the transmitter held drains once the backend takes it
+                assert self.reg.run_until(lambda i=i: self._pending(i) == b"", 5)
+                assert self._out(i) == self.total[i]
             self.scc.close()
             self.reg.close()
+
+    # ------------------------------------------------------------------------------------
+    # the transmit ledger
+
+    def _out(self, i: int) -> bytes:
+        return b"".join(c.peek() for c in self.old[i]) + self.chr[i].peek()
+
+    def _pending(self, i: int) -> bytes:
+        ch = self.scc.state()["ab"[i]]
+        return bytes(x for x in (ch["tsr"], ch["tbuf"]) if x >= 0)
+
+    def _totals(self) -> list[bytes]:
+        """Delivered + still in the transmitter, per channel; call with the lock held."""
+        return [self._out(i) + self._pending(i) for i in (0, 1)]
+
+    def _write(self, offset: int, size: int, value: int) -> None:
+        with self.scc.lock:
+            assert self._totals() == self.total, "transmit bytes moved between steps"
+            s = self.scc.state()
+            self.scc.write(offset, size, value)
+            expect = list(self.total)
+            if size == 1 and 0 <= offset <= 3:
+                i = offset >> 1
+                ch = s["ab"[i]]
+                data = offset & 1 or ch["ptr"] == 8
+                if data and not ch["wr"][14] & 0x10:  # local loopback keeps it inside
+                    b = bytes((value & 0xFF,))
+                    if ch["tbuf"] >= 0:
+                        expect[i] = expect[i][:-1] + b  # the Tx buffer is overwritten
+                    else:
+                        expect[i] += b
+            self.total = self._totals()
+            assert self.total == expect
+
+    def _settled(self) -> None:
+        with self.scc.lock:
+            assert self._totals() == self.total
+
+    # ------------------------------------------------------------------------------------
+    # rules
 
     @rule(offset=st.integers(-1, 5), size=st.sampled_from([0, 1, 1, 1, 2, 4]))
     def read(self, offset: int, size: int) -> None:
@@ -619,37 +678,62 @@ class SccMachine(RuleBasedStateMachine):
     @rule(offset=st.integers(-1, 5), size=st.sampled_from([1, 1, 1, 1, 2, 4]),
           value=st.integers(0, 0x1FF))
     def write(self, offset: int, size: int, value: int) -> None:
-        self.scc.write(offset, size, value)
+        self._write(offset, size, value)
 
     @rule(ch=st.integers(0, 1), reg=st.integers(0, 15), value=st.integers(0, 0xFF))
     def write_reg(self, ch: int, reg: int, value: int) -> None:
-        self.scc.write(2 * ch, 1, reg & 7 | (8 if reg > 7 else 0))
-        self.scc.write(2 * ch, 1, value)
+        self._write(2 * ch, 1, reg & 7 | (8 if reg > 7 else 0))
+        self._write(2 * ch, 1, value)
+
+    @rule(ch=st.integers(0, 1), reg=st.integers(0, 15))
+    def read_reg(self, ch: int, reg: int) -> None:
+        self._write(2 * ch, 1, reg & 7 | (8 if reg > 7 else 0))
+        assert 0 <= self.scc.read(2 * ch, 1) <= 0xFF
+
+    @rule(ch=st.integers(0, 1),
+          data=st.one_of(st.binary(min_size=1, max_size=3), st.binary(min_size=4, max_size=8)),
+          block=st.booleans(), via_wr8=st.booleans())
+    def transmit(self, ch: int, data: bytes, block: bool, via_wr8: bool) -> None:
+        """A burst of data writes, often into a backend that refuses it (the guest may
+        ignore Tx buffer empty)."""
+        if block:
+            self.blocks(ch, True)
+        for b in data:
+            if via_wr8:
+                self._write(2 * ch, 1, 0x08)  # point high, pointer 0: WR8
+                self._write(2 * ch, 1, b)
+            else:
+                self._write(2 * ch + 1, 1, b)
 
     @rule(ch=st.integers(0, 1), data=st.binary(max_size=8))
     def host_input(self, ch: int, data: bytes) -> None:
-        (self.a, self.b)[ch].feed(data)
+        self.chr[ch].feed(data)
 
-    @rule(ch=st.sampled_from(["a", "b"]))
-    def host_break(self, ch: str) -> None:
-        self.reg.send_break(ch)
+    @rule(ch=st.integers(0, 1))
+    def host_break(self, ch: int) -> None:
+        self.reg.send_break("ab"[ch])
 
     @rule()
     def intack(self) -> None:
         assert 0 <= self.scc.intack() <= 0xFF
 
-    @rule(flag=st.booleans())
-    def blocks(self, flag: bool) -> None:
-        self.a.set_blocked(flag)
+    @rule(ch=st.integers(0, 1), flag=st.booleans())
+    def blocks(self, ch: int, flag: bool) -> None:
+        self.chr[ch].set_blocked(flag)
+        self._settled()
 
-    @rule(ch=st.sampled_from(["a", "b"]))
-    def hotswap(self, ch: str) -> None:
-        self.reg.change(ch, {"type": "ringbuf", "data": {"size": 4096}})
-        setattr(self, ch, self.reg.find(ch))
+    @rule(ch=st.integers(0, 1))
+    def hotswap(self, ch: int) -> None:
+        self.reg.change("ab"[ch], {"type": "ringbuf", "data": {"size": 65536}})
+        self.old[ch].append(self.chr[ch])
+        self.chr[ch] = self.reg.find("ab"[ch])
+        self._settled()
 
     @rule(ns=st.integers(0, 50_000_000))
     def time_passes(self, ns: int) -> None:
-        self.clock.advance(ns)
+        with self.scc.lock:
+            self.clock.advance(ns)
+            assert self._totals() == self.total
 
     @invariant()
     def consistent(self) -> None:
@@ -658,14 +742,25 @@ class SccMachine(RuleBasedStateMachine):
         with self.scc.lock:
             s = self.scc.state()
             level = self.irq.level
+            assert self._totals() == self.total
         pend = expected_pending(s)
         req = pend
         if s["ius"]:
             req &= (s["ius"] & -s["ius"]) - 1
         assert level == bool(s["wr9"] & 0x08 and req)
+        rr3 = sum(bit for i, bit in enumerate((0x20, 0x10, 0x08, 0x04, 0x02, 0x01))
+                  if pend >> i & 1)
+        with self.scc.lock:  # RR3 through the registers, when no pointer is pending
+            if self.scc.state()["a"]["ptr"] == 0:
+                self.scc.write(0, 1, 0x03)
+                assert self.scc.read(0, 1) == rr3
+            if self.scc.state()["b"]["ptr"] == 0:
+                self.scc.write(2, 1, 0x03)
+                assert self.scc.read(2, 1) == 0  # RR3 exists on channel A only
         for ch in (s["a"], s["b"]):
             assert len(ch["rx_fifo"]) <= 3
-            assert ch["ptr"] < 16
+            assert 0 <= ch["ptr"] < 16
+            assert ch["tbuf"] < 0 or ch["tsr"] >= 0  # the buffer only waits behind the TSR
 
 
 SccMachine.TestCase.settings = settings(max_examples=40, stateful_step_count=40, deadline=None,
