@@ -51,12 +51,13 @@ class CountingDevice:
             self.report[offset] = value
 
 
-def run_counting(machine, build_driver, *, pause: bool, irqs: bool, spin: int = 0):
-    m = machine()
+def run_counting(machine, build_driver, *, pause: bool, irqs: bool, spin: int = 0,
+                 traps: int = 0, tlb: str = "virtual"):
+    m = machine(tlb=tlb)
     dev = CountingDevice()
     dev.irq = m.map_device("counter", COUNT_BASE, 0x1000, dev, irq=COUNT_IRQ)
     m.load(build_driver("machine_mmio_count", defines={"ITERATIONS": ITERATIONS,
-                                                       "SPIN": spin}))
+                                                       "SPIN": spin, "TRAPS": traps}))
     done = threading.Event()
     raised = [0]
     pauses = [0]
@@ -90,14 +91,17 @@ def run_counting(machine, build_driver, *, pause: bool, irqs: bool, spin: int = 
     return m, dev, res, raised[0], pauses[0]
 
 
-@pytest.mark.parametrize("pause,irqs,spin", [(False, False, 0), (True, False, 0),
-                                             (False, True, 0), (True, True, 0),
-                                             (True, True, 1_000_000)])
-def test_every_access_exactly_once(machine, build_driver, pause, irqs, spin):
+@pytest.mark.parametrize("pause,irqs,spin,traps,tlb", [
+    (False, False, 0, 0, "virtual"), (True, False, 0, 0, "virtual"),
+    (False, True, 0, 0, "virtual"), (True, True, 0, 0, "virtual"),
+    (True, True, 1_000_000, 0, "virtual"), (True, True, 0, 1, "virtual"),
+    (True, True, 0, 1, "cpu")])
+def test_every_access_exactly_once(machine, build_driver, pause, irqs, spin, traps, tlb):
     """spin: compute phases without MMIO between the bursts, so that kicks are taken both
-    by MMIO callbacks and by stopping a computing CPU."""
+    by MMIO callbacks and by stopping a computing CPU. traps: an ecall the harness delivers
+    before every access, so that kicks land right after delivered traps."""
     m, dev, res, raised, pauses = run_counting(machine, build_driver, pause=pause, irqs=irqs,
-                                               spin=spin)
+                                               spin=spin, traps=traps, tlb=tlb)
     assert (res.reason, res.exit_code) == ("exit", 0), res
     assert dev.reads == ITERATIONS
     assert dev.writes == ITERATIONS
@@ -114,6 +118,8 @@ def test_every_access_exactly_once(machine, build_driver, pause, irqs, spin):
         assert m.stats["retired"] > 0
     if spin:
         assert m.stats["kicker_stops"] > 0   # ... and in the middle of computing
+    if traps:
+        assert m.stats["traps"] >= ITERATIONS
 
 
 def test_split_64bit_accesses_exactly_once(machine, build_driver):

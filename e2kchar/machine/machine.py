@@ -26,6 +26,8 @@ Traps. unicorn reports guest exceptions to UC_HOOK_INTR (ecall, illegal instruct
 or ends emu_start (ebreak, unmapped access, fetch from a device window); the harness delivers
 them to mtvec/stvec as the privileged spec says, emulates `rdtime` from the CLINT's mtime,
 and ends the run with a report when no handler is installed or the handler cannot recover.
+Each pc write from a hook ends that emu_start (see `_after_pc_write`): a later stop in the
+same emu_start would not be precise.
 """
 
 from __future__ import annotations
@@ -921,7 +923,18 @@ class Machine:
         uc.reg_write(R.UC_RISCV_REG_PRIV, new_priv)
         uc.reg_write(R.UC_RISCV_REG_PC, vec)
         self._stats.traps += 1
+        self._after_pc_write()
         return True
+
+    def _after_pc_write(self) -> None:
+        """A hook moved pc (a delivered trap, an emulated rdtime). After that, unicorn no
+        longer stops precisely at an MMIO access for the rest of the emu_start: pc comes
+        back at a block start before or after the access (measured with both TLB modes:
+        the access is then repeated, or a later iteration is "retired" with a stale value).
+        So end emu_start here; the loop resumes at the new pc (one emu_start per trap)."""
+        if self._in_emu:
+            self._trap_stop = True
+            self.uc.emu_stop()
 
     def _fail_stop(self) -> None:
         if self._in_emu:
@@ -950,6 +963,7 @@ class Machine:
                 if rd is not None and self._time_allowed(priv):
                     self._set_xreg(rd, self.clint.mtime())
                     uc.reg_write(R.UC_RISCV_REG_PC, epc + 4)
+                    self._after_pc_write()
                     return
         elif intno in (CAUSE_LOAD_MISALIGNED, CAUSE_LOAD_ACCESS, CAUSE_STORE_MISALIGNED,
                        CAUSE_STORE_ACCESS):
@@ -970,6 +984,7 @@ class Machine:
         return ok
 
     _ebreak_taken = False
+    _trap_stop = False
 
     def _on_insn_invalid(self, uc: Uc, ud: Any) -> bool:
         pc = uc.reg_read(R.UC_RISCV_REG_PC)
@@ -1194,6 +1209,7 @@ class Machine:
                 self._in_emu = True
             err: UcError | None = None
             self._ebreak_taken = False
+            self._trap_stop = False
             try:
                 self._stats.emu_starts += 1
                 uc.emu_start(self._pc, UNTIL)
@@ -1216,7 +1232,8 @@ class Machine:
                 pc = self._retire(pc, pending)
                 uc.reg_write(R.UC_RISCV_REG_PC, pc)
             self._pc = pc
-            if not kicked and self._report is None and self._after_wfi(pc):
+            if (not kicked and not self._trap_stop and self._report is None
+                    and self._after_wfi(pc)):
                 self._idle()
 
     def _after_wfi(self, pc: int) -> bool:

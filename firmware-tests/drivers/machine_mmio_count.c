@@ -2,6 +2,8 @@
  * device that the test maps at COUNT_BASE, while the host kicks the CPU (pause/resume,
  * interrupts on PLIC source COUNT_IRQ). The device hands out 0, 1, 2, ... on reads; the
  * guest writes each value back, so the host can tell a duplicated or lost access.
+ * -DTRAPS=1: an ecall before every read, so kicks land right after traps the harness
+ * delivered (unicorn then stops imprecisely unless emu_start ended at the trap).
  * Registers: +0 R next value, +4 W echo, +8 W gaps seen, +0xC W irq ack, +0x10 W irq count,
  * +0x14 W done, +0x18 W external-interrupt entries (== irq count: no spurious entries).
  * Exit code: number of gaps (0 = pass). */
@@ -18,6 +20,9 @@
 #endif
 #ifndef SPIN
 #define SPIN 0          /* register-only loop rounds every 256 iterations (compute phases) */
+#endif
+#ifndef TRAPS
+#define TRAPS 0         /* an ecall (handled by the guest) before every read */
 #endif
 
 static volatile u32 irqs, entries;
@@ -36,6 +41,10 @@ static void __attribute__((interrupt("machine"), aligned(4))) trap(void)
             wr32(PLIC_CLAIM(0), src);
         return;
     }
+    if (cause == 11) {                          /* ecall: step over it */
+        csr_write(mepc, csr_read(mepc) + 4);
+        return;
+    }
     e2k_exit(200);
 }
 
@@ -49,6 +58,8 @@ int main(void)
     csr_set(mie, MIE_SEIE);
     irq_enable();
     for (u32 i = 0; i < ITERATIONS; i++) {
+        if (TRAPS)
+            __asm__ volatile("ecall" ::: "memory");
         u32 v = rd32(COUNT_BASE);
         if (v != expect)
             gaps++;
