@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from e2kchar.chardev.types import ChardevEvent
 
 from .device import BYTE, CharPort, SerialDevice
+from .irq import IrqLine
 
 if TYPE_CHECKING:
     from e2kchar.chardev.base import Chardev
@@ -31,10 +32,13 @@ _ONES = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFFFFFF, 8: 0xFFFFFFFFFFFFFFFF}
 class LmsConsole(SerialDevice):
     """The LMS console port; offsets 0 data, 1 status/shift, 2..3 network, 4 tracer."""
 
-    def __init__(self, chardev: Chardev | None = None, *, lock: threading.RLock | None = None,
-                 name: str = "lms") -> None:
+    def __init__(self, chardev: Chardev | None = None, *, irq: IrqLine | None = None,
+                 lock: threading.RLock | None = None, name: str = "lms") -> None:
         super().__init__(None, lock)
         self.name = name
+        #: the common device interface's interrupt output; the LMS port has no interrupts
+        #: (its Linux driver polls), so the line stays low
+        self.irq = irq if irq is not None else IrqLine()
         self.inbuf = bytearray()
         self.outbuf = bytearray()
         self.shift = 0

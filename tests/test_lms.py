@@ -6,7 +6,7 @@ import json
 import threading
 
 import pytest
-from e2kchar.devices import LmsConsole
+from e2kchar.devices import IrqLine, LmsConsole
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -183,7 +183,8 @@ class LmsMachine(RuleBasedStateMachine):
         self.reg = ChardevRegistry()
         self.reg.register_backend("ringbuf", RecChardev)
         self.chr = self.reg.new("l", "ringbuf,size=65536")
-        self.dev = LmsConsole(chardev=self.chr)
+        self.irq = IrqLine()
+        self.dev = LmsConsole(chardev=self.chr, irq=self.irq)
         self.sent = bytearray()
         self.old: list[RecChardev] = []
 
@@ -205,11 +206,11 @@ class LmsMachine(RuleBasedStateMachine):
     def write_other(self, offset: int, size: int, value: int) -> None:
         self.dev.write(offset, size, value)
 
-    @rule(value=st.integers(0, 255))
-    def write_data(self, value: int) -> None:
-        self.dev.write(0, 1, value)
-        if value:
-            self.sent.append(value)
+    @rule(value=st.integers(0, 0x1FF), size=st.sampled_from([1, 1, 1, 2, 4, 8]))
+    def write_data(self, value: int, size: int) -> None:
+        self.dev.write(0, size, value)
+        if value & 0xFF:  # the low byte is the character; 0 is the strobe
+            self.sent.append(value & 0xFF)
 
     @rule(data=st.binary(max_size=30))
     def host_input(self, data: bytes) -> None:
@@ -230,6 +231,7 @@ class LmsMachine(RuleBasedStateMachine):
         if hasattr(self, "dev"):
             s = self.dev.state()
             assert len(s["inbuf"]) <= 64
+            assert not self.irq.level and self.dev.irq is self.irq  # a polled port
 
 
 LmsMachine.TestCase.settings = settings(max_examples=30, stateful_step_count=30, deadline=None,
