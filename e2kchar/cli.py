@@ -7,12 +7,18 @@ Examples:
   e2kchar run -chardev socket,id=c0,host=127.0.0.1,port=4444,server=on,wait=off \\
               -serial chardev:c0 -qmp unix:/tmp/qmp.sock,server=on,wait=off
   e2kchar run -chardev ringbuf,id=v0 -device virtconsole,chardev=v0 --capture boot.log
+  e2kchar run -chardev file,id=c,path=boot.txt,logfile=boot.log,logtimestamp=on \
+              -serial chardev:c --timeout 30        boot log with host and guest times
+  e2kchar run -bios fw_jump.elf -kernel u-boot.bin -serial null -serial null -serial stdio
+  e2kchar run -S -qmp tcp:127.0.0.1:4444,server=on,wait=off   wait for QMP 'cont'
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
+import os
 import signal
 import sys
 import time
@@ -48,7 +54,8 @@ options (QEMU spelling):
                     loader,file=FILE,addr=ADDR           raw file into guest memory
   -qmp SPEC         QMP monitor: unix:PATH,server=on,wait=off or tcp:127.0.0.1:PORT,...
   -mon chardev=ID   human monitor on a chardev (usually a mux)
-exit status: the guest's (exit device); 124 when --timeout expires.
+  --capture FILE    every console's output in one file, each line tagged [LABEL]
+exit status: the guest's (exit device); 124 when --timeout expires; 2 for a bad option.
 """
 
 
@@ -68,6 +75,18 @@ def parse_size(text: str) -> int:
         raise CliError(f"invalid RAM size '{text}'") from None
 
 
+def parse_seconds(text: str) -> float:
+    """--timeout: a finite, non-negative number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds '{text}'") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not a number of seconds (finite, 0 or more)")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="e2kchar run", description=__doc__.split("\n\n", 1)[0],
@@ -78,13 +97,20 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("-kernel", help="next stage, loaded at RAM base + 2 MiB")
     ap.add_argument("-m", default="128M", help="RAM size (default 128M)")
     ap.add_argument("-append", default="", help="kernel command line (boot_info)")
-    ap.add_argument("-chardev", action="append", default=[], metavar="SPEC")
-    ap.add_argument("-serial", action="append", default=[], metavar="SPEC")
-    ap.add_argument("-device", action="append", default=[], metavar="SPEC")
-    ap.add_argument("-qmp", action="append", default=[], metavar="SPEC")
-    ap.add_argument("-mon", action="append", default=[], metavar="SPEC")
+    ap.add_argument("-chardev", action="append", default=[], metavar="SPEC",
+                    help="a character device (see below)")
+    ap.add_argument("-serial", action="append", default=[], metavar="SPEC",
+                    help="the next serial port's backend (see below)")
+    ap.add_argument("-device", action="append", default=[], metavar="SPEC",
+                    help="bind a frontend to a chardev, or load a file (see below)")
+    ap.add_argument("-qmp", action="append", default=[], metavar="SPEC",
+                    help="a QMP monitor socket (see below)")
+    ap.add_argument("-mon", action="append", default=[], metavar="SPEC",
+                    help="a human monitor on a chardev (see below)")
+    ap.add_argument("-S", dest="prelaunch", action="store_true",
+                    help="do not start the CPU until a monitor says 'cont'")
     ap.add_argument("-nographic", action="store_true", help="accepted for QEMU compatibility")
-    ap.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+    ap.add_argument("--timeout", type=parse_seconds, default=None, metavar="SECONDS",
                     help="stop the guest after SECONDS and exit 124")
     ap.add_argument("--capture", metavar="FILE",
                     help="record every console to FILE, one tagged line at a time")
@@ -111,18 +137,24 @@ class MachineControl:
     def __init__(self, machine: Any, on_quit: Any) -> None:
         self.machine = machine
         self._on_quit = on_quit
-        self._paused = False
+        self._state = "running"
 
     def status(self) -> str:
-        return "paused" if self._paused else "running"
+        return self._state
+
+    def prelaunch(self) -> None:
+        """-S: the CPU waits for `cont` before its first instruction."""
+        self.machine.pause()
+        self._state = "prelaunch"
 
     def stop(self) -> None:
-        self.machine.pause()
-        self._paused = True
+        if self.machine.pause() is False:
+            raise RuntimeError("the guest CPU did not pause in time")
+        self._state = "paused"
 
     def cont(self) -> None:
         self.machine.resume()
-        self._paused = False
+        self._state = "running"
 
     def system_reset(self) -> None:
         self.machine.reset()
@@ -224,12 +256,19 @@ def run(args: argparse.Namespace) -> int:
         if not Path(firmware).exists():
             raise CliError("the bundled firmware is missing from this installation")
     for path in [firmware, args.kernel]:
-        if path is not None and not Path(path).is_file():
+        if path is None:
+            continue
+        if not Path(path).exists():
             raise CliError(f"cannot read '{path}': no such file")
+        if not Path(path).is_file():
+            raise CliError(f"cannot read '{path}': not a regular file")
+        if not os.access(path, os.R_OK):
+            raise CliError(f"cannot read '{path}': permission denied")
 
     reg = ChardevRegistry(coalesce_output=True)
     machine = None
     servers: list[Any] = []
+    monitor = None
     capture = None
     try:
         plan = _plan(reg, args)
@@ -240,13 +279,24 @@ def run(args: argparse.Namespace) -> int:
             if machine is not None:
                 machine.stop()
 
+        def on_sigterm(*_: object) -> None:
+            if monitor is not None:
+                monitor.emit_event("SHUTDOWN", {"guest": False, "reason": "host-signal"})
+            quit_now(0)
+
         reg.on_exit(quit_now)
         vm = MachineControl(None, quit_now)
         machine = Machine(registry=reg, ram_size=ram_size, append=args.append,
                           serial=plan.serial, lms=plan.lms, clock="host")
         vm.machine = machine
+        if args.qmp or plan.monitors:
+            from .monitor.commands import Monitor
+
+            # one command engine for every -qmp and human monitor: each client sees the
+            # events of commands issued through any of them
+            monitor = Monitor(reg, vm)
         # the guest console on a mux has the focus; the monitor waits for Ctrl-A c
-        _start_monitors(reg, vm, plan, args, servers)
+        _start_monitors(reg, monitor, plan, args, servers)
         for chr_, name, console in plan.virtio:
             machine.add_virtio_port(chr_, name=name, console=console)
         try:
@@ -264,7 +314,11 @@ def run(args: argparse.Namespace) -> int:
             capture = Capture(reg, args.capture, guest_clock=machine.guest_time)
             for label in _console_labels(reg, plan):
                 capture.add(label)
-        signal.signal(signal.SIGTERM, lambda *_: quit_now(0))
+        if args.prelaunch:
+            if monitor is None:
+                raise CliError("-S needs a monitor to say 'cont' (-qmp, -mon or mon:)")
+            vm.prelaunch()
+        signal.signal(signal.SIGTERM, on_sigterm)
         deadline = None if args.timeout is None else time.monotonic() + args.timeout
         while True:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -272,6 +326,10 @@ def run(args: argparse.Namespace) -> int:
             if result.reason != "reset" or quit_status:
                 break
             machine.reset()  # the guest asked for a reboot (exit device 0x7777)
+            if monitor is not None:
+                monitor.emit_event("RESET", {"guest": True, "reason": "guest-reset"})
+        if monitor is not None and result.reason == "exit" and not quit_status:
+            monitor.emit_event("SHUTDOWN", {"guest": True, "reason": "guest-shutdown"})
         return _exit_status(result, quit_status, args)
     except (ChardevError, MachineError) as exc:
         raise CliError(str(exc)) from None
@@ -283,6 +341,8 @@ def run(args: argparse.Namespace) -> int:
                 server.close()
             except Exception:
                 log.exception("closing a monitor failed")
+        if monitor is not None:
+            monitor.close()
         if machine is not None and hasattr(machine, "close"):
             machine.close()
         reg.close()
@@ -296,12 +356,12 @@ def _console_labels(reg: ChardevRegistry, plan: _Plan) -> list[str]:
     return labels
 
 
-def _start_monitors(reg: ChardevRegistry, vm: MachineControl, plan: _Plan,
+def _start_monitors(reg: ChardevRegistry, monitor: Any, plan: _Plan,
                     args: argparse.Namespace, servers: list[Any]) -> None:
     for spec in args.qmp:
         from .monitor.qmp import QmpServer
 
-        server = QmpServer(reg, vm)
+        server = QmpServer(reg, monitor=monitor)
         try:
             server.listen(spec)
         except ChardevError as exc:
@@ -311,9 +371,7 @@ def _start_monitors(reg: ChardevRegistry, vm: MachineControl, plan: _Plan,
     for label in plan.monitors:
         from .monitor.hmp import HumanMonitor
 
-        # one command engine: QMP clients see the events of commands typed into the HMP
-        shared = servers[0].monitor if servers and hasattr(servers[0], "monitor") else None
-        hmp = HumanMonitor(reg, vm, monitor=shared)
+        hmp = HumanMonitor(reg, monitor=monitor)
         hmp.attach(label)
         servers.append(hmp)
 

@@ -475,6 +475,8 @@ class QmpServer:
                 port = int(addr.port)
             except ValueError:
                 raise ChardevError(f"Invalid port '{addr.port}'") from None
+            if not 0 <= port <= 65535:
+                raise ChardevError(f"Port '{addr.port}' out of range (0-65535)")
             family = socket.AF_INET6 if addr.ipv6 else socket.AF_INET if addr.ipv4 else 0
             try:
                 server = await asyncio.start_server(self._accept, host, port, family=family,
@@ -512,7 +514,7 @@ class QmpServer:
                 reader, writer = await asyncio.open_connection(addr.host or "127.0.0.1",
                                                                int(addr.port),
                                                                limit=_READ_CHUNK)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, OverflowError) as exc:
             raise ChardevError(f"Failed to connect to QMP client: {exc}") from None
         task = self.loop.create_task(self._accept(reader, writer))
         self._tasks.add(task)
@@ -565,7 +567,25 @@ class QmpServer:
 
     # -- shutdown -------------------------------------------------------------------------
 
-    async def aclose(self) -> None:
+    async def aclose(self, linger: float = 0.5) -> None:
+        """Close: replies and events already queued still go out to clients that read them
+        (for up to ``linger`` seconds); then every connection is cut."""
+        if not self._closed and self._sessions and linger > 0:
+            for server in self._servers:
+                server.close()
+            self._unlink_paths()
+
+            def unsent() -> int:
+                total = 0
+                for session in self._sessions:
+                    with contextlib.suppress(Exception):
+                        if not session.writer.transport.is_closing():
+                            total += session.writer.transport.get_write_buffer_size()
+                return total
+
+            deadline = self.loop.time() + linger
+            while unsent() and self.loop.time() < deadline:
+                await asyncio.sleep(0.005)
         self._shutdown_now()
         for server in self._servers:
             with contextlib.suppress(Exception):
@@ -583,6 +603,10 @@ class QmpServer:
         for task in list(self._tasks):
             if task is not current:
                 task.cancel()
+        self._unlink_paths()
+
+    def _unlink_paths(self) -> None:
+        """Remove our unix socket files (not a file someone else has put there since)."""
         for path, ino in self._unix_paths:
             with contextlib.suppress(OSError):
                 if os.stat(path).st_ino == ino:
@@ -600,10 +624,7 @@ class QmpServer:
             elif ioloop.closed or not self.loop.is_running():
                 self._closed = True
                 self.monitor.remove_listener(self._on_event)
-                for path, ino in self._unix_paths:
-                    with contextlib.suppress(OSError):
-                        if os.stat(path).st_ino == ino:
-                            os.unlink(path)
+                self._unlink_paths()
             else:
                 asyncio.run_coroutine_threadsafe(self.aclose(), self.loop).result(5)
         finally:
