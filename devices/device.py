@@ -62,7 +62,7 @@ class CharPort:
     def register(self) -> None:
         """(Re-)install the frontend handlers (also the first step of a hotswap)."""
         if self.fe is not None:
-            self.fe.set_handlers(self._can_read, self._read_cb, self._event_cb,
+            self.fe.set_handlers(self._can_read, self._read, self._event_cb,
                                  self._be_change_cb, set_open=True)
 
     def _can_read(self) -> int:
@@ -72,6 +72,15 @@ class CharPort:
                 self.throttled = True
                 return 0
             return n
+
+    def _read(self, data: bytes) -> None:
+        with self.lock:
+            self._read_cb(data)
+            if self._can_read_cb() <= 0:
+                # full now: a backend (or a mux) that had more than the room it was offered
+                # holds the rest without having heard "0" from can_read, so it must be
+                # nudged once there is room again, as after a refusal
+                self.throttled = True
 
     def room_again(self) -> None:
         """The device has input room again; call under the device lock."""

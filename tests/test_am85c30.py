@@ -510,6 +510,27 @@ def test_byte_written_while_a_swap_is_in_progress_is_not_lost(reg, monkeypatch, 
     scc.close()
 
 
+def test_a_line_typed_at_once_through_a_mux_reaches_the_guest(reg):
+    # the mux takes the whole line, hands the SCC what its FIFO has room for and keeps the
+    # rest: the device must ask for it again once the guest reads (it never answered 0)
+    mux = reg.new("con", "ringbuf,size=4096,mux=on")
+    scc = Am85C30(chardev_a=mux, chardev_b=None, irq=IrqLine(), clock=VirtualClock())
+    a = Zs(scc, 0)
+    a.bios_init()
+    line = b"echo 0123456789abcdefghij\r"
+    reg.find("con-base").feed(line)
+    got = bytearray()
+
+    def drain() -> bool:
+        while (c := a.getc()) is not None:
+            got.append(c)
+        return len(got) >= len(line)
+
+    assert reg.run_until(drain, 5), bytes(got)
+    assert bytes(got) == line and not a.rr(1) & 0x20
+    scc.close()
+
+
 def test_real_file_backend(reg, tmp_path):
     out = tmp_path / "console.log"
     inp = tmp_path / "keys"

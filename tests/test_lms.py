@@ -71,6 +71,23 @@ def test_input_status_and_data(reg):
     dev.close()
 
 
+def test_input_through_a_mux_is_not_stranded(reg):
+    mux = reg.new("con", "ringbuf,size=4096,mux=on")
+    dev = LmsConsole(chardev=mux)
+    data = bytes(range(0x20, 0x7F)) + b"!" * 60  # more than the console and mux buffers hold
+    reg.find("con-base").feed(data)
+    got = bytearray()
+
+    def drain() -> bool:
+        while dev.read(1, 1):
+            got.append(dev.read(0, 1))
+        return len(got) >= len(data)
+
+    assert reg.run_until(drain, 5), len(got)
+    assert bytes(got) == data
+    dev.close()
+
+
 def test_blocked_backend_keeps_busy_and_loses_nothing(reg):
     chr_ = reg.new("lms", "ringbuf,size=4096")
     dev = LmsConsole(chardev=chr_)

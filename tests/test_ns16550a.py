@@ -526,6 +526,28 @@ def test_hotswap_mid_transmit(reg, monkeypatch):
     uart.close()
 
 
+@pytest.mark.parametrize("fcr", [0x00, 0x07])
+def test_a_line_typed_at_once_through_a_mux_reaches_the_guest(reg, fcr):
+    # the mux hands the UART what its FIFO (or RBR) has room for and keeps the rest: the
+    # device must ask for it again once the guest reads (it never answered 0)
+    mux = reg.new("con", "ringbuf,size=4096,mux=on")
+    uart = Ns16550a(chardev=mux, irq=IrqLine(), clock=VirtualClock())
+    g = Guest(uart)
+    g.init_8n1(fcr=fcr)
+    line = b"echo 0123456789abcdefghij-and-more-than-the-mux-buffer-holds\r"
+    got = bytearray()
+    reg.find("con-base").feed(line)
+
+    def drain() -> bool:
+        while g.r(LSR) & 1:
+            got.append(g.r(RBR))
+        return len(got) >= len(line)
+
+    assert reg.run_until(drain, 5), bytes(got)
+    assert bytes(got) == line and not g.r(LSR) & 0x02
+    uart.close()
+
+
 def test_real_file_backend(reg, tmp_path):
     out = tmp_path / "out.txt"
     chr_ = reg.new("f", f"file,path={out}")
