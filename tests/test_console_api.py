@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import threading
 
 import pytest
 
-from e2kchar import CharBackend
+from e2kchar import CharBackend, ChardevError
 from e2kchar.testing import Console, ConsoleTimeout, FailingStringFound
 
 
@@ -133,3 +134,27 @@ def test_timeouts_count_guest_time(reg):
     threading.Timer(0.05, run_fast).start()
     with pytest.raises(ConsoleTimeout, match="timed out after 60"):
         con.wait_for_line("never", timeout=60)  # ends as soon as the guest clock passes 60 s
+
+
+def test_capture_tags_lines_and_follows_a_hotswap(reg, tmp_path):
+    from e2kchar.capture import Capture
+
+    a = EchoDevice(reg.new("a", "ringbuf"))
+    b = EchoDevice(reg.new("b", "null"))
+    path = tmp_path / "cap.log"
+    path.write_bytes(b"kept from an earlier run\n")
+    cap = Capture(reg, str(path), timestamps=True, guest_clock=lambda: 1.5)
+    cap.add("a")
+    cap.add("b", tag="virtcon0")
+    a.fe.write_all(b"one ")  # a partial line waits for its end ...
+    b.fe.write_all(b"from b\r\n")
+    reg.change("a", {"type": "file", "data": {"out": str(tmp_path / "a.out")}})
+    a.fe.write_all(b"two\nthree")  # ... across a swap; "three" is flushed by close()
+    cap.close()
+    lines = path.read_text().splitlines()
+    assert lines[0] == "kept from an earlier run"  # appended, never truncated
+    body = [re.sub(r"^\[(\S+) \d\d:\d\d:\d\d\.\d{3} \+1\.500000\] ", r"[\1] ", ln)
+            for ln in lines[1:]]
+    assert body == ["[virtcon0] from b", "[a] one two", "[a] three"], lines
+    with Capture(reg, str(path)) as other, pytest.raises(ChardevError, match="'nope' not found"):
+        other.add("nope")
