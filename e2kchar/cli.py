@@ -240,7 +240,24 @@ def _plan(reg: ChardevRegistry, args: argparse.Namespace) -> _Plan:
             raise CliError("-mon: only mode=readline is supported (use -qmp for QMP)")
         _chardev_by_id(reg, opts.get("chardev"), "-mon")
         plan.monitors.append(opts["chardev"])
+    _check_sharing(reg, plan)
     return plan
+
+
+def _check_sharing(reg: ChardevRegistry, plan: _Plan) -> None:
+    """One frontend per chardev, as in QEMU; only a mux (mux=on) takes up to four."""
+    users: dict[str, int] = {}
+    chardevs = [*plan.serial, plan.lms, *(p[0] for p in plan.virtio),
+                *(reg.find(label) for label in plan.monitors)]
+    for chr_ in chardevs:
+        if chr_ is not None and chr_.label is not None:
+            users[chr_.label] = users.get(chr_.label, 0) + 1
+    for label, n in users.items():
+        chr_ = reg.find(label)
+        limit = 4 if chr_ is not None and chr_.is_mux else 1
+        if n > limit:
+            hint = "a mux takes at most 4" if limit > 1 else "only a mux=on chardev is shared"
+            raise CliError(f"chardev '{label}' is in use by {n} frontends ({hint})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -372,8 +389,11 @@ def _start_monitors(reg: ChardevRegistry, monitor: Any, plan: _Plan,
         from .monitor.hmp import HumanMonitor
 
         hmp = HumanMonitor(reg, monitor=monitor)
-        hmp.attach(label)
         servers.append(hmp)
+        try:
+            hmp.attach(label)
+        except ChardevError as exc:
+            raise CliError(f"monitor on chardev '{label}': {exc}") from None
 
 
 def _exit_status(result: Any, quit_status: list[int], args: argparse.Namespace) -> int:

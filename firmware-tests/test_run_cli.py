@@ -75,6 +75,12 @@ def test_timeout_exits_124(build_driver):
     (["-mon", "chardev=serial0,mode=control"], "only mode=readline"),
     (["--capture", "/nonexistent/cap.log"], "Could not open '/nonexistent/cap.log'"),
     (["-S", "-serial", "null"], "-S needs a monitor"),
+    (["-chardev", "ringbuf,id=r", "-serial", "chardev:r", "-serial", "chardev:r"],
+     "chardev 'r' is in use by 2 frontends"),
+    (["-chardev", "ringbuf,id=r", "-serial", "chardev:r", "-mon", "chardev=r"],
+     "chardev 'r' is in use by 2 frontends"),
+    (["-chardev", "ringbuf,id=r,mux=on", *["-serial", "chardev:r"] * 3,
+      *["-mon", "chardev=r"] * 2], "chardev 'r' is in use by 5 frontends"),
 ])
 def test_bad_options_are_clear_errors(args, message):
     # the timeout comes first: an option under test may swallow what follows it
