@@ -370,6 +370,7 @@ def boot(firmware: str | Path | None = None, *, serial: Sequence[str | None] = (
 
     own = registry is None
     reg = registry if registry is not None else ChardevRegistry()
+    machine = None
     try:
         for spec in chardevs:
             reg.create(parse_chardev(spec))
@@ -398,6 +399,8 @@ def boot(firmware: str | Path | None = None, *, serial: Sequence[str | None] = (
             firmware = bundled_firmware()
         machine.load(firmware)
     except BaseException:
+        if machine is not None:
+            machine.close()
         if own:
             reg.close()
         raise

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
-from e2kchar.testing import ConsoleTimeout, FailingStringFound
+from e2kchar import ChardevError
+from e2kchar.machine import MachineError
+from e2kchar.testing import ConsoleTimeout, FailingStringFound, boot
 
 
 def test_boot_wait_and_type(e2k_boot):
@@ -40,3 +44,26 @@ def test_boot_with_a_file_console(e2k_boot, tmp_path):
     vm.console("serial0").wait_for_prompt("e2k> ", timeout=10)
     vm.stop()
     assert out.read_bytes().startswith(b"E2K boot ROM (e2kchar demo)")
+
+
+def test_a_failed_boot_leaves_no_threads(tmp_path):
+    before = {t.ident for t in threading.enumerate()}
+    for kw, error in ((dict(firmware=tmp_path / "missing.elf"), MachineError),
+                      (dict(virtio=[("nope", None, True)]), ChardevError)):
+        with pytest.raises(error):
+            boot(**kw)
+    left = [t.name for t in threading.enumerate() if t.ident not in before and t.is_alive()]
+    assert left == []
+
+
+def test_console_waits_on_a_real_guest_share_one_position(e2k_boot):
+    vm = e2k_boot()
+    con = vm.console("serial0")
+    con.fail_on("unknown command")
+    con.wait_for_bytes(b"e2k> ", timeout=10)
+    with pytest.raises(ConsoleTimeout):  # the banner is behind us now
+        con.wait_for_line("E2K boot ROM", timeout=0.2)
+    con.write_line("frobnicate")
+    with pytest.raises(FailingStringFound, match="frobnicate"):
+        con.wait_for_bytes(b"never printed", timeout=30)
+    vm.stop()
