@@ -217,3 +217,63 @@ def test_attached_swap_to_a_server_on_the_same_port(reg, recorder):
         assert c.recv(12) == bytes.fromhex("fffb01fffb03fffb00fffd00")  # still the telnet one
         c.sendall(b"x")
         assert reg.run_until(lambda: rec.data == b"x", 2)
+
+
+@pytest.mark.parametrize("coalesce", [False, True])
+@pytest.mark.parametrize("to", ["file", "ringbuf", "veto"])
+def test_output_a_stalled_backend_holds_moves_on_with_the_swap(reg, tmp_path, coalesce, to):
+    """Output the old backend accepted (coalescing) but could not deliver goes out first on
+    the new one, or back to the old one when the frontend vetoes; nothing is lost."""
+    reg.coalesce_output = coalesce
+    base = tmp_path / "p"
+    os.mkfifo(f"{base}.in")
+    os.mkfifo(f"{base}.out")
+    keep_in = os.open(f"{base}.in", os.O_RDWR)
+    reader = os.open(f"{base}.out", os.O_RDONLY | os.O_NONBLOCK)
+    pipe_size = 65536
+    veto = to == "veto"
+    fe = CharBackend(reg.new("s", f"pipe,path={base}"))
+    fe.set_handlers(lambda: 0, lambda d: None, be_change=lambda: -1 if veto else 0)
+    data = bytes(i % 251 for i in range(3 * pipe_size))
+    sent = 0
+    # a polled UART's way: one byte per attempt, until the stalled pipe refuses
+    while sent < len(data) and fe.write(data[sent:sent + 1]) == 1:
+        sent += 1
+    assert pipe_size <= sent < len(data)  # the pipe (and maybe the coalescing buffer) filled
+    target = file_(tmp_path / "new") if to == "file" else ringbuf(1 << 18)
+    try:
+        if veto:
+            with pytest.raises(ChardevError, match="change failed"):
+                reg.change("s", target)
+        else:
+            reg.change("s", target)
+        rest = data[sent:]
+        result: list[int] = []
+        writer = threading.Thread(target=lambda: result.append(fe.write_all(rest)))
+        writer.start()  # after a veto it waits for the stalled pipe, which we now drain
+        got_old = bytearray()
+
+        def drained() -> bool:
+            try:
+                while chunk := os.read(reader, 65536):
+                    got_old.extend(chunk)
+            except BlockingIOError:
+                pass
+            return not veto or len(got_old) == len(data)
+
+        assert reg.run_until(drained, 5)
+        writer.join(5)
+        assert result == [len(rest)]
+        if veto:
+            assert bytes(got_old) == data
+        else:
+            assert fe.chardev.flush()
+            new = (tmp_path / "new").read_bytes() if to == "file" else \
+                reg.ringbuf_read("s", 1 << 18, format="base64")
+            if to == "ringbuf":
+                import base64
+                new = base64.b64decode(new)
+            assert bytes(got_old) + new == data
+    finally:
+        os.close(reader)
+        os.close(keep_in)

@@ -312,8 +312,13 @@ class Chardev:
         off = 0
         res = 0
         with self._write_lock:
-            if self.closed:
+            if self._closing:
                 return -errno.EPIPE
+            while self._obuf and not self._flush_obuf_locked():
+                # output adopted in a swap goes out before anything newer
+                if not write_all or self._closing:
+                    return -errno.EAGAIN
+                time.sleep(0.0001)
             while off < total:
                 try:
                     res = self.chr_write(view[off:])
@@ -350,7 +355,7 @@ class Chardev:
             lock.acquire()
             try:
                 obuf = self._obuf
-                if not self.closed and len(obuf) + len(data) <= self.COALESCE_LIMIT:
+                if not self._closing and len(obuf) + len(data) <= self.COALESCE_LIMIT:
                     obuf += data
                     if self.logfile is not None or self.taps:
                         self._accepted(bytes(data))
@@ -364,7 +369,7 @@ class Chardev:
         off = 0
         while True:
             with self._write_lock:
-                if self.closed:
+                if self._closing:
                     return off if off else -errno.EPIPE
                 obuf = self._obuf
                 room = self.COALESCE_LIMIT - len(obuf)
@@ -403,6 +408,34 @@ class Chardev:
                 return False
             del obuf[:n]
         return True
+
+    def retire_output(self, flush: bool = True) -> bytes:
+        """Stop taking output (the chardev is being swapped out) and return what its
+        backend has not taken yet, after one more non-blocking try if ``flush``. Write
+        lock held.
+
+        Writers turned away from now on (-EPIPE) are sent on to the frontend's new chardev
+        by CharBackend.
+        """
+        self._closing = True
+        if flush:
+            self._flush_obuf_locked()
+        left = bytes(self._obuf)
+        self._obuf.clear()
+        return left
+
+    def adopt_output(self, data: bytes, front: bool) -> None:
+        """Take over output another chardev accepted but never delivered (a swap): ahead of
+        what this one holds (``front``) or after it. Write lock held."""
+        if not data:
+            return
+        if front:
+            self._obuf[:0] = data
+        else:
+            self._obuf += data
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.ioloop.call_soon(self._flush_from_loop)
 
     def flush(self, timeout: float = 1.0) -> bool:
         """Push buffered output to the backend now; True once nothing is left buffered."""

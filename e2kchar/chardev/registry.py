@@ -303,8 +303,6 @@ class ChardevRegistry:
             old.be_event(ChardevEvent.CLOSED)
             closed_sent = True
         new.taps = list(old.taps)  # observers see the output on both sides of the swap
-        # fe._chr goes from old straight to new (never None): a writer on another thread
-        # lands on one of them, and the old one's output is flushed when it is finalized
         old.detach_frontend(fe)
         try:
             fe.tag = new.attach_frontend(fe)
@@ -314,12 +312,21 @@ class ChardevRegistry:
             if released:
                 old.chr_reacquire_exclusive()
             raise
-        fe._chr = new
+        # fe._chr goes from old straight to new (never None), under both write locks: a
+        # writer on another thread lands on one of them. What the old backend accepted but
+        # has not delivered (a stalled pipe or socket under coalescing) goes out first on
+        # the new one; a late writer turned away by the old one is sent on to the new one.
+        with old._write_lock, new._write_lock:
+            new.adopt_output(old.retire_output(), front=True)
+            fe._chr = new
         fe.fe_open = False
         ret = fe.call_be_change()
         if ret < 0:
             new.detach_frontend(fe)
-            fe._chr = old
+            with old._write_lock, new._write_lock:
+                fe._chr = old
+                old._closing = False
+                old.adopt_output(new.retire_output(flush=False), front=False)
             fe.tag = old.attach_frontend(fe)
             fe.fe_open = False
             if closed_sent:
@@ -362,6 +369,8 @@ class ChardevRegistry:
             # the old one holds what the new one needs (same port, tty, stdio): release
             # it, open the new one, and bring the old one back if that fails
             old_config, old_taps = old.config, old.taps
+            with old._write_lock:
+                left = old.retire_output()
             del self._chardevs[id]
             old._finalize()
             try:
@@ -370,14 +379,21 @@ class ChardevRegistry:
                 try:
                     restored = self._open(id, old_config, reopen=True)
                     restored.taps = list(old_taps)
+                    with restored._write_lock:
+                        restored.adopt_output(left, front=True)
                     self._register(id, restored)
                 except ChardevError:
-                    log.exception("could not restore chardev %s after a failed change", id)
+                    log.exception("could not restore chardev %s after a failed change; "
+                                  "%d bytes of its output undelivered", id, len(left))
                 raise
             new.taps = list(old_taps)
+            with new._write_lock:
+                new.adopt_output(left, front=True)
             self._register(id, new)
             return new.query_extra()
         self._hand_over(old, new)
+        with old._write_lock, new._write_lock:
+            new.adopt_output(old.retire_output(), front=True)
         del self._chardevs[id]
         old._finalize()
         self._register(id, new)
