@@ -556,3 +556,18 @@ def test_retire_loads_and_stores(op, reg, base, imm, value):
             else:
                 # only the missing half is written again, never the recorded one
                 assert writes == ([] if n == len(parts) else [(0x804, 4, value >> 32)])
+
+
+def test_machine_that_cannot_be_built_fails_cleanly(reg):
+    """A chardev given to two ports: a clear MachineError with QEMU's text, and the
+    half-built machine releases what it took (the chardev can be attached again)."""
+    import threading
+
+    from e2kchar import CharBackend
+
+    chr_ = reg.new("twice", "ringbuf")
+    before = {t.name for t in threading.enumerate()}
+    with pytest.raises(MachineError, match="cannot create Am85C30: Device 'twice' is in use"):
+        Machine(reg, serial=[chr_, chr_])
+    assert {t.name for t in threading.enumerate()} <= before
+    CharBackend(chr_)  # released: attaching again works

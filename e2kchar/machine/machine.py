@@ -307,13 +307,16 @@ class Machine:
         self._code_pages: set[int] = set()
         self._pc = L.RAM_BASE
         self.device_clock: Any = None
+        self.devices: dict[str, Any] = {}
+        self.virtio_console: Any = None
         try:
             self._build_devices(serial, lms)
             self.uc: Uc = self._new_cpu()
         except BaseException:
-            self._detach_devices()
+            self._detach_devices()  # whatever was built before the failure
             if self.device_clock is not None:
                 self.device_clock.close()
+            self._ram.close()
             raise
         self._write_boot_blocks()
         self._set_boot_regs()
