@@ -443,11 +443,13 @@ def parse_spec(text: str, label: str | None = None) -> ChardevSpec:
 class _Q:
     """Strict QAPI object reader producing QEMU's parameter errors."""
 
-    def __init__(self, obj: Any, where: str) -> None:
+    def __init__(self, obj: Any, where: str, absent: bool = False) -> None:
         if not isinstance(obj, dict):
             raise ChardevError(f"Invalid parameter type for '{where}', expected: object")
         self.obj = dict(obj)
         self.where = where
+        #: the object itself was not given (lenient for backends with no required member)
+        self.absent = absent
 
     def _name(self, key: str) -> str:
         return f"{self.where}.{key}" if self.where else key
@@ -455,7 +457,8 @@ class _Q:
     def take(self, key: str, kind: str, required: bool = False) -> Any:
         if key not in self.obj:
             if required:
-                raise ChardevError(f"Parameter '{self._name(key)}' is missing")
+                missing = self.where if self.absent else self._name(key)
+                raise ChardevError(f"Parameter '{missing}' is missing")
             return None
         value = self.obj.pop(key)
         ok = {
@@ -511,7 +514,7 @@ def from_qapi(backend: Any, where: str = "backend") -> BackendConfig:
     q.done()
     if kind not in CONFIG_TYPES:
         raise ChardevError(f"'{kind}' is not a valid char driver name")
-    d = _Q(data_obj if data_obj is not None else {}, f"{where}.data")
+    d = _Q(data_obj if data_obj is not None else {}, f"{where}.data", data_obj is None)
     common = {
         "logfile": d.take("logfile", "string"),
         "logappend": d.take("logappend", "boolean"),

@@ -138,6 +138,9 @@ def test_qapi_strictness():
         from_qapi({"type": "null", "data": {"bogus": 1}})
     with pytest.raises(ChardevError, match=r"Parameter 'backend.data.out' is missing"):
         from_qapi({"type": "file", "data": {}})
+    with pytest.raises(ChardevError, match=r"Parameter 'backend.data' is missing"):
+        from_qapi({"type": "file"})  # QEMU names the absent wrapper, not its member
+    assert from_qapi({"type": "null"}) == from_qapi({"type": "null", "data": {}})  # lenient
     with pytest.raises(ChardevError,
                        match=r"Invalid parameter type for 'backend.data.size', expected: integer"):
         from_qapi({"type": "ringbuf", "data": {"size": "12"}})
