@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import logging
 from collections import deque
+from collections.abc import Callable
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
@@ -118,6 +119,9 @@ class VirtioConsole(VirtioDevice):
         self.cols = cols & 0xFFFF
         self.rows = rows & 0xFFFF
         self.emergency_write = emergency_write
+        #: called as on_guest_open(port_nr, is_open) when the guest opens or closes a port
+        #: (a monitor turns it into QEMU's VSERPORT_CHANGE event); runs under the device lock
+        self.on_guest_open: Callable[[int, bool], Any] | None = None
         self.ports: dict[int, Port] = {}
         self.device_ready = False
         self.ctrl_pending: deque[bytes] = deque()
@@ -305,6 +309,12 @@ class VirtioConsole(VirtioDevice):
                 port.fe.set_open(connected)
             if connected:
                 port.fe.accept_input()
+        listener = self.on_guest_open
+        if listener is not None:
+            try:
+                listener(port.nr, connected)
+            except Exception:
+                log.exception("virtio-console: on_guest_open listener failed")
 
     # -- host -> guest ---------------------------------------------------------------
 

@@ -660,6 +660,34 @@ def test_hotswap_generic_port_reports_host_state(reg):
     assert {c["label"]: c["frontend-open"] for c in reg.query()}["p1"] is True
 
 
+def test_guest_open_and_close_reach_the_listener(reg):
+    """What a monitor turns into VSERPORT_CHANGE: every change of the guest's open state,
+    by PORT_OPEN and by a device reset, and nothing for a repeated PORT_OPEN."""
+    reg.new("c0", "ringbuf")
+    reg.new("p1", "ringbuf")
+    rig = Rig(reg, ports=[("c0", None, None, True), ("p1", None, "h", False)])
+    seen = []
+    rig.con.on_guest_open = lambda nr, is_open: seen.append((nr, is_open))
+    rig.handshake([0])
+    assert seen == [(0, True)]
+    rig.g.send_ctrl(1, PORT_OPEN, 1)
+    rig.g.send_ctrl(1, PORT_OPEN, 1)
+    rig.g.send_ctrl(1, PORT_OPEN, 0)
+    assert seen == [(0, True), (1, True), (1, False)]
+    rig.g.send_ctrl(1, PORT_OPEN, 1)
+    del seen[:]
+    rig.mmio.write(0x70, 4, 0)      # Status 0: the reset closes both ports
+    assert sorted(seen) == [(0, False), (1, False)]
+
+    def broken(nr, is_open):
+        raise RuntimeError("listener bug")
+
+    rig.con.on_guest_open = broken  # a failing listener is logged, never reaches the guest
+    rig.g.start(4, True, 0)
+    rig.handshake([1])
+    assert rig.con.port(1).guest_connected
+
+
 def test_frontend_handle_is_a_charbackend(reg):
     reg.new("c0", "ringbuf")
     con = VirtioConsole(max_ports=2)
