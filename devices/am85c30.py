@@ -287,8 +287,10 @@ class _Channel:
             self.scc._update_irq()
             return
         if self.tsr < 0 and self.tbuf < 0:
-            # hot path: idle transmitter, the byte leaves at once
-            if self.port.send(BYTE[b]) > 0:
+            # hot path: idle transmitter, the byte leaves at once (CharPort.send's success
+            # case inlined; a refusal or an unconnected port takes send's general path)
+            fe = self.port.fe
+            if (fe is not None and fe.write(BYTE[b]) > 0) or self.port.send(BYTE[b]) > 0:
                 self.sent_at = self.scc._now_ns()
                 self.tx_ip = bool(self.wr[1] & WR1_TX_IE)
                 if self.tx_ip != was:

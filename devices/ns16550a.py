@@ -233,7 +233,18 @@ class Ns16550a(SerialDevice):
         lock = self.lock  # acquire/release, not `with`: 0.1 us less per polled byte
         lock.acquire()
         try:
-            if idx == 0:
+            if idx == 0 and self.tsr < 0 and not (self.txf or self.lcr & LCR_DLAB
+                                                  or self.mcr & MCR_LOOP):
+                # the polled-putc hot path (_write_thr's idle case, inlined): the byte
+                # leaves at once when the backend takes it
+                fe = self.port.fe
+                if fe is not None and fe.write(BYTE[value]) > 0:
+                    self.thr_ipending = True
+                    if self.ier & IER_THRI:
+                        self._update_irq()
+                    return
+                self._write_thr(value)  # refused or unconnected: the general path decides
+            elif idx == 0:
                 if self.lcr & LCR_DLAB:
                     self.divider = (self.divider & 0xFF00) | value
                 else:
