@@ -38,7 +38,7 @@ import mmap
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -213,7 +213,11 @@ def _device_class(name: str) -> Any:
     return getattr(devices, name, None)
 
 
-@dataclass
+#: value mask per access size (unicorn's MMIO callbacks see 1, 2, 4 and 8 bytes)
+_SIZE_MASKS = tuple((1 << (8 * n)) - 1 for n in range(9))
+
+
+@dataclass(slots=True)
 class _Stats:
     mmio_reads: int = 0
     mmio_writes: int = 0
@@ -473,45 +477,71 @@ class Machine:
         return True
 
     def _map_region(self, uc: Uc, region: _Region) -> None:
+        # rd/wr run for every guest MMIO access: everything they need is bound here, and
+        # the access record for a kick (_last) is kept only for 4-byte accesses, the halves
+        # of a split 64-bit access that _retire may have to complete. A device must return
+        # an int (the `& mask` turns anything else into a logged error and a 0, not a crash)
         base = region.base
         stats = self._stats
         name = region.name
+        machine = self
+        masks = _SIZE_MASKS
         if isinstance(region.device, PortWindow):
-            # the port window's dispatch inlined: one Python call less per access
-            table = region.device.table
+            # the port window's dispatch inlined: (read, write, offset in the device) per port
+            ops = region.device.ops
 
-            def dev_read(off: int, size: int) -> int:
-                hit = table.get(off)
-                return (1 << (8 * size)) - 1 if hit is None else hit[1].read(off - hit[0], size)
+            def rd(handle: Any, off: int, size: int, ud: Any) -> int:
+                hit = ops.get(off)
+                try:
+                    value = masks[size] if hit is None else hit[0](hit[2], size) & masks[size]
+                except Exception:
+                    log.exception("%s: read of %d bytes at +%#x failed", name, size, off)
+                    value = 0
+                stats.mmio_reads += 1
+                if machine._kick:
+                    machine._mmio_after("r", base + off, size, value)
+                if size == 4:
+                    machine._last = ("r", base + off, size, value)
+                return value
 
-            def dev_write(off: int, size: int, value: int) -> None:
-                hit = table.get(off)
+            def wr(handle: Any, off: int, size: int, value: int, ud: Any) -> None:
+                hit = ops.get(off)
                 if hit is not None:
-                    hit[1].write(off - hit[0], size, value)
+                    try:
+                        hit[1](hit[2], size, value)
+                    except Exception:
+                        log.exception("%s: write of %d bytes at +%#x failed", name, size, off)
+                stats.mmio_writes += 1
+                if machine._kick:
+                    machine._mmio_after("w", base + off, size, value)
+                if size == 4:
+                    machine._last = ("w", base + off, size, value)
         else:
             dev_read, dev_write = region.device.read, region.device.write
 
-        def rd(handle: Any, off: int, size: int, ud: Any) -> int:
-            try:
-                value = int(dev_read(off, size)) & ((1 << (8 * size)) - 1)
-            except Exception:
-                log.exception("%s: read of %d bytes at +%#x failed", name, size, off)
-                value = 0
-            stats.mmio_reads += 1
-            if self._kick:
-                self._mmio_after("r", base + off, size, value)
-            self._last = ("r", base + off, size, value)
-            return value
+            def rd(handle: Any, off: int, size: int, ud: Any) -> int:
+                try:
+                    value = dev_read(off, size) & masks[size]
+                except Exception:
+                    log.exception("%s: read of %d bytes at +%#x failed", name, size, off)
+                    value = 0
+                stats.mmio_reads += 1
+                if machine._kick:
+                    machine._mmio_after("r", base + off, size, value)
+                if size == 4:
+                    machine._last = ("r", base + off, size, value)
+                return value
 
-        def wr(handle: Any, off: int, size: int, value: int, ud: Any) -> None:
-            try:
-                dev_write(off, size, value)
-            except Exception:
-                log.exception("%s: write of %d bytes at +%#x failed", name, size, off)
-            stats.mmio_writes += 1
-            if self._kick:
-                self._mmio_after("w", base + off, size, value)
-            self._last = ("w", base + off, size, value)
+            def wr(handle: Any, off: int, size: int, value: int, ud: Any) -> None:
+                try:
+                    dev_write(off, size, value)
+                except Exception:
+                    log.exception("%s: write of %d bytes at +%#x failed", name, size, off)
+                stats.mmio_writes += 1
+                if machine._kick:
+                    machine._mmio_after("w", base + off, size, value)
+                if size == 4:
+                    machine._last = ("w", base + off, size, value)
 
         _mmio_map_fast(uc, base, region.size, rd, wr)
 
@@ -633,7 +663,7 @@ class Machine:
         traps the harness delivered (exceptions and injected timer/software interrupts;
         SEIP traps unicorn takes itself are not counted), kicks, accesses retired by hand
         after a stop, CPU stops by the kicker, emu_start calls, wfi sleeps."""
-        return dict(vars(self._stats))
+        return asdict(self._stats)
 
     @property
     def pc(self) -> int:

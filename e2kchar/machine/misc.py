@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from .layout import EXIT_FAIL, EXIT_PASS, EXIT_RESET
 
@@ -84,11 +84,15 @@ class PortWindow:
         self.name = name
         self.ports: list[tuple[int, int, Device]] = []
         self.table: dict[int, tuple[int, Device]] = {}   # offset -> (port base, device)
+        #: offset -> (device read, device write, offset within the device): what a hot
+        #: MMIO callback needs, looked up once per access
+        self.ops: dict[int, tuple[Any, Any, int]] = {}
 
     def map(self, start: int, length: int, dev: Device) -> None:
         self.ports.append((start, length, dev))
         for off in range(start, start + length):
             self.table[off] = (start, dev)
+            self.ops[off] = (dev.read, dev.write, off - start)
 
     def _find(self, offset: int) -> tuple[int, Device] | None:
         hit = self.table.get(offset)
