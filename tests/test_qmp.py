@@ -502,6 +502,29 @@ def test_disconnect_mid_command_does_not_hurt(server, vm):
     q.close()
 
 
+def test_close_lets_a_running_command_answer(server, vm):
+    """The machine ends while a command runs (a guest that exits right after `cont` resumed
+    it): the server's close waits for that command's reply, then hangs up."""
+    vm.gate = threading.Event()
+    c = Raw(server.address)
+    c.negotiate()
+    c.send({"execute": "stop", "id": 1})
+    assert vm.stop_entered.wait(5)
+    closing = threading.Thread(target=server.close)
+    closing.start()
+    deadline = time.monotonic() + 10
+    while os.path.exists(server.address):  # the close has begun: no new clients
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    vm.gate.set()
+    assert c.recv()["event"] == "STOP"
+    assert c.recv() == {"return": {}, "id": 1}
+    assert c.f.readline() == b""  # then the server hangs up
+    closing.join(10)
+    assert not closing.is_alive()
+    c.close()
+
+
 def test_several_clients_at_once(server, reg):
     reg.new("rb", "ringbuf,size=65536")
 

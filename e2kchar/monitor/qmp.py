@@ -212,6 +212,8 @@ class QmpSession:
         self.writer = writer
         self.negotiated = False
         self.closed = False
+        #: a request is being handled: its reply is still to come (the server's close waits)
+        self.busy = False
         self.splitter = JsonStreamSplitter(server.max_message)
         peer = writer.get_extra_info("peername")
         self.peer = peer if peer else "unix client"
@@ -260,7 +262,11 @@ class QmpSession:
                     if isinstance(item, QmpError):
                         self.send({"error": item.to_qmp()})
                         continue
-                    await self.handle(item)
+                    self.busy = True
+                    try:
+                        await self.handle(item)
+                    finally:
+                        self.busy = False
         except (ConnectionError, OSError):
             pass
         finally:
@@ -567,24 +573,33 @@ class QmpServer:
 
     # -- shutdown -------------------------------------------------------------------------
 
-    async def aclose(self, linger: float = 0.5) -> None:
-        """Close: replies and events already queued still go out to clients that read them
-        (for up to ``linger`` seconds); then every connection is cut."""
+    async def aclose(self, linger: float = 2.0) -> None:
+        """Close: a command already running finishes and its reply, like the replies and
+        events already queued, still goes out to clients that read them (for up to
+        ``linger`` seconds); then every connection is cut.
+
+        The wait matters when the machine ends while a command is in flight: a guest that
+        exits right after ``cont`` resumed it closes the server before the worker's result
+        has become the reply, which must not be lost (QEMU answers a command before its main
+        loop acts on the shutdown). Nothing is waited for when nothing is pending.
+        """
         if not self._closed and self._sessions and linger > 0:
             for server in self._servers:
                 server.close()
             self._unlink_paths()
 
-            def unsent() -> int:
-                total = 0
+            def pending() -> bool:
                 for session in self._sessions:
                     with contextlib.suppress(Exception):
-                        if not session.writer.transport.is_closing():
-                            total += session.writer.transport.get_write_buffer_size()
-                return total
+                        transport = session.writer.transport
+                        if transport.is_closing():
+                            continue
+                        if session.busy or transport.get_write_buffer_size():
+                            return True
+                return False
 
             deadline = self.loop.time() + linger
-            while unsent() and self.loop.time() < deadline:
+            while pending() and self.loop.time() < deadline:
                 await asyncio.sleep(0.005)
         self._shutdown_now()
         for server in self._servers:
