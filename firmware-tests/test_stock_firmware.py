@@ -17,6 +17,7 @@ import pytest
 import stock_firmware
 from fw_support import BackgroundRun
 
+from e2kchar import devices
 from e2kchar.machine import layout as L
 from e2kchar.machine.fdt import machine_dtb
 from e2kchar.testing import Console
@@ -49,22 +50,31 @@ def test_device_tree_passes_dtc_without_warnings(tmp_path):
 
 
 class ThrRecorder:
-    """Wraps the machine's COM1 model: records every byte the guest writes to THR (what
-    the device was given to send), as ground truth for the backends' transcript."""
+    """Records every byte the guest writes to COM1's THR (what the device was given to
+    send), as ground truth for the backends' transcript.
 
-    def __init__(self, dev) -> None:
-        self.dev = dev
+    Install it before the machine is built: the machine binds each port's device methods
+    when it maps the I/O window, so the 16550 model it creates must already be the
+    recording subclass (patching the instance's ``write`` afterwards is never called).
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.lcr = 0
         self.sent = bytearray()
-        self._write = dev.write
-        dev.write = self.write
+        recorder = self
 
-    def write(self, offset: int, size: int, value: int) -> None:
+        class RecordingNs16550a(devices.Ns16550a):
+            def write(self, offset: int, size: int, value: int) -> None:
+                recorder.observe(offset, value)
+                super().write(offset, size, value)
+
+        monkeypatch.setattr(devices, "Ns16550a", RecordingNs16550a)
+
+    def observe(self, offset: int, value: int) -> None:
         if offset == 3:
             self.lcr = value & 0xFF
         elif offset == 0 and not self.lcr & 0x80:
             self.sent.append(value & 0xFF)
-        self._write(offset, size, value)
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +171,8 @@ def test_uboot_mmode_prompt_over_a_unix_socket(debian, registry, machine, tmp_pa
         client.close()
 
 
-def test_uboot_console_hotswap_socket_file_socket(debian, registry, machine, tmp_path):
+def test_uboot_console_hotswap_socket_file_socket(debian, registry, machine, tmp_path,
+                                                  monkeypatch):
     """The session moves socket -> file (with typed-in input from a file) -> socket; the
     pieces joined are exactly what the device sent, each byte once."""
     sock1, sock2 = tmp_path / "a.sock", tmp_path / "b.sock"
@@ -170,8 +181,9 @@ def test_uboot_console_hotswap_socket_file_socket(debian, registry, machine, tmp
     script.write_bytes(b"printenv\recho in the file\r")
     registry.add("com1", _unix_server(sock1, history=1 << 16))
     tap = Console(registry, "com1")  # sees every byte, whichever backend has it
+    thr = ThrRecorder(monkeypatch)
     m = machine(serial=[None, None, registry.find("com1")], clock="host")
-    thr = ThrRecorder(m.devices["com1"])
+    assert isinstance(m.devices["com1"], devices.Ns16550a)  # the recording model
     m.load(debian["uboot"])
     run = BackgroundRun(m, 120)
     client = UnixClient(sock1)
