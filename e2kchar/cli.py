@@ -48,8 +48,9 @@ options (QEMU spelling):
                     Default: channel A on mon:stdio (Ctrl-A x quits, Ctrl-A c: monitor).
   -chardev SPEC     backend,id=ID[,key=value...] e.g. ringbuf,id=r0,size=64k
                     or socket,id=s0,host=127.0.0.1,port=0,server=on,wait=off,history=64k
-  -device SPEC      virtconsole,chardev=ID[,name=NAME]   virtio-console port (slot 0)
-                    virtserialport,chardev=ID,name=NAME  named virtio-serial port
+  -device SPEC      virtconsole,chardev=ID[,name=NAME][,id=DEV]  virtio-console port (slot 0)
+                    virtserialport,chardev=ID,name=NAME[,id=DEV] named virtio-serial port
+                    (with id=DEV, the guest opening/closing the port is QMP VSERPORT_CHANGE)
                     am85c30,chardev-a=ID[,chardev-b=ID]  ns16550a,chardev=ID  lms,chardev=ID
                     loader,file=FILE,addr=ADDR           raw file into guest memory
   -qmp SPEC         QMP monitor: unix:PATH,server=on,wait=off or tcp:127.0.0.1:PORT,...
@@ -126,7 +127,8 @@ def bundled_firmware() -> Path:
 class _Plan:
     serial: list[Any] = field(default_factory=lambda: [None, None, None])
     lms: Any = None
-    virtio: list[tuple[Any, str | None, bool]] = field(default_factory=list)
+    #: (chardev, port name, console?, device id) per -device virtconsole/virtserialport
+    virtio: list[tuple[Any, str | None, bool, str | None]] = field(default_factory=list)
     loaders: list[tuple[str, int]] = field(default_factory=list)
     monitors: list[str] = field(default_factory=list)
 
@@ -184,7 +186,7 @@ def _plan_devices(reg: ChardevRegistry, args: argparse.Namespace, plan: _Plan) -
             name = opts.get("name")
             if driver == "virtserialport" and not name:
                 raise CliError("-device virtserialport needs name=NAME")
-            plan.virtio.append((chr_, name, driver == "virtconsole"))
+            plan.virtio.append((chr_, name, driver == "virtconsole", opts.get("id")))
         elif driver == "am85c30":
             plan.serial[0] = _chardev_by_id(reg, opts.get("chardev-a"), "-device am85c30")
             plan.serial[1] = _chardev_by_id(reg, opts.get("chardev-b"), "-device am85c30")
@@ -314,8 +316,21 @@ def run(args: argparse.Namespace) -> int:
             monitor = Monitor(reg, vm)
         # the guest console on a mux has the focus; the monitor waits for Ctrl-A c
         _start_monitors(reg, monitor, plan, args, servers)
-        for chr_, name, console in plan.virtio:
-            machine.add_virtio_port(chr_, name=name, console=console)
+        port_ids: dict[int, str] = {}
+        for chr_, name, console, dev_id in plan.virtio:
+            nr = machine.add_virtio_port(chr_, name=name, console=console)
+            if dev_id:
+                port_ids[nr] = dev_id
+        if monitor is not None and port_ids:
+            mon = monitor
+
+            def port_open_changed(nr: int, is_open: bool) -> None:
+                # QEMU: VSERPORT_CHANGE for ports with a device id, rate-limited per id
+                dev_id = port_ids.get(nr)
+                if dev_id is not None:
+                    mon.emit_throttled("VSERPORT_CHANGE", dev_id, {"id": dev_id, "open": is_open})
+
+            machine.virtio_console.on_guest_open = port_open_changed
         try:
             machine.load(firmware)
             if args.kernel:

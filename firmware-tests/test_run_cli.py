@@ -517,3 +517,46 @@ def test_a_line_typed_at_once_reaches_the_guest_through_the_mux():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_guest_opening_virtio_ports_is_a_qmp_event(build_driver, tmp_path):
+    """-device virtconsole/virtserialport with id=: the guest's PORT_OPEN reaches QMP as
+    VSERPORT_CHANGE {id, open}, as in QEMU (ports without an id send nothing)."""
+    elf = build_driver("virtio_console", defines={"MULTIPORT": 1, "EXPECT_PORTS": 3})
+    sock = tmp_path / "qmp.sock"
+
+    async def watch(proc: subprocess.Popen) -> list[dict]:
+        qmp = await _qmp(sock, proc)
+        events: list[dict] = []
+        try:
+            await qmp.execute("cont")
+            async with asyncio.timeout(30):
+                async for ev in qmp.events:
+                    events.append(ev)
+                    if ev["event"] == "SHUTDOWN":
+                        break
+            await _disconnect_after_shutdown(qmp)
+        finally:
+            if qmp.runstate != Runstate.IDLE:
+                await qmp.disconnect()
+        return events
+
+    proc = subprocess.Popen(
+        [*E2KCHAR, str(elf), "-serial", "null", "-serial", "null", "-serial", "null",
+         "-chardev", "ringbuf,id=c0", "-device", "virtconsole,chardev=c0,id=vc0",
+         "-chardev", "ringbuf,id=p1", "-device", "virtserialport,chardev=p1,name=org.e2k.test,id=vp1",
+         "-chardev", "ringbuf,id=p2", "-device", "virtserialport,chardev=p2,name=anon",
+         "-qmp", f"unix:{sock},server=on,wait=off", "-S", "--timeout", "60"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        events = asyncio.run(watch(proc))
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, proc.stderr.read()
+    changes = sorted((e["data"]["id"], e["data"]["open"]) for e in events
+                     if e["event"] == "VSERPORT_CHANGE")
+    assert changes == [("vc0", True), ("vp1", True)], events
+    assert all(set(e["timestamp"]) == {"seconds", "microseconds"} for e in events)

@@ -793,3 +793,29 @@ def test_quit_may_close_the_server_from_the_machine(reg, sockdir):
     assert [m["event"] for m in rest] == ["SHUTDOWN"]
     assert vm.quit_called.is_set() and not os.path.exists(f"{sockdir}/q.sock")
     c.close()
+
+
+def test_throttled_events_keep_the_newest_per_key(reg):
+    """VSERPORT_CHANGE is rate-limited per port id as in QEMU: the first event goes out at
+    once; within the window only the newest is kept and sent when the window ends."""
+    from e2kchar.monitor.commands import Monitor
+
+    mon = Monitor(reg)
+    mon.THROTTLE_S = 0.2
+    got: list[tuple[str, dict, float]] = []
+    mon.add_listener(lambda msg: got.append((msg["event"], msg["data"], time.monotonic())))
+    try:
+        t0 = time.monotonic()
+        for n in range(5):  # a guest flapping port a
+            mon.emit_throttled("VSERPORT_CHANGE", "a", {"id": "a", "open": n % 2 == 0})
+        mon.emit_throttled("VSERPORT_CHANGE", "b", {"id": "b", "open": True})  # own window
+        assert [g[1] for g in got] == [{"id": "a", "open": True}, {"id": "b", "open": True}]
+        assert reg.run_until(lambda: len(got) == 3, 5)
+        assert got[2][1] == {"id": "a", "open": True}  # the newest of the four held back
+        assert got[2][2] - t0 >= 0.15
+        time.sleep(0.3)
+        assert len(got) == 3  # nothing more was pending
+        mon.emit_throttled("VSERPORT_CHANGE", "a", {"id": "a", "open": False})
+        assert got[-1][1] == {"id": "a", "open": False}  # a quiet window: sent at once
+    finally:
+        mon.close()

@@ -388,6 +388,8 @@ class Monitor:
         self._worker = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="e2kchar-monitor")
         self._hmp: HmpInterpreter | None = None
+        #: rate-limited events: (name, key) -> [time of the last send, data held back]
+        self._throttled: dict[tuple[str, str], list[Any]] = {}
         self.closed = False
 
     @property
@@ -434,6 +436,39 @@ class Monitor:
             except Exception:
                 log.exception("event listener failed")
         return msg
+
+    #: QEMU rate-limits these events per key (VSERPORT_CHANGE per port id): one per second
+    THROTTLE_S = 1.0
+
+    def emit_throttled(self, name: str, key: str, data: dict[str, Any]) -> None:
+        """emit_event, at most once per THROTTLE_S for (name, key), as QEMU does for
+        VSERPORT_CHANGE: inside the window only the newest data is kept, and it is sent
+        when the window ends (a guest flapping a port cannot flood the clients)."""
+        now = time.monotonic()
+        with self._lock:
+            slot = self._throttled.get((name, key))
+            if slot is None or now - slot[0] >= self.THROTTLE_S and slot[1] is None:
+                self._throttled[(name, key)] = [now, None]
+                send = True
+            else:
+                pending = slot[1] is not None
+                slot[1] = data
+                send = False
+                if not pending:
+                    delay = max(0.0, slot[0] + self.THROTTLE_S - now)
+                    self.registry.ioloop.call_later(delay, self._release, name, key)
+        if send:
+            self.emit_event(name, data)
+
+    def _release(self, name: str, key: str) -> None:
+        with self._lock:
+            slot = self._throttled.get((name, key))
+            if slot is None or slot[1] is None:
+                return
+            data, slot[1] = slot[1], None
+            slot[0] = time.monotonic()
+        if not self.closed:
+            self.emit_event(name, data)
 
     # -- execution ------------------------------------------------------------------------
 
