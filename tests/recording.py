@@ -4,9 +4,10 @@ backend) and feeds flow-controlled input, as a real backend would."""
 from __future__ import annotations
 
 import errno
+import threading
 
 from e2kchar.chardev.ringbuf import RingbufChardev
-from e2kchar.chardev.types import ChardevIoctl
+from e2kchar.chardev.types import ChardevError, ChardevIoctl
 
 
 class RecChardev(RingbufChardev):
@@ -74,3 +75,23 @@ class RecChardev(RingbufChardev):
 
     def of(self, cmd: ChardevIoctl) -> list[object]:
         return [a for c, a in self.ioctls if c == cmd]
+
+
+def write_during_swap_window(monkeypatch, guest_write, refuse: bool = False) -> None:
+    """Run guest_write on a CPU thread while a hotswap has the CharBackend between the old
+    and the new chardev (after the old one let go, before the new one is attached); with
+    refuse, attaching the new chardev then fails and the swap is rolled back."""
+    orig = RecChardev.attach_frontend
+    done: list[bool] = []
+
+    def attach(self, fe):
+        if not done:
+            done.append(True)
+            t = threading.Thread(target=guest_write)
+            t.start()
+            t.join(5)
+            if refuse:
+                raise ChardevError("attach refused")
+        return orig(self, fe)
+
+    monkeypatch.setattr(RecChardev, "attach_frontend", attach)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import threading
 
 import pytest
 from e2kchar.devices import Am85C30, IrqLine, VirtualClock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
-from recording import RecChardev
+from recording import RecChardev, write_during_swap_window
 
 from e2kchar import ChardevError, ChardevRegistry
 from e2kchar.chardev.types import ChardevIoctl, SerialParams, Tiocm
@@ -470,33 +469,13 @@ def test_blocked_backend_and_hotswap_mid_transmit(reg, monkeypatch):
     scc.close()
 
 
-def _write_during_swap_window(monkeypatch, guest_write, refuse: bool = False) -> None:
-    """Run guest_write on a CPU thread while a hotswap has the CharBackend between the old
-    and the new chardev (after the old one let go, before the new one is attached); with
-    refuse, attaching the new chardev then fails and the swap is rolled back."""
-    orig = RecChardev.attach_frontend
-    done: list[bool] = []
-
-    def attach(self, fe):
-        if not done:
-            done.append(True)
-            t = threading.Thread(target=guest_write)
-            t.start()
-            t.join(5)
-            if refuse:
-                raise ChardevError("attach refused")
-        return orig(self, fe)
-
-    monkeypatch.setattr(RecChardev, "attach_frontend", attach)
-
-
 @pytest.mark.parametrize("refuse", [False, True])
 def test_byte_written_while_a_swap_is_in_progress_is_not_lost(reg, monkeypatch, refuse):
     scc, _, old, _ = make(reg)
     a = Zs(scc, 0)
     a.bios_init()
     a.putc_old(ord("a"))
-    _write_during_swap_window(monkeypatch, lambda: scc.write(1, 1, ord("b")), refuse)
+    write_during_swap_window(monkeypatch, lambda: scc.write(1, 1, ord("b")), refuse)
     if refuse:
         with pytest.raises(ChardevError):
             reg.change("ser0", {"type": "ringbuf", "data": {"size": 4096}})

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import threading
 
 import pytest
 from e2kchar.devices import IrqLine, LmsConsole
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
-from recording import RecChardev
+from recording import RecChardev, write_during_swap_window
 
 from e2kchar import ChardevError, ChardevRegistry
 
@@ -119,32 +118,12 @@ def test_hotswap_moves_pending_output(reg):
     dev.close()
 
 
-def _write_during_swap_window(monkeypatch, guest_write, refuse: bool = False) -> None:
-    """Run guest_write on a CPU thread while a hotswap has the CharBackend between the old
-    and the new chardev (after the old one let go, before the new one is attached); with
-    refuse, attaching the new chardev then fails and the swap is rolled back."""
-    orig = RecChardev.attach_frontend
-    done: list[bool] = []
-
-    def attach(self, fe):
-        if not done:
-            done.append(True)
-            t = threading.Thread(target=guest_write)
-            t.start()
-            t.join(5)
-            if refuse:
-                raise ChardevError("attach refused")
-        return orig(self, fe)
-
-    monkeypatch.setattr(RecChardev, "attach_frontend", attach)
-
-
 @pytest.mark.parametrize("refuse", [False, True])
 def test_byte_written_while_a_swap_is_in_progress_is_not_lost(reg, monkeypatch, refuse):
     old = reg.new("lms", "ringbuf,size=4096")
     dev = LmsConsole(chardev=old)
     lms_putc(dev, ord("a"))
-    _write_during_swap_window(monkeypatch, lambda: lms_putc(dev, ord("b")), refuse)
+    write_during_swap_window(monkeypatch, lambda: lms_putc(dev, ord("b")), refuse)
     if refuse:
         with pytest.raises(ChardevError):
             reg.change("lms", {"type": "ringbuf", "data": {"size": 4096}})

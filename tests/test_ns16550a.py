@@ -12,7 +12,7 @@ from e2kchar.devices import IrqLine, Ns16550a, VirtualClock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
-from recording import RecChardev
+from recording import RecChardev, write_during_swap_window
 
 from e2kchar import ChardevError, ChardevRegistry
 from e2kchar.chardev.types import ChardevIoctl, SerialParams, Tiocm
@@ -851,32 +851,12 @@ test_uart_regshift2_state_machine = Uart4Machine.TestCase
 
 
 
-def _write_during_swap_window(monkeypatch, guest_write, refuse: bool = False) -> None:
-    """Run guest_write on a CPU thread while a hotswap has the CharBackend between the old
-    and the new chardev (after the old one let go, before the new one is attached); with
-    refuse, attaching the new chardev then fails and the swap is rolled back."""
-    orig = RecChardev.attach_frontend
-    done: list[bool] = []
-
-    def attach(self, fe):
-        if not done:
-            done.append(True)
-            t = threading.Thread(target=guest_write)
-            t.start()
-            t.join(5)
-            if refuse:
-                raise ChardevError("attach refused")
-        return orig(self, fe)
-
-    monkeypatch.setattr(RecChardev, "attach_frontend", attach)
-
-
 def test_byte_written_while_the_swap_is_in_progress_reaches_the_new_backend(reg, monkeypatch):
     uart, _, old = make(reg)
     g = Guest(uart)
     g.init_8n1()
     g.putc(ord("a"))
-    _write_during_swap_window(monkeypatch, lambda: g.w(RBR, ord("b")))
+    write_during_swap_window(monkeypatch, lambda: g.w(RBR, ord("b")))
     reg.change("com1", {"type": "ringbuf", "data": {"size": 4096}})
     new = reg.find("com1")
     assert reg.run_until(lambda: g.r(LSR) & 0x60 == 0x60)
@@ -891,7 +871,7 @@ def test_byte_written_while_a_failed_swap_is_in_progress_stays_on_the_old_backen
     g = Guest(uart)
     g.init_8n1()
     g.putc(ord("a"))
-    _write_during_swap_window(monkeypatch, lambda: g.w(RBR, ord("b")), refuse=True)
+    write_during_swap_window(monkeypatch, lambda: g.w(RBR, ord("b")), refuse=True)
     with pytest.raises(ChardevError):
         reg.change("com1", {"type": "ringbuf", "data": {"size": 4096}})
     assert reg.find("com1") is old
