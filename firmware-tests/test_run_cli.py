@@ -135,6 +135,13 @@ def test_capture_and_logtimestamp(tmp_path):
     assert "[con] halting, exit code 5" in captured
 
 
+def _reap(proc: subprocess.Popen) -> None:
+    """Kill a run a failed test left behind (a run that ended keeps its status)."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
 async def _qmp(sock: Path, proc: subprocess.Popen) -> QMPClient:
     client = QMPClient("test")
     deadline = time.monotonic() + 20
@@ -230,9 +237,7 @@ def test_qmp_hotswap_under_load_is_exactly_once(build_driver, tmp_path):
         ring = asyncio.run(scenario())
         proc.wait(30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _reap(proc)
     assert proc.returncode == 0, proc.stderr.read()
     pieces = [parts[0].read_bytes(), parts[1].read_bytes(), parts[2].read_bytes(), ring,
               parts[4].read_bytes(), parts[5].read_bytes()]
@@ -372,9 +377,7 @@ def test_misbehaving_qmp_clients_leave_guest_and_others_alone(build_driver, tmp_
         events = asyncio.run(scenario())
         proc.wait(30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _reap(proc)
     assert proc.returncode == 0, proc.stderr.read()
     # the other -qmp socket saw the events of the first one's commands, with timestamps
     names = [ev["event"] for ev in events]
@@ -428,9 +431,7 @@ def test_hmp_hotswap_under_load_is_exactly_once(build_driver, tmp_path):
         proc.wait(30)
         s.close()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _reap(proc)
     assert proc.returncode == 0, proc.stderr.read()
     pieces = [p.read_bytes() for p in parts]
     assert all(pieces), [len(p) for p in pieces]
@@ -476,9 +477,7 @@ def test_guest_exit_and_reset_are_qmp_events(build_driver, tmp_path):
             events = asyncio.run(watch(sock, proc, until, count, until == "RESET"))
             proc.wait(30)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            _reap(proc)
         assert proc.returncode == 0, proc.stderr.read()
         got = [(e["event"], e.get("data")) for e in events]
         assert got[0] == ("RESUME", None), got
@@ -514,9 +513,7 @@ def test_a_line_typed_at_once_reaches_the_guest_through_the_mux():
         proc.stdin.flush()
         assert proc.wait(10) == 4
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _reap(proc)
 
 
 def test_guest_opening_virtio_ports_is_a_qmp_event(build_driver, tmp_path):
@@ -552,9 +549,7 @@ def test_guest_opening_virtio_ports_is_a_qmp_event(build_driver, tmp_path):
         events = asyncio.run(watch(proc))
         proc.wait(30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _reap(proc)
     assert proc.returncode == 0, proc.stderr.read()
     changes = sorted((e["data"]["id"], e["data"]["open"]) for e in events
                      if e["event"] == "VSERPORT_CHANGE")
