@@ -472,9 +472,8 @@ def test_emergency_write_before_init_with_backpressure(reg):
     rig.wait(lambda: bytes(w.got) == b"panic: emergency")
 
 
-def test_emergency_write_before_driver_ok_consumes_no_buffers(reg):
-    """Spec 2.1.2: no buffers are used before DRIVER_OK, even when an emergency write
-    kicks the console's output path; they go out once the driver is ready."""
+def _console_short_of_driver_ok(reg):
+    """One console port on "c0", its queues set up by a driver that has not said DRIVER_OK."""
     reg.new("c0", BIG_RING)
     con = VirtioConsole(max_ports=1)
     con.add_port(reg.find("c0"))
@@ -482,6 +481,13 @@ def test_emergency_write_before_driver_ok_consumes_no_buffers(reg):
     mmio = VirtioMmio(device=con, memory=mem, irq=IrqLine())
     g = ConsoleGuest(mmio, mem)
     g.init(queues={0: 8, 1: 8}, driver_ok=False)
+    return mmio, g
+
+
+def test_emergency_write_before_driver_ok_consumes_no_buffers(reg):
+    """Spec 2.1.2: no buffers are used before DRIVER_OK, even when an emergency write
+    kicks the console's output path; they go out once the driver is ready."""
+    mmio, g = _console_short_of_driver_ok(reg)
     g.send(0, b"queued")
     mmio.write(CONFIG + 8, 4, ord("!"))
     assert reg.find("c0").peek() == b"!" and g.queues[1].used_idx() == 0
@@ -580,13 +586,7 @@ def test_receive_buffer_outside_ram_needs_reset(reg):
 
 def test_sloppy_driver_notifies_before_driver_ok(reg):
     """Buffers posted before DRIVER_OK are used once the driver says DRIVER_OK."""
-    reg.new("c0", BIG_RING)
-    con = VirtioConsole(max_ports=1)
-    con.add_port(reg.find("c0"))
-    mem = BytearrayMemory(RAM_SIZE, RAM_BASE)
-    mmio = VirtioMmio(device=con, memory=mem, irq=IrqLine())
-    g = ConsoleGuest(mmio, mem)
-    g.init(queues={0: 8, 1: 8}, driver_ok=False)
+    mmio, g = _console_short_of_driver_ok(reg)
     g.send(0, b"before ok")
     assert reg.find("c0").peek() == b""
     g.w(STATUS, ACK | DRIVER | FEATURES_OK | DRIVER_OK)
