@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 import threading
 
 import pytest
@@ -162,38 +163,35 @@ def test_swapped_backend_delivers_input(reg, tmp_path, recorder):
         os.close(wr)
 
 
+def _free_port_server() -> tuple[int, dict]:
+    """A free loopback port and the QAPI data of a nowait server on it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return port, {"addr": {"type": "inet", "data": {"host": "127.0.0.1", "port": str(port)}},
+                  "server": True, "wait": False}
+
+
 def test_unattached_swap_to_a_server_on_the_same_port(reg):
     """QEMU (and Incus users) hit "address already in use" here: the old server must let
     go of the port before the new one binds, and come back if the new one cannot open."""
-    import socket as pysocket
-
-    with pysocket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = {"addr": {"type": "inet", "data": {"host": "127.0.0.1", "port": str(port)}},
-              "server": True, "wait": False}
+    port, server = _free_port_server()
     reg.add("con", {"type": "socket", "data": server})
     assert reg.change("con", {"type": "socket", "data": {**server, "telnet": True}}) == {}
     assert reg.query()[0]["filename"] == f"disconnected:telnet:127.0.0.1:{port},server"
-    with pysocket.create_connection(("127.0.0.1", port), timeout=5) as c:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
         assert c.recv(12) == bytes.fromhex("fffb01fffb03fffb00fffd00")  # the new one serves
     # a new config that cannot open (a bad logfile): the old server is back on its port
     with pytest.raises(ChardevError, match="Unable to open logfile"):
         reg.change("con", {"type": "socket", "data": {**server, "logfile": "/nonexistent/l"}})
-    with pysocket.create_connection(("127.0.0.1", port), timeout=5) as c:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
         assert c.recv(12) == bytes.fromhex("fffb01fffb03fffb00fffd00")
 
 
 def test_attached_swap_to_a_server_on_the_same_port(reg, recorder):
     """With a frontend attached too: the old server lets go of its port for the new one and
     takes it back when the new one cannot open or the frontend vetoes."""
-    import socket as pysocket
-
-    with pysocket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = {"addr": {"type": "inet", "data": {"host": "127.0.0.1", "port": str(port)}},
-              "server": True, "wait": False}
+    port, server = _free_port_server()
     reg.add("con", {"type": "socket", "data": server})
     veto = []
 
@@ -205,7 +203,7 @@ def test_attached_swap_to_a_server_on_the_same_port(reg, recorder):
 
     rec = recorder(CharBackend(reg.find("con")), be_change=be_change)
     assert reg.change("con", {"type": "socket", "data": {**server, "telnet": True}}) == {}
-    with pysocket.create_connection(("127.0.0.1", port), timeout=5) as c:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
         assert c.recv(12) == bytes.fromhex("fffb01fffb03fffb00fffd00")  # the new one serves
         assert reg.run_until(lambda: ChardevEvent.OPENED in rec.events, 2)
     with pytest.raises(ChardevError, match="Unable to open logfile"):
@@ -213,7 +211,7 @@ def test_attached_swap_to_a_server_on_the_same_port(reg, recorder):
     veto.append(True)
     with pytest.raises(ChardevError, match="Chardev 'con' change failed"):
         reg.change("con", {"type": "socket", "data": server})
-    with pysocket.create_connection(("127.0.0.1", port), timeout=5) as c:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
         assert c.recv(12) == bytes.fromhex("fffb01fffb03fffb00fffd00")  # still the telnet one
         c.sendall(b"x")
         assert reg.run_until(lambda: rec.data == b"x", 2)
