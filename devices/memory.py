@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+from e2kchar.errors import E2kcharError
 
-class GuestMemoryError(Exception):
+
+class GuestMemoryError(E2kcharError):
     """A guest address or length outside guest RAM."""
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 from construct import Array, Int16ul, Int32ul, Int64ul, Struct, this
 
+from e2kchar.errors import E2kcharError
+
 from .memory import GuestMemory, GuestMemoryError
 
 log = logging.getLogger(__name__)
@@ -49,7 +51,7 @@ VRING_USED_F_NO_NOTIFY = 1
 MAX_QUEUE_SIZE = 32768
 
 
-class VirtqueueError(Exception):
+class VirtqueueError(E2kcharError):
     """The driver put something malformed in the queue (the device must need a reset)."""
 
 

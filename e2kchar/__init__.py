@@ -10,6 +10,7 @@ from .chardev import (
     SerialParams,
     Tiocm,
 )
+from .errors import E2kcharError
 
 __version__ = "0.1.0"
 
@@ -20,6 +21,7 @@ __all__ = [
     "ChardevEvent",
     "ChardevIoctl",
     "ChardevRegistry",
+    "E2kcharError",
     "SerialParams",
     "Tiocm",
     "__version__",

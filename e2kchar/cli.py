@@ -29,6 +29,7 @@ from typing import Any
 
 from .chardev.registry import ChardevRegistry
 from .chardev.types import ChardevError
+from .errors import E2kcharError
 from .options import parse_chardev, parse_legacy, split_opts
 
 log = logging.getLogger("e2kchar")
@@ -60,7 +61,7 @@ exit status: the guest's (exit device); 124 when --timeout expires; 2 for a bad 
 """
 
 
-class CliError(Exception):
+class CliError(E2kcharError):
     """A bad option: printed as 'e2kchar: ...' with exit status 2."""
 
 

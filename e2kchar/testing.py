@@ -25,17 +25,18 @@ from typing import Any
 
 from .chardev.registry import ChardevRegistry
 from .chardev.types import ChardevError
+from .errors import E2kcharError
 from .options import parse_chardev, parse_legacy
 
 __all__ = ["Console", "LineMatch", "ConsoleTimeout", "FailingStringFound", "RunningMachine",
            "boot"]
 
 
-class ConsoleTimeout(AssertionError):
+class ConsoleTimeout(E2kcharError, AssertionError):
     """The awaited output did not appear in time; carries the console's recent output."""
 
 
-class FailingStringFound(AssertionError):
+class FailingStringFound(E2kcharError, AssertionError):
     """A registered failing string appeared on the console."""
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from ..errors import E2kcharError
 
-class ChardevError(Exception):
+
+class ChardevError(E2kcharError):
     """Every chardev-layer failure; the message is worded as QEMU words it."""
 
 

@@ -26,6 +26,8 @@ from construct import (
     this,
 )
 
+from ..errors import E2kcharError
+
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MAX_REQUEST = 8192
 MAX_PAYLOAD = 1 << 20
@@ -55,7 +57,7 @@ FrameHeader = Struct(
 )
 
 
-class WebSocketError(Exception):
+class WebSocketError(E2kcharError):
     """A protocol violation by the client; status is the close code to answer with."""
 
     def __init__(self, status: int, message: str) -> None:
@@ -94,7 +96,7 @@ def close_payload(status: int, reason: str) -> bytes:
     return struct.pack(">H", status) + reason.encode("utf-8")
 
 
-class HandshakeError(Exception):
+class HandshakeError(E2kcharError):
     """The upgrade request is not one we accept; the text goes into the 400 answer."""
 
 

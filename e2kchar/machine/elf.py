@@ -16,6 +16,8 @@ from construct import (
     Struct,
 )
 
+from ..errors import E2kcharError
+
 EM_RISCV = 243
 PT_LOAD = 1
 PF_X = 1
@@ -57,7 +59,7 @@ Elf64Phdr = Struct(
 )
 
 
-class ElfError(ValueError):
+class ElfError(E2kcharError, ValueError):
     """The file is not a loadable RV64 ELF for this machine."""
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from construct import Const, Int32ub, Struct
 
+from ..errors import E2kcharError
 from . import layout as L
 
 FDT_MAGIC = 0xD00DFEED
@@ -36,7 +37,7 @@ FdtHeader = Struct(
 PropValue = bytes | int | str | list[int] | list[str] | None
 
 
-class FdtError(ValueError):
+class FdtError(E2kcharError, ValueError):
     """A malformed device tree blob."""
 
 

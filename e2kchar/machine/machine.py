@@ -66,6 +66,7 @@ from e2kchar.chardev import ChardevRegistry
 from e2kchar.chardev.base import Chardev
 from e2kchar.devices import GuestMemoryError, IrqLine
 
+from ..errors import E2kcharError
 from . import layout as L
 from .clint import Clint
 from .clock import GuestClock
@@ -107,7 +108,7 @@ TRAP_STORM = 20_000       # the same fault at the same pc this many times in a r
 VECTOR_STORM = 64          # the trap handler itself trapping this many times in a row
 
 
-class MachineError(Exception):
+class MachineError(E2kcharError):
     """A configuration or image problem (bad ELF, image outside RAM, missing file)."""
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .. import __version__
 from ..chardev.types import ChardevError
+from ..errors import E2kcharError
 from ..options import from_qapi
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ class VmControl(Protocol):
         ...
 
 
-class QmpError(Exception):
+class QmpError(E2kcharError):
     """A command failure as QMP reports it: {"class": error_class, "desc": desc}."""
 
     def __init__(self, desc: str, error_class: str = GENERIC_ERROR) -> None:

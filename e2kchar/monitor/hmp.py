@@ -18,6 +18,7 @@ from .. import __version__
 from ..chardev.base import Chardev
 from ..chardev.frontend import CharBackend
 from ..chardev.types import ChardevError, ChardevEvent
+from ..errors import E2kcharError
 from ..options import _ID_RE, parse_chardev, split_opts, to_qapi
 from .commands import Monitor, Outcome, QmpError, VmControl
 
@@ -31,7 +32,7 @@ MAX_LINE = 4095          #: QEMU's readline buffer
 MAX_OUTPUT = 1 << 20     #: unsent output kept while the backend is full
 
 
-class HmpError(Exception):
+class HmpError(E2kcharError):
     """A command-line error printed as is (no "Error: " prefix)."""
 
 

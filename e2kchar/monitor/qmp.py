@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..chardev.config import InetAddress, SocketConfig, UnixAddress
 from ..chardev.types import ChardevError
+from ..errors import E2kcharError
 from ..options import parse_spec
 from .commands import COMMAND_NOT_FOUND, Monitor, QmpError, VmControl, check_args
 
@@ -40,7 +41,7 @@ _READ_CHUNK = 65536
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
-class MessageTooLarge(Exception):
+class MessageTooLarge(E2kcharError):
     """A client's message exceeded the size limit."""
 
 
