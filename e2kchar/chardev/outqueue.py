@@ -58,6 +58,9 @@ class OutQueue:
         self._buf = bytearray()
         self._watch: Watch | None = None
         self._on_writable: Callable[[], None] | None = None
+        #: bytes dropped because the backend failed for good (a caller that must stop
+        #: what it was writing compares this before and after a write)
+        self.dropped = 0
 
     # ------------------------------------------------------------------------------------
     # one attempt (unbuffered use)
@@ -82,6 +85,7 @@ class OutQueue:
             return 0
         log.warning("%s: backend write failed (%s); %d byte(s) dropped", self.name,
                     errno.errorcode.get(-n, n), len(data))
+        self.dropped += len(data)
         return len(data)
 
     # ------------------------------------------------------------------------------------
