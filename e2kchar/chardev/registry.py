@@ -78,7 +78,7 @@ class ChardevRegistry:
         def destroy_all() -> None:
             # muxes first: they are frontends of their bases
             for chr_ in sorted(self._chardevs.values(), key=lambda c: not c.is_mux):
-                self._destroy(chr_)
+                self.destroy(chr_)
 
         try:
             self.ioloop.run_sync(destroy_all, timeout=10)
@@ -107,6 +107,16 @@ class ChardevRegistry:
             except Exception:
                 log.exception("exit handler failed")
         self.ioloop.notify()
+
+    def claim_stdio(self) -> bool:
+        """One chardev at a time may use the process's stdin/stdout."""
+        if self.stdio_in_use:
+            return False
+        self.stdio_in_use = True
+        return True
+
+    def release_stdio(self) -> None:
+        self.stdio_in_use = False
 
     # ------------------------------------------------------------------------------------
     # backend classes
@@ -187,10 +197,11 @@ class ChardevRegistry:
         chr_.label = label
         self._chardevs[label] = chr_
 
-    def _destroy(self, chr_: Chardev) -> None:
+    def destroy(self, chr_: Chardev) -> None:
+        """Unregister and finalize chr_ (no busy check: the caller decided)."""
         if chr_.label is not None and self._chardevs.get(chr_.label) is chr_:
             del self._chardevs[chr_.label]
-        chr_._finalize()
+        chr_.finalize()
 
     def _check_new_id(self, ident: str, qmp: bool) -> None:
         check_id(ident)
@@ -216,7 +227,7 @@ class ChardevRegistry:
         try:
             mux = self._open(ident, MuxConfig(chardev=base_id))
         except BaseException:
-            self._destroy(base)
+            self.destroy(base)
             raise
         self._register(ident, mux)
         return mux
@@ -316,16 +327,16 @@ class ChardevRegistry:
         # writer on another thread lands on one of them. What the old backend accepted but
         # has not delivered (a stalled pipe or socket under coalescing) goes out first on
         # the new one; a late writer turned away by the old one is sent on to the new one.
-        with old._write_lock, new._write_lock:
+        with old.write_lock, new.write_lock:
             new.adopt_output(old.retire_output(), front=True)
-            fe._chr = new
+            fe.switch_chardev(new)
         fe.fe_open = False
         ret = fe.call_be_change()
         if ret < 0:
             new.detach_frontend(fe)
-            with old._write_lock, new._write_lock:
-                fe._chr = old
-                old._closing = False
+            with old.write_lock, new.write_lock:
+                fe.switch_chardev(old)
+                old.resume_output()
                 old.adopt_output(new.retire_output(flush=False), front=False)
             fe.tag = old.attach_frontend(fe)
             fe.fe_open = False
@@ -339,7 +350,7 @@ class ChardevRegistry:
         self._hand_over(old, new)
         del self._chardevs[id]
         old.label = id
-        old._finalize()
+        old.finalize()
         self._register(id, new)
         return new.query_extra()
 
@@ -348,7 +359,7 @@ class ChardevRegistry:
         """What outlives a swap: the open logfile (never truncated) and output taps."""
         if new.logfile is not None and new.logfile is old.logfile:
             old.logfile = None
-        with old._write_lock:
+        with old.write_lock:
             if not new.taps:
                 new.taps = list(old.taps)
             old.taps = []
@@ -356,7 +367,7 @@ class ChardevRegistry:
     def _discard(self, new: Chardev, old: Chardev) -> None:
         if new.logfile is not None and new.logfile is old.logfile:
             new.logfile = None
-        new._finalize()
+        new.finalize()
 
     def _change_unattached(self, id: str, old: Chardev, config: BackendConfig) -> dict[str, Any]:
         """The "easy case": never lose the old chardev before the new one is known to open."""
@@ -369,17 +380,17 @@ class ChardevRegistry:
             # the old one holds what the new one needs (same port, tty, stdio): release
             # it, open the new one, and bring the old one back if that fails
             old_config, old_taps = old.config, old.taps
-            with old._write_lock:
+            with old.write_lock:
                 left = old.retire_output()
             del self._chardevs[id]
-            old._finalize()
+            old.finalize()
             try:
                 new = self._open(id, config)
             except ChardevError:
                 try:
                     restored = self._open(id, old_config, reopen=True)
                     restored.taps = list(old_taps)
-                    with restored._write_lock:
+                    with restored.write_lock:
                         restored.adopt_output(left, front=True)
                     self._register(id, restored)
                 except ChardevError:
@@ -387,15 +398,15 @@ class ChardevRegistry:
                                   "%d bytes of its output undelivered", id, len(left))
                 raise
             new.taps = list(old_taps)
-            with new._write_lock:
+            with new.write_lock:
                 new.adopt_output(left, front=True)
             self._register(id, new)
             return new.query_extra()
         self._hand_over(old, new)
-        with old._write_lock, new._write_lock:
+        with old.write_lock, new.write_lock:
             new.adopt_output(old.retire_output(), front=True)
         del self._chardevs[id]
-        old._finalize()
+        old.finalize()
         self._register(id, new)
         return new.query_extra()
 
@@ -408,7 +419,7 @@ class ChardevRegistry:
                 raise ChardevError(f"Chardev '{id}' not found")
             if chr_.busy:
                 raise ChardevError(f"Chardev '{id}' is busy")
-            self._destroy(chr_)
+            self.destroy(chr_)
 
         self.ioloop.run_sync(run)
 
