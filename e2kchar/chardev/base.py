@@ -1,27 +1,25 @@
 """The Chardev backend base class: the contract every backend module implements.
 
 A backend subclasses Chardev and overrides the ``chr_*`` hooks it needs. It talks to its
-frontend only through ``be_can_write`` / ``be_write`` / ``be_event`` and to the host only
-through the registry's IOLoop, so it never sees a device or the CPU.
+frontend only through ``be_can_write`` / ``be_write`` / ``be_event`` (the ``Frontend``
+protocol, which CharBackend implements) and to its registry only through the
+``ChardevHost`` protocol, so it never sees a device, the CPU or the registry class.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from .config import BackendConfig
+from .logfile import LogFile
 from .types import READ_BUF_LEN, ChardevError, ChardevEvent
 
 if TYPE_CHECKING:
-    from .frontend import CharBackend
-    from .host import ChardevHost
     from .ioloop import IOLoop
 
 log = logging.getLogger(__name__)
@@ -45,87 +43,50 @@ class Watch:
             self.callback()
 
 
-class LogFile:
-    """The logfile= mirror of accepted output, optionally stamped per line."""
+class Frontend(Protocol):
+    """What a backend needs of its frontend handle (Frontend implements it)."""
 
-    def __init__(self, path: str, append: bool, timestamp: bool,
-                 guest_clock: Callable[[], Callable[[], float] | None] | None = None) -> None:
-        self.path = path
-        flags = os.O_WRONLY | os.O_CLOEXEC | (os.O_APPEND if append else 0)
-        try:
-            # Truncation is deferred to commit() and a file we created is removed again by
-            # discard(), so that a failed add leaves the file system as it was.
-            try:
-                self.fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o666)
-                self.created = True
-            except FileExistsError:
-                self.fd = os.open(path, flags | os.O_CREAT, 0o666)
-                self.created = False
-        except OSError as exc:
-            raise ChardevError(f"Unable to open logfile {path}: {exc.strerror}") from None
-        except ValueError as exc:  # an embedded NUL
-            raise ChardevError(f"Unable to open logfile {path}: {exc}") from None
-        self.append = append
-        self.timestamp = timestamp
-        self.guest_clock = guest_clock
-        self.at_line_start = True
-        self.committed = False
+    fe_open: bool
 
-    def commit(self) -> None:
-        if not self.committed:
-            self.committed = True
-            if not self.append:
-                try:
-                    os.ftruncate(self.fd, 0)
-                except OSError:
-                    pass
-            os.set_blocking(self.fd, True)
+    @property
+    def has_reader(self) -> bool: ...
 
-    def _stamp(self) -> bytes:
-        host = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-        clock = self.guest_clock() if self.guest_clock is not None else None
-        if clock is not None:  # looked up per line: the machine may come after the chardev
-            try:
-                return f"[{host} +{clock():.6f}] ".encode()
-            except Exception:
-                pass
-        return f"[{host}] ".encode()
+    def can_receive(self) -> int: ...
 
-    def write(self, data: bytes) -> None:
-        if not data or self.fd < 0:
-            return
-        if self.timestamp:
-            out = bytearray()
-            for line in data.splitlines(keepends=True):
-                if self.at_line_start:
-                    out += self._stamp()
-                out += line
-                self.at_line_start = line.endswith(b"\n")
-            data = bytes(out)
-        view = memoryview(data)
-        while view:
-            try:
-                n = os.write(self.fd, view)
-            except InterruptedError:
-                continue
-            except OSError as exc:  # best effort, as QEMU does
-                log.warning("logfile %s: %s", self.path, exc)
-                return
-            view = view[n:]
+    def deliver(self, data: bytes) -> bool: ...
 
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+    def deliver_event(self, event: ChardevEvent) -> None: ...
 
-    def discard(self) -> None:
-        """Close after a failed open: a file this log created is removed again."""
-        self.close()
-        if self.created and not self.committed:
-            try:
-                os.unlink(self.path)
-            except OSError:
-                pass
+    def backend_destroyed(self, chardev: Chardev) -> None: ...
+
+
+class ChardevHost(Protocol):
+    """The registry as a backend sees it."""
+
+    #: the I/O thread every backend registers its fds and timers with
+    ioloop: IOLoop
+    #: whether backends that can buffer output bursts (``Chardev.coalesce_output``) may
+    coalesce_output: bool
+
+    def find(self, label: str) -> Chardev | None:
+        """The chardev registered under label (a mux looks up its base)."""
+        ...
+
+    def request_exit(self, status: int) -> None:
+        """End the emulation with status (mux Ctrl-A x, testdev 'q')."""
+        ...
+
+    def claim_stdio(self) -> bool:
+        """Take the process's stdin/stdout for one chardev; False if another has them."""
+        ...
+
+    def release_stdio(self) -> None:
+        """Give stdio back (the stdio chardev closed)."""
+        ...
+
+    def destroy(self, chardev: Chardev) -> None:
+        """Unregister and finalize chardev (``Frontend.deinit(delete=True)``)."""
+        ...
 
 
 class Chardev:
@@ -144,10 +105,10 @@ class Chardev:
         self.config = config
         self.filename: str = ""
         self.be_open = False
-        self.be: CharBackend | None = None
+        self.be: Frontend | None = None
         #: held while output is accepted; a hotswap holds the old and the new chardev's
         self.write_lock = threading.RLock()
-        #: output is refused (-EPIPE): swapped out or being destroyed (read by CharBackend's
+        #: output is refused (-EPIPE): swapped out or being destroyed (read by Frontend's
         #: hot path, set only by retire_output / resume_output / finalize)
         self.closing = False
         self.closed = False
@@ -211,7 +172,7 @@ class Chardev:
         if be is not None:
             be.deliver_event(event)
 
-    def chr_take_focus(self, fe: CharBackend) -> None:
+    def chr_take_focus(self, fe: Frontend) -> None:
         pass
 
     @classmethod
@@ -246,17 +207,17 @@ class Chardev:
     # ------------------------------------------------------------------------------------
     # frontend attachment
 
-    def attach_frontend(self, fe: CharBackend) -> int:
+    def attach_frontend(self, fe: Frontend) -> int:
         if self.be is not None:
             raise ChardevError(f"Device '{self.label}' is in use")
         self.be = fe
         return 0
 
-    def detach_frontend(self, fe: CharBackend) -> None:
+    def detach_frontend(self, fe: Frontend) -> None:
         if self.be is fe:
             self.be = None
 
-    def frontends(self) -> list[CharBackend]:
+    def frontends(self) -> list[Frontend]:
         return [self.be] if self.be is not None else []
 
     @property
@@ -423,7 +384,7 @@ class Chardev:
         lock held.
 
         Writers turned away from now on (-EPIPE) are sent on to the frontend's new chardev
-        by CharBackend.
+        by Frontend.
         """
         self.closing = True
         if flush:

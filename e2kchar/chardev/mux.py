@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Any
 
-from .base import Chardev
+from .base import Chardev, Frontend
 from .frontend import CharBackend
 from .types import ChardevError, ChardevEvent
 
@@ -54,7 +54,7 @@ class MuxChardev(Chardev):
         if base is None:
             raise ChardevError(f"mux: base chardev {base_id} not found")
         self.escape_char = 0x01
-        self.slots: list[CharBackend | None] = [None] * MAX_MUX
+        self.slots: list[Frontend | None] = [None] * MAX_MUX
         self.bufs = [bytearray() for _ in range(MAX_MUX)]
         self.focus = -1
         self._escape = False
@@ -76,7 +76,7 @@ class MuxChardev(Chardev):
 
     # -- frontends ---------------------------------------------------------------------
 
-    def attach_frontend(self, fe: CharBackend) -> int:
+    def attach_frontend(self, fe: Frontend) -> int:
         for i, slot in enumerate(self.slots):
             if slot is None:
                 self.slots[i] = fe
@@ -85,7 +85,7 @@ class MuxChardev(Chardev):
         # QEMU words a full mux like a busy chardev
         raise ChardevError(f"Device '{self.label}' is in use")
 
-    def detach_frontend(self, fe: CharBackend) -> None:
+    def detach_frontend(self, fe: Frontend) -> None:
         if self.be is fe:
             self.be = None
         for i, slot in enumerate(self.slots):
@@ -98,13 +98,13 @@ class MuxChardev(Chardev):
                     if rest:
                         self._set_focus(rest[0])
 
-    def frontends(self) -> list[CharBackend]:
+    def frontends(self) -> list[Frontend]:
         return [s for s in self.slots if s is not None]
 
     def frontend_open(self) -> bool:
         return any(s.fe_open for s in self.slots if s is not None)
 
-    def focused(self) -> CharBackend | None:
+    def focused(self) -> Frontend | None:
         return self.slots[self.focus] if self.focus >= 0 else None
 
     def _set_focus(self, index: int) -> None:
@@ -119,7 +119,7 @@ class MuxChardev(Chardev):
             self.be = new
             new.deliver_event(ChardevEvent.MUX_IN)
 
-    def chr_take_focus(self, fe: CharBackend) -> None:
+    def chr_take_focus(self, fe: Frontend) -> None:
         for i, slot in enumerate(self.slots):
             if slot is fe:
                 self._set_focus(i)
