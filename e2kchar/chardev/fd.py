@@ -92,7 +92,7 @@ class FdChardev(Chardev):
                     self.ioloop.call_soon(self._pump)
         else:
             self._stop_reading()
-            if self.be is not None and self.be._can_read is not None:
+            if self.reader_attached():
                 self.schedule_read_recheck()
 
     def _stop_reading(self) -> None:

@@ -208,8 +208,7 @@ class PtyChardev(Chardev):
                 self._reading = self.ioloop.add_reader(self.master, self._on_readable)
         else:
             self._stop_reading()
-            be = self.be
-            if be is not None and be._can_read is not None:
+            if self.reader_attached():
                 self.schedule_read_recheck()
 
     def _on_readable(self) -> None:

@@ -193,8 +193,7 @@ class SerialChardev(FdChardev):
         if pending and n > 0:
             self.ioloop.call_soon(self._deliver_rx)
         elif n <= 0:
-            be = self.be
-            if be is not None and be._can_read is not None:
+            if self.reader_attached():
                 self.schedule_read_recheck()
 
     def chr_accept_input(self) -> None:

@@ -813,9 +813,7 @@ class SocketChardev(Chardev):
             self._disconnect()
             return
         self._pause_reader()
-        be = self.be
-        has_reader = be is not None and be._can_read is not None
-        self.schedule_read_recheck(0.01 if has_reader else 0.1)
+        self.schedule_read_recheck(0.01 if self.reader_attached() else 0.1)
 
     def _process_input(self, sock: socket.socket, data: bytes) -> None:
         if self._telnet is not None:

@@ -18,14 +18,16 @@ from .types import ChardevError
 
 class StdioChardev(FdChardev):
     TYPE = "stdio"
+    _claimed = False  # this chardev holds the host's stdio claim
 
     @classmethod
     def exclusive_resource(cls, config: object) -> object | None:
         return ("stdio",)
 
     def open(self) -> bool:
-        if self.registry.stdio_in_use:
+        if not self.host.claim_stdio():
             raise ChardevError("cannot use stdio by multiple character devices")
+        self._claimed = True
         self._saved_attrs: list | None = None
         self._saved_flags: int | None = None
         self._tty_fd = -1
@@ -41,7 +43,6 @@ class StdioChardev(FdChardev):
                 self._saved_attrs = termios.tcgetattr(in_fd)
             except termios.error:
                 self._saved_attrs = None
-        self.registry.stdio_in_use = True
         self._atexit = self._restore_terminal
         atexit.register(self._atexit)
         self.chr_set_echo(False)
@@ -119,6 +120,9 @@ class StdioChardev(FdChardev):
                 pass
 
     def chr_close(self) -> None:
+        if not self._claimed:  # the open that failed never got stdio
+            super().chr_close()
+            return
         self._restore_terminal()
         try:
             atexit.unregister(self._atexit)
@@ -130,4 +134,5 @@ class StdioChardev(FdChardev):
             pass
         super().chr_close()
         self._tty_fd = -1
-        self.registry.stdio_in_use = False
+        self._claimed = False
+        self.host.release_stdio()

@@ -30,5 +30,5 @@ class TestdevChardev(Chardev):
             del self._buf[: m.end()]
             if cmd == b"q":
                 n = int(number) if number else 0
-                self.registry.request_exit(((n << 1) | 1) & 0xFF)
+                self.host.request_exit(((n << 1) | 1) & 0xFF)
         return len(data)

@@ -121,8 +121,7 @@ class UdpChardev(Chardev):
             if self._reading:
                 self.ioloop.remove_reader(self._fd)
                 self._reading = False
-            be = self.be
-            if be is not None and be._can_read is not None:
+            if self.reader_attached():
                 self.schedule_read_recheck()
 
     def chr_accept_input(self) -> None:
