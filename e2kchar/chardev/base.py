@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from .config import BackendConfig
 from .logfile import LogFile
@@ -23,6 +23,16 @@ if TYPE_CHECKING:
     from .ioloop import IOLoop
 
 log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    # default= (PEP 696): a bare ``Chardev`` is ``Chardev[Any]`` to the type checker, so
+    # frontends, devices and the registry take any backend without spelling a parameter;
+    # 3.11's TypeVar has no default and the runtime needs none
+    from typing_extensions import TypeVar as _TypeVar
+
+    C = _TypeVar("C", bound=BackendConfig, default=Any)
+else:
+    C = TypeVar("C", bound=BackendConfig)
 
 
 class Watch:
@@ -89,15 +99,16 @@ class ChardevHost(Protocol):
         ...
 
 
-class Chardev:
-    """A character device backend (QEMU's Chardev)."""
+class Chardev(Generic[C]):
+    """A character device backend (QEMU's Chardev), typed by its config
+    (``SocketChardev(Chardev[SocketConfig])``)."""
 
     #: QAPI type name; set by each backend class.
     TYPE: ClassVar[str] = "abstract"
     #: backends that can be the base of a mux, the mux itself overrides
     is_mux: ClassVar[bool] = False
 
-    def __init__(self, host: ChardevHost, label: str | None, config: BackendConfig) -> None:
+    def __init__(self, host: ChardevHost, label: str | None, config: C) -> None:
         #: the registry, as far as a backend may use it
         self.host = host
         self.ioloop: IOLoop = host.ioloop

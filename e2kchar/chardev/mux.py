@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from .base import Chardev, Frontend
+from .config import MuxConfig
 from .frontend import CharBackend
 from .types import ChardevError, ChardevEvent
 
@@ -44,12 +45,12 @@ def help_text(escape_char: int) -> bytes:
     return (head + "".join(line.replace("%", name) for line in _HELP)).encode()
 
 
-class MuxChardev(Chardev):
+class MuxChardev(Chardev[MuxConfig]):
     TYPE = "mux"
     is_mux = True
 
     def open(self) -> bool:
-        base_id = self.config.chardev  # type: ignore[attr-defined]
+        base_id = self.config.chardev
         base = self.host.find(base_id)
         if base is None:
             raise ChardevError(f"mux: base chardev {base_id} not found")

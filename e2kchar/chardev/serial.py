@@ -18,6 +18,7 @@ from typing import Any
 
 import serial
 
+from .config import SerialConfig
 from .fd import FdChardev
 from .types import ChardevError, ChardevEvent, ChardevIoctl, SerialParams, Tiocm
 
@@ -51,7 +52,7 @@ def _reason(exc: BaseException) -> str:
     return str(exc)
 
 
-class SerialChardev(FdChardev):
+class SerialChardev(FdChardev[SerialConfig]):
     """QEMU's chardev-serial on top of pyserial."""
 
     TYPE = "serial"
@@ -70,7 +71,7 @@ class SerialChardev(FdChardev):
     # -- open / close ------------------------------------------------------------------
 
     def open(self) -> bool:
-        url = self.config.device  # type: ignore[attr-defined]
+        url = self.config.device
         try:
             port = serial.serial_for_url(url, do_not_open=True)
             port.baudrate = 115200

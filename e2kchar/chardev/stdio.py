@@ -12,11 +12,12 @@ import stat
 import sys
 import termios
 
+from .config import StdioConfig
 from .fd import FdChardev
 from .types import ChardevError
 
 
-class StdioChardev(FdChardev):
+class StdioChardev(FdChardev[StdioConfig]):
     TYPE = "stdio"
     _claimed = False  # this chardev holds the host's stdio claim
 
@@ -31,7 +32,7 @@ class StdioChardev(FdChardev):
         self._saved_attrs: list | None = None
         self._saved_flags: int | None = None
         self._tty_fd = -1
-        self._signal = self.config.signal is not False  # type: ignore[attr-defined]
+        self._signal = self.config.signal is not False
         self._echo = False
         in_fd = self._dup_input()
         out_fd = self._dup_output()

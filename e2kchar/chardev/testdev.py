@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 
 from .base import Chardev
+from .config import TestdevConfig
 
 _PACKET = re.compile(rb"\s*(\d*)\s*([^\s\d])")
 
 
-class TestdevChardev(Chardev):
+class TestdevChardev(Chardev[TestdevConfig]):
     TYPE = "testdev"
 
     def open(self) -> bool:
