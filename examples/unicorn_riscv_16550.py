@@ -37,7 +37,7 @@ from e2kchar.devices import IrqLine, Ns16550a
 from unicorn import UC_ARCH_RISCV, UC_MODE_RISCV64, UC_PROT_ALL, Uc
 from unicorn import riscv_const as R
 
-from e2kchar import ChardevRegistry
+from e2kchar import Chardev, ChardevRegistry
 
 log = logging.getLogger("unicorn_riscv_16550")
 
@@ -89,7 +89,12 @@ class Asm:
         self.labels[name] = self.base + 4 * len(self.items)
 
     def emit(self, insn: Insn | int) -> None:
-        self.items.append(insn if callable(insn) else (lambda pc, lab, w=insn: w))
+        if isinstance(insn, int):
+            word = insn
+
+            def insn(pc: int, lab: dict[str, int]) -> int:
+                return word
+        self.items.append(insn)
 
     # the instructions used
     def lui(self, rd: int, imm20: int) -> None:
@@ -215,7 +220,7 @@ class TinyMachine:
     applies the line before the next emu_start.
     """
 
-    def __init__(self, uart_chardev: object) -> None:
+    def __init__(self, uart_chardev: Chardev | None) -> None:
         self.uc = Uc(UC_ARCH_RISCV, UC_MODE_RISCV64)
         self.uc.mem_map(RAM_BASE, RAM_SIZE, UC_PROT_ALL)
         self.wake = threading.Event()
@@ -223,7 +228,7 @@ class TinyMachine:
         self.in_emu = False
         self.exited = False
         self.irq = IrqLine(on_change=self._irq_changed)
-        self.uart = Ns16550a(chardev=uart_chardev, irq=self.irq)  # type: ignore[arg-type]
+        self.uart = Ns16550a(chardev=uart_chardev, irq=self.irq)
         uart = self.uart
         self.uc.mmio_map(UART_BASE, PAGE,
                          lambda uc, off, size, ud: uart.read(off, size), None,
