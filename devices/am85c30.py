@@ -8,7 +8,8 @@ bits set by an interrupt acknowledge (``intack()``, or an RR2 read with WR9 soft
 WR9 MIE gating, the status-modified vector in channel B's RR2, local loopback and break both
 ways. Synchronous/SDLC modes, CRC, DPLL and the BRG zero-count interrupt are not modelled.
 
-Choices where the hardware and the MCST firmware disagree (see the reference notes 1.2):
+Register reference: docs/devices/am85c30.md. Choices where the hardware and the MCST
+firmware disagree:
 * The transmitter delivers even while WR5 Tx enable is clear: the BIOS initialises the
   channels one after the other with a WR9 hardware reset each time, which on a real Z85C30
   would leave channel A disabled, yet MCST machines print on channel A.

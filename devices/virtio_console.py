@@ -7,8 +7,9 @@ the port until a writable watch fires. The device sits behind any transport (vir
 Deliberate differences from QEMU's virtio-serial (all in favour of "nothing is lost"):
 console ports are throttled like generic ports instead of dropping what the backend refuses;
 a generic port whose host side is closed keeps the guest's output queued until the host
-connects again, including the rest of a chain it was writing (QEMU completes it unsent); device->guest control messages wait for control
-buffers instead of being dropped. RESIZE carries (cols, rows) as the spec orders them.
+connects again, including the rest of a chain it was writing (QEMU completes it unsent);
+device->guest control messages wait for control buffers instead of being dropped. RESIZE
+carries (cols, rows) as the spec orders them. Reference: docs/devices/virtio-console.md.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """virtio-mmio version 2 transport: the register window in front of a VirtioDevice.
 
 Only register decoding lives here; status, features and queues are in the device core
-(devices/virtio.py) so a virtio-pci transport can reuse them.
+(devices/virtio.py) so a virtio-pci transport can reuse them. Register reference:
+docs/devices/virtio-console.md ("virtio-mmio registers").
 """
 
 from __future__ import annotations
