@@ -74,9 +74,7 @@ class OutQueue:
         fe = self.fe
         if fe is None:
             return len(data) if self.drop_when_gone else 0
-        if not len(data):
-            return 0
-        n = fe.write(data)  # type: ignore[arg-type]
+        n = fe.write(data)  # type: ignore[arg-type]  (empty data: 0, then 0 again below)
         if n > 0:
             return n
         if n in _RETRY:
