@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 
 
 class Device(Protocol):
-    """The device interface of ARCHITECTURE.md section 5."""
+    """The device interface (docs/architecture.md): what the MMIO dispatch calls."""
 
     def read(self, offset: int, size: int) -> int: ...
 
@@ -84,15 +84,15 @@ class PortWindow:
         self.name = name
         self.ports: list[tuple[int, int, Device]] = []
         self.table: dict[int, tuple[int, Device]] = {}   # offset -> (port base, device)
-        #: offset -> (device read, device write, offset within the device): what a hot
-        #: MMIO callback needs, looked up once per access
+        #: offset -> (device read, device write, port base): what a hot MMIO callback
+        #: needs, looked up once per access (the device's offset is offset - port base)
         self.ops: dict[int, tuple[Any, Any, int]] = {}
 
     def map(self, start: int, length: int, dev: Device) -> None:
         self.ports.append((start, length, dev))
         for off in range(start, start + length):
             self.table[off] = (start, dev)
-            self.ops[off] = (dev.read, dev.write, off - start)
+            self.ops[off] = (dev.read, dev.write, start)
 
     def _find(self, offset: int) -> tuple[int, Device] | None:
         hit = self.table.get(offset)
