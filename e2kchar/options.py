@@ -47,10 +47,12 @@ __all__ = [
     "to_qapi",
     "to_chardev_string",
     "check_id",
+    "ID_RE",
     "split_opts",
 ]
 
-_ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]*\Z")
+#: what QEMU accepts as an id: a letter, then letters, digits, '_', '.', '-'
+ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]*\Z")
 
 _BOOL = "bool"
 _NUM = "number"
@@ -122,7 +124,7 @@ class ChardevSpec:
 
 
 def check_id(ident: str) -> str:
-    if not isinstance(ident, str) or not _ID_RE.match(ident):
+    if not isinstance(ident, str) or not ID_RE.match(ident):
         raise ChardevError("Parameter 'id' expects an identifier")
     return ident
 

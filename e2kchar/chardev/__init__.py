@@ -1,6 +1,6 @@
 """The chardev layer: QEMU's backend/frontend split, in Python."""
 
-from .base import Chardev, Watch
+from .base import Chardev, ChardevHost, Frontend, Watch
 from .frontend import CharBackend
 from .ioloop import IOLoop
 from .registry import ChardevRegistry
@@ -18,8 +18,10 @@ __all__ = [
     "CharBackend",
     "ChardevError",
     "ChardevEvent",
+    "ChardevHost",
     "ChardevIoctl",
     "ChardevRegistry",
+    "Frontend",
     "IOLoop",
     "READ_BUF_LEN",
     "SerialParams",

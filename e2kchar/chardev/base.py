@@ -1,30 +1,38 @@
 """The Chardev backend base class: the contract every backend module implements.
 
 A backend subclasses Chardev and overrides the ``chr_*`` hooks it needs. It talks to its
-frontend only through ``be_can_write`` / ``be_write`` / ``be_event`` and to the host only
-through the registry's IOLoop, so it never sees a device or the CPU.
+frontend only through ``be_can_write`` / ``be_write`` / ``be_event`` (the ``Frontend``
+protocol, which CharBackend implements) and to its registry only through the
+``ChardevHost`` protocol, so it never sees a device, the CPU or the registry class.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from .config import BackendConfig
+from .logfile import LogFile
 from .types import READ_BUF_LEN, ChardevError, ChardevEvent
 
 if TYPE_CHECKING:
-    from .frontend import CharBackend
     from .ioloop import IOLoop
-    from .registry import ChardevRegistry
 
 log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    # default= (PEP 696): a bare ``Chardev`` is ``Chardev[Any]`` to the type checker, so
+    # frontends, devices and the registry take any backend without spelling a parameter;
+    # 3.11's TypeVar has no default and the runtime needs none
+    from typing_extensions import TypeVar as _TypeVar
+
+    C = _TypeVar("C", bound=BackendConfig, default=Any)
+else:
+    C = TypeVar("C", bound=BackendConfig)
 
 
 class Watch:
@@ -37,7 +45,7 @@ class Watch:
 
     def cancel(self) -> None:
         self.active = False
-        self.chardev._drop_watch(self)
+        self.chardev.remove_watch(self)
 
     def fire(self) -> None:
         if self.active:
@@ -45,108 +53,75 @@ class Watch:
             self.callback()
 
 
-class LogFile:
-    """The logfile= mirror of accepted output, optionally stamped per line."""
+class Frontend(Protocol):
+    """What a backend needs of its frontend handle (Frontend implements it)."""
 
-    def __init__(self, path: str, append: bool, timestamp: bool,
-                 guest_clock: Callable[[], Callable[[], float] | None] | None = None) -> None:
-        self.path = path
-        flags = os.O_WRONLY | os.O_CLOEXEC | (os.O_APPEND if append else 0)
-        try:
-            # Truncation is deferred to commit() and a file we created is removed again by
-            # discard(), so that a failed add leaves the file system as it was.
-            try:
-                self.fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o666)
-                self.created = True
-            except FileExistsError:
-                self.fd = os.open(path, flags | os.O_CREAT, 0o666)
-                self.created = False
-        except OSError as exc:
-            raise ChardevError(f"Unable to open logfile {path}: {exc.strerror}") from None
-        except ValueError as exc:  # an embedded NUL
-            raise ChardevError(f"Unable to open logfile {path}: {exc}") from None
-        self.append = append
-        self.timestamp = timestamp
-        self.guest_clock = guest_clock
-        self.at_line_start = True
-        self.committed = False
+    fe_open: bool
 
-    def commit(self) -> None:
-        if not self.committed:
-            self.committed = True
-            if not self.append:
-                try:
-                    os.ftruncate(self.fd, 0)
-                except OSError:
-                    pass
-            os.set_blocking(self.fd, True)
+    @property
+    def has_reader(self) -> bool: ...
 
-    def _stamp(self) -> bytes:
-        host = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-        clock = self.guest_clock() if self.guest_clock is not None else None
-        if clock is not None:  # looked up per line: the machine may come after the chardev
-            try:
-                return f"[{host} +{clock():.6f}] ".encode()
-            except Exception:
-                pass
-        return f"[{host}] ".encode()
+    def can_receive(self) -> int: ...
 
-    def write(self, data: bytes) -> None:
-        if not data or self.fd < 0:
-            return
-        if self.timestamp:
-            out = bytearray()
-            for line in data.splitlines(keepends=True):
-                if self.at_line_start:
-                    out += self._stamp()
-                out += line
-                self.at_line_start = line.endswith(b"\n")
-            data = bytes(out)
-        view = memoryview(data)
-        while view:
-            try:
-                n = os.write(self.fd, view)
-            except InterruptedError:
-                continue
-            except OSError as exc:  # best effort, as QEMU does
-                log.warning("logfile %s: %s", self.path, exc)
-                return
-            view = view[n:]
+    def deliver(self, data: bytes) -> bool: ...
 
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+    def deliver_event(self, event: ChardevEvent) -> None: ...
 
-    def discard(self) -> None:
-        """Close after a failed open: a file this log created is removed again."""
-        self.close()
-        if self.created and not self.committed:
-            try:
-                os.unlink(self.path)
-            except OSError:
-                pass
+    def backend_destroyed(self, chardev: Chardev) -> None: ...
 
 
-class Chardev:
-    """A character device backend (QEMU's Chardev)."""
+class ChardevHost(Protocol):
+    """The registry as a backend sees it."""
+
+    #: the I/O thread every backend registers its fds and timers with
+    ioloop: IOLoop
+    #: whether backends that can buffer output bursts (``Chardev.coalesce_output``) may
+    coalesce_output: bool
+
+    def find(self, label: str) -> Chardev | None:
+        """The chardev registered under label (a mux looks up its base)."""
+        ...
+
+    def request_exit(self, status: int) -> None:
+        """End the emulation with status (mux Ctrl-A x, testdev 'q')."""
+        ...
+
+    def claim_stdio(self) -> bool:
+        """Take the process's stdin/stdout for one chardev; False if another has them."""
+        ...
+
+    def release_stdio(self) -> None:
+        """Give stdio back (the stdio chardev closed)."""
+        ...
+
+    def destroy(self, chardev: Chardev) -> None:
+        """Unregister and finalize chardev (``Frontend.deinit(delete=True)``)."""
+        ...
+
+
+class Chardev(Generic[C]):
+    """A character device backend (QEMU's Chardev), typed by its config
+    (``SocketChardev(Chardev[SocketConfig])``)."""
 
     #: QAPI type name; set by each backend class.
     TYPE: ClassVar[str] = "abstract"
     #: backends that can be the base of a mux, the mux itself overrides
     is_mux: ClassVar[bool] = False
 
-    def __init__(self, registry: ChardevRegistry, label: str | None,
-                 config: BackendConfig) -> None:
-        self.registry = registry
-        self.ioloop: IOLoop = registry.ioloop
+    def __init__(self, host: ChardevHost, label: str | None, config: C) -> None:
+        #: the registry, as far as a backend may use it
+        self.host = host
+        self.ioloop: IOLoop = host.ioloop
         self.label = label
         self.config = config
         self.filename: str = ""
         self.be_open = False
-        self.be: CharBackend | None = None
-        self._write_lock = threading.RLock()
-        self._closing = False
+        self.be: Frontend | None = None
+        #: held while output is accepted; a hotswap holds the old and the new chardev's
+        self.write_lock = threading.RLock()
+        #: output is refused (-EPIPE): swapped out or being destroyed (read by Frontend's
+        #: hot path, set only by retire_output / resume_output / finalize)
+        self.closing = False
         self.closed = False
         self.logfile: LogFile | None = None
         self._watches: list[Watch] = []
@@ -158,6 +133,11 @@ class Chardev:
         self._obuf = bytearray()
         self._flush_scheduled = False
         self._flush_waiting = False
+
+    @property
+    def registry(self) -> ChardevHost:
+        """The old name of ``host``."""
+        return self.host
 
     # ------------------------------------------------------------------------------------
     # hooks for backend classes
@@ -201,9 +181,9 @@ class Chardev:
     def chr_be_event(self, event: ChardevEvent) -> None:
         be = self.be
         if be is not None:
-            be._deliver_event(event)
+            be.deliver_event(event)
 
-    def chr_take_focus(self, fe: CharBackend) -> None:
+    def chr_take_focus(self, fe: Frontend) -> None:
         pass
 
     @classmethod
@@ -238,17 +218,17 @@ class Chardev:
     # ------------------------------------------------------------------------------------
     # frontend attachment
 
-    def attach_frontend(self, fe: CharBackend) -> int:
+    def attach_frontend(self, fe: Frontend) -> int:
         if self.be is not None:
             raise ChardevError(f"Device '{self.label}' is in use")
         self.be = fe
         return 0
 
-    def detach_frontend(self, fe: CharBackend) -> None:
+    def detach_frontend(self, fe: Frontend) -> None:
         if self.be is fe:
             self.be = None
 
-    def frontends(self) -> list[CharBackend]:
+    def frontends(self) -> list[Frontend]:
         return [self.be] if self.be is not None else []
 
     @property
@@ -264,24 +244,21 @@ class Chardev:
 
     def be_can_write(self) -> int:
         be = self.be
-        if be is None or be._can_read is None:
+        if be is None:
             return 0
-        try:
-            n = int(be._can_read())
-        except Exception:
-            log.exception("%s: frontend can_read failed", self.label)
-            return 0
-        return max(0, min(n, READ_BUF_LEN))
+        return min(be.can_receive(), READ_BUF_LEN)
 
     def be_write(self, data: bytes) -> None:
         be = self.be
-        if be is None or be._read is None or not data:
+        if be is None or not data:
             return
-        try:
-            be._read(bytes(data))
-        except Exception:
-            log.exception("%s: frontend read handler failed", self.label)
-        self.ioloop.notify()
+        if be.deliver(bytes(data)):
+            self.ioloop.notify()
+
+    def reader_attached(self) -> bool:
+        """A frontend that takes input is attached (worth re-checking can_read later)."""
+        be = self.be
+        return be is not None and be.has_reader
 
     def be_event(self, event: ChardevEvent) -> None:
         if event == ChardevEvent.OPENED:
@@ -305,15 +282,15 @@ class Chardev:
 
     def write(self, data: bytes, write_all: bool) -> int:
         """Frontend output; returns bytes accepted or -errno (QEMU's qemu_chr_write)."""
-        if self.coalesce_output and self.registry.coalesce_output:
+        if self.coalesce_output and self.host.coalesce_output:
             if not write_all:
                 # the hot path of a polled UART (one byte per call), inlined from
                 # _write_coalesced: one Python call less per guest byte
-                lock = self._write_lock
+                lock = self.write_lock
                 lock.acquire()
                 try:
                     obuf = self._obuf
-                    if not self._closing and len(obuf) + len(data) <= self.COALESCE_LIMIT:
+                    if not self.closing and len(obuf) + len(data) <= self.COALESCE_LIMIT:
                         obuf += data
                         if self.logfile is not None or self.taps:
                             self._accepted(bytes(data))
@@ -328,12 +305,12 @@ class Chardev:
         total = len(view)
         off = 0
         res = 0
-        with self._write_lock:
-            if self._closing:
+        with self.write_lock:
+            if self.closing:
                 return -errno.EPIPE
             while self._obuf and not self._flush_obuf_locked():
                 # output adopted in a swap goes out before anything newer
-                if not write_all or self._closing:
+                if not write_all or self.closing:
                     return -errno.EAGAIN
                 time.sleep(0.0001)
             while off < total:
@@ -343,7 +320,7 @@ class Chardev:
                     res = -errno.EAGAIN
                 except OSError as exc:
                     res = -(exc.errno or errno.EIO)
-                if res == -errno.EAGAIN and write_all and not self._closing:
+                if res == -errno.EAGAIN and write_all and not self.closing:
                     time.sleep(0.0001)
                     continue
                 if res <= 0:
@@ -371,8 +348,8 @@ class Chardev:
         total = len(data)
         off = 0
         while True:
-            with self._write_lock:
-                if self._closing:
+            with self.write_lock:
+                if self.closing:
                     return off if off else -errno.EPIPE
                 obuf = self._obuf
                 room = self.COALESCE_LIMIT - len(obuf)
@@ -389,9 +366,9 @@ class Chardev:
                         self.ioloop.call_soon(self._flush_from_loop)
                 if off >= total and write_all:
                     self._flush_obuf_locked()  # write_all: on the backend when we return
-                    if not obuf or self._closing:
+                    if not obuf or self.closing:
                         return off
-                elif off >= total or not write_all or self._closing:
+                elif off >= total or not write_all or self.closing:
                     return off if off else -errno.EAGAIN
             time.sleep(0.0001)
 
@@ -418,14 +395,18 @@ class Chardev:
         lock held.
 
         Writers turned away from now on (-EPIPE) are sent on to the frontend's new chardev
-        by CharBackend.
+        by Frontend.
         """
-        self._closing = True
+        self.closing = True
         if flush:
             self._flush_obuf_locked()
         left = bytes(self._obuf)
         self._obuf.clear()
         return left
+
+    def resume_output(self) -> None:
+        """Take output again after retire_output (a swap was rolled back). Write lock held."""
+        self.closing = False
 
     def adopt_output(self, data: bytes, front: bool) -> None:
         """Take over output another chardev accepted but never delivered (a swap): ahead of
@@ -444,7 +425,7 @@ class Chardev:
         """Push buffered output to the backend now; True once nothing is left buffered."""
         deadline = time.monotonic() + timeout
         while True:
-            with self._write_lock:
+            with self.write_lock:
                 if self.closed or self._flush_obuf_locked():
                     return not self._obuf
             if time.monotonic() >= deadline:
@@ -456,7 +437,7 @@ class Chardev:
     FLUSH_INTERVAL: ClassVar[float] = 0.001
 
     def _flush_from_loop(self) -> None:
-        with self._write_lock:
+        with self.write_lock:
             if self.closed:
                 self._flush_scheduled = False
                 return
@@ -474,16 +455,16 @@ class Chardev:
 
     def add_tap(self, callback: Callable[[bytes], Any]) -> None:
         """Also hand every accepted output chunk to callback (on the writer's thread)."""
-        with self._write_lock:
+        with self.write_lock:
             self.taps = [*self.taps, callback]
 
     def remove_tap(self, callback: Callable[[bytes], Any]) -> None:
-        with self._write_lock:
+        with self.write_lock:
             self.taps = [t for t in self.taps if t is not callback]
 
     def add_watch(self, callback: Callable[[], Any]) -> Watch:
         watch = Watch(self, callback)
-        with self._write_lock:
+        with self.write_lock:
             self._watches.append(watch)
         self.ioloop.call_soon(self._arm)
         return watch
@@ -492,13 +473,13 @@ class Chardev:
         if self._watches and not self.closed:
             self.chr_arm_watch()
 
-    def _drop_watch(self, watch: Watch) -> None:
-        with self._write_lock:
+    def remove_watch(self, watch: Watch) -> None:
+        with self.write_lock:
             if watch in self._watches:
                 self._watches.remove(watch)
 
     def fire_watches(self) -> None:
-        with self._write_lock:
+        with self.write_lock:
             if self._obuf and not self.closed and not self._flush_obuf_locked():
                 self.chr_arm_watch()  # still full: user watches wait for real room
                 return
@@ -520,12 +501,13 @@ class Chardev:
     # ------------------------------------------------------------------------------------
     # lifecycle (driven by the registry)
 
-    def _finalize(self) -> None:
-        """Destroy: CLOSED to an attached frontend, release resources, detach."""
+    def finalize(self) -> None:
+        """Destroy: CLOSED to an attached frontend, release resources, detach (the host
+        calls this; it does not unregister)."""
         if self.closed:
             return
-        self._closing = True
-        with self._write_lock:
+        self.closing = True
+        with self.write_lock:
             deadline = time.monotonic() + 1.0
             while self._obuf and not self._flush_obuf_locked() and time.monotonic() < deadline:
                 time.sleep(0.001)
@@ -544,7 +526,7 @@ class Chardev:
         if self.closed_on_finalize and self.be is not None:
             self.be_event(ChardevEvent.CLOSED)
         for fe in self.frontends():
-            fe._backend_destroyed(self)
+            fe.backend_destroyed(self)
         if self.logfile is not None:
             self.logfile.close()
             self.logfile = None

@@ -10,20 +10,21 @@ from __future__ import annotations
 import errno
 import logging
 import os
+from typing import Any
 
-from .base import Chardev
+from .base import C, Chardev
 from .types import READ_BUF_LEN, ChardevEvent
 
 log = logging.getLogger(__name__)
 
 
-class FdChardev(Chardev):
+class FdChardev(Chardev[C]):
     """Base for file, pipe, stdio and host-tty backends."""
 
     closed_on_finalize = True
     coalesce_output = True
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.in_fd = -1
         self.out_fd = -1
@@ -92,7 +93,7 @@ class FdChardev(Chardev):
                     self.ioloop.call_soon(self._pump)
         else:
             self._stop_reading()
-            if self.be is not None and self.be._can_read is not None:
+            if self.reader_attached():
                 self.schedule_read_recheck()
 
     def _stop_reading(self) -> None:

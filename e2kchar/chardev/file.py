@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from .config import FileConfig
 from .fd import FdChardev
 from .types import ChardevError
 
@@ -17,31 +18,31 @@ def open_or_fail(path: str, flags: int, mode: int = 0o666) -> int:
         raise ChardevError(f"Could not open '{path}': {exc}") from None
 
 
-class FileChardev(FdChardev):
+class FileChardev(FdChardev[FileConfig]):
     TYPE = "file"
 
     def open(self) -> bool:
         cfg = self.config
-        append = bool(cfg.append) or self.reopen  # type: ignore[attr-defined]
+        append = bool(cfg.append) or self.reopen
         # Open without O_TRUNC and truncate only once everything opened, and remove a file
         # we created if the input cannot be opened: a failed add must not touch the disk.
         flags = os.O_WRONLY | (os.O_APPEND if append else 0)
         created = False
         try:
-            out_fd = os.open(cfg.out, flags | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,  # type: ignore[attr-defined]
+            out_fd = os.open(cfg.out, flags | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
                              0o666)
             created = True
         except (OSError, ValueError):
-            out_fd = open_or_fail(cfg.out, flags | os.O_CREAT)  # type: ignore[attr-defined]
+            out_fd = open_or_fail(cfg.out, flags | os.O_CREAT)
         in_fd = -1
-        if cfg.in_ is not None:  # type: ignore[attr-defined]
+        if cfg.in_ is not None:
             try:
-                in_fd = open_or_fail(cfg.in_, os.O_RDONLY)  # type: ignore[attr-defined]
+                in_fd = open_or_fail(cfg.in_, os.O_RDONLY)
             except ChardevError:
                 os.close(out_fd)
                 if created:
                     try:
-                        os.unlink(cfg.out)  # type: ignore[attr-defined]
+                        os.unlink(cfg.out)
                     except OSError:
                         pass
                 raise

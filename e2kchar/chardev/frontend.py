@@ -69,10 +69,16 @@ class CharBackend:
     def has_be_change(self) -> bool:
         return self._be_change is not None
 
-    def _backend_destroyed(self, chardev: Chardev) -> None:
+    def backend_destroyed(self, chardev: Chardev) -> None:
+        """The chardev went away under us (Chardev.finalize): become unconnected."""
         if self._chr is chardev:
             self._chr = None
             self.fe_open = False
+
+    def switch_chardev(self, chardev: Chardev) -> None:
+        """Point this handle at another chardev, nothing else (e2kchar.chardev.hotswap
+        does it with both chardevs' write locks held, so a writer lands on one of them)."""
+        self._chr = chardev
 
     # ------------------------------------------------------------------------------------
     # handlers
@@ -106,18 +112,53 @@ class CharBackend:
                 if focus:
                     chr_.chr_take_focus(self)
                 if chr_.be_open:
-                    self._deliver_event(ChardevEvent.OPENED)
+                    self.deliver_event(ChardevEvent.OPENED)
 
         chr_.ioloop.run_sync(finish) if chr_.ioloop.in_loop_thread() \
             else chr_.ioloop.call_soon(finish)
 
-    def _deliver_event(self, event: ChardevEvent) -> None:
+    # ------------------------------------------------------------------------------------
+    # for backends (on the I/O thread): the frontend's side of input and events
+
+    @property
+    def has_reader(self) -> bool:
+        """A can_read handler is installed (the frontend takes input)."""
+        return self._can_read is not None
+
+    def can_receive(self) -> int:
+        """Bytes the frontend can take now (its can_read(); 0 without one or on error)."""
+        can_read = self._can_read
+        if can_read is None:
+            return 0
+        try:
+            return max(0, int(can_read()))
+        except Exception:
+            log.exception("%s: frontend can_read failed", self._label())
+            return 0
+
+    def deliver(self, data: bytes) -> bool:
+        """Hand input to the frontend's read handler; False when it has none."""
+        read = self._read
+        if read is None:
+            return False
+        try:
+            read(data)
+        except Exception:
+            log.exception("%s: frontend read handler failed", self._label())
+        return True
+
+    def deliver_event(self, event: ChardevEvent) -> None:
+        """Hand an event (OPENED, CLOSED, BREAK, MUX_IN/OUT) to the frontend's handler."""
         handler = self._event
         if handler is not None:
             try:
                 handler(event)
             except Exception:
                 log.exception("frontend event handler failed for %s", event.name)
+
+    def _label(self) -> str | None:
+        chr_ = self._chr
+        return chr_.label if chr_ is not None else None
 
     def call_be_change(self) -> int:
         handler = self._be_change
@@ -143,7 +184,7 @@ class CharBackend:
             res = chr_.write(data[done:], write_all)
             if res > 0:
                 done += res
-            if chr_.closed or chr_._closing:
+            if chr_.closed or chr_.closing:
                 # the backend was swapped out under us: finish on the new one
                 if self._chr is not chr_ and self._chr is not None and done < len(data):
                     continue
@@ -154,9 +195,9 @@ class CharBackend:
     def write(self, data: bytes) -> int:
         """One attempt: returns bytes accepted (may be short or 0) or -errno."""
         chr_ = self._chr
-        if chr_ is not None and not chr_._closing and data:
+        if chr_ is not None and not chr_.closing and data:
             res = chr_.write(data, False)  # the hot path: no swap in progress
-            if not chr_._closing:
+            if not chr_.closing:
                 return res
             if 0 < res < len(data):  # swapped out mid-write: the rest goes to the new one
                 return res + max(0, self._do_write(bytes(data)[res:], False))
@@ -252,7 +293,7 @@ class CharBackend:
             chr_.chr_update_read_handler()
             chr_.detach_frontend(self)
             if delete:
-                chr_.registry._destroy(chr_)
+                chr_.host.destroy(chr_)
 
         self._chr = None
         self.fe_open = False

@@ -29,6 +29,12 @@ class TimerHandle:
         self._handle: asyncio.TimerHandle | None = None
         self.cancelled = False
 
+    def start(self, loop: asyncio.AbstractEventLoop, delay: float,
+              fire: Callable[[], None]) -> None:
+        """Arm on the I/O thread (IOLoop.call_later does it) unless already cancelled."""
+        if not self.cancelled:
+            self._handle = loop.call_later(delay, fire)
+
     def cancel(self) -> None:
         self.cancelled = True
         handle = self._handle
@@ -94,8 +100,7 @@ class IOLoop:
         handle = TimerHandle(self)
 
         def arm() -> None:
-            if not handle.cancelled:
-                handle._handle = self.loop.call_later(delay, fire)
+            handle.start(self.loop, delay, fire)
 
         def fire() -> None:
             if not handle.cancelled:

@@ -13,7 +13,8 @@ import logging
 import time
 from typing import Any
 
-from .base import Chardev
+from .base import Chardev, Frontend
+from .config import MuxConfig
 from .frontend import CharBackend
 from .types import ChardevError, ChardevEvent
 
@@ -44,17 +45,17 @@ def help_text(escape_char: int) -> bytes:
     return (head + "".join(line.replace("%", name) for line in _HELP)).encode()
 
 
-class MuxChardev(Chardev):
+class MuxChardev(Chardev[MuxConfig]):
     TYPE = "mux"
     is_mux = True
 
     def open(self) -> bool:
-        base_id = self.config.chardev  # type: ignore[attr-defined]
-        base = self.registry.find(base_id)
+        base_id = self.config.chardev
+        base = self.host.find(base_id)
         if base is None:
             raise ChardevError(f"mux: base chardev {base_id} not found")
         self.escape_char = 0x01
-        self.slots: list[CharBackend | None] = [None] * MAX_MUX
+        self.slots: list[Frontend | None] = [None] * MAX_MUX
         self.bufs = [bytearray() for _ in range(MAX_MUX)]
         self.focus = -1
         self._escape = False
@@ -76,7 +77,7 @@ class MuxChardev(Chardev):
 
     # -- frontends ---------------------------------------------------------------------
 
-    def attach_frontend(self, fe: CharBackend) -> int:
+    def attach_frontend(self, fe: Frontend) -> int:
         for i, slot in enumerate(self.slots):
             if slot is None:
                 self.slots[i] = fe
@@ -85,7 +86,7 @@ class MuxChardev(Chardev):
         # QEMU words a full mux like a busy chardev
         raise ChardevError(f"Device '{self.label}' is in use")
 
-    def detach_frontend(self, fe: CharBackend) -> None:
+    def detach_frontend(self, fe: Frontend) -> None:
         if self.be is fe:
             self.be = None
         for i, slot in enumerate(self.slots):
@@ -98,13 +99,13 @@ class MuxChardev(Chardev):
                     if rest:
                         self._set_focus(rest[0])
 
-    def frontends(self) -> list[CharBackend]:
+    def frontends(self) -> list[Frontend]:
         return [s for s in self.slots if s is not None]
 
     def frontend_open(self) -> bool:
         return any(s.fe_open for s in self.slots if s is not None)
 
-    def focused(self) -> CharBackend | None:
+    def focused(self) -> Frontend | None:
         return self.slots[self.focus] if self.focus >= 0 else None
 
     def _set_focus(self, index: int) -> None:
@@ -112,14 +113,14 @@ class MuxChardev(Chardev):
             return
         old = self.focused()
         if old is not None:
-            old._deliver_event(ChardevEvent.MUX_OUT)
+            old.deliver_event(ChardevEvent.MUX_OUT)
         self.focus = index
         new = self.focused()
         if new is not None:
             self.be = new
-            new._deliver_event(ChardevEvent.MUX_IN)
+            new.deliver_event(ChardevEvent.MUX_IN)
 
-    def chr_take_focus(self, fe: CharBackend) -> None:
+    def chr_take_focus(self, fe: Frontend) -> None:
         for i, slot in enumerate(self.slots):
             if slot is fe:
                 self._set_focus(i)
@@ -128,7 +129,7 @@ class MuxChardev(Chardev):
     def chr_be_event(self, event: ChardevEvent) -> None:
         fe = self.focused()
         if fe is not None:
-            fe._deliver_event(event)
+            fe.deliver_event(event)
 
     # -- output ------------------------------------------------------------------------
 
@@ -171,15 +172,6 @@ class MuxChardev(Chardev):
 
     # -- input -------------------------------------------------------------------------
 
-    def _fe_can_read(self, fe: CharBackend) -> int:
-        if fe._can_read is None:
-            return 0
-        try:
-            return max(0, int(fe._can_read()))
-        except Exception:
-            log.exception("mux frontend can_read failed")
-            return 0
-
     def _capacity(self) -> int:
         """Bytes the focused frontend can take now: its free buffer plus, while that buffer
         is empty, what it can read directly."""
@@ -188,7 +180,7 @@ class MuxChardev(Chardev):
             return 0  # nobody to type to yet: leave the input where it is
         buf = self.bufs[self.focus]
         room = MUX_BUFFER_SIZE - len(buf)
-        direct = self._fe_can_read(fe) if not buf else 0
+        direct = fe.can_receive() if not buf else 0
         return room + direct
 
     def _base_can_read(self) -> int:
@@ -203,13 +195,9 @@ class MuxChardev(Chardev):
         if fe is None or not data:
             return
         buf = self.bufs[self.focus]
-        if not buf and fe._read is not None:
-            n = min(len(data), self._fe_can_read(fe))
-            if n:
-                try:
-                    fe._read(data[:n])
-                except Exception:
-                    log.exception("mux frontend read failed")
+        if not buf:
+            n = min(len(data), fe.can_receive())
+            if n and fe.deliver(data[:n]):
                 data = data[n:]
         room = MUX_BUFFER_SIZE - len(buf)
         if len(data) > room:  # only a frontend whose can_read shrank by itself gets here
@@ -278,7 +266,7 @@ class MuxChardev(Chardev):
             self.base_fe.write_all(help_text(self.escape_char))
         elif c == "x":
             self.base_fe.write_all(b"QEMU: Terminated\n\r")
-            self.registry.request_exit(0)
+            self.host.request_exit(0)
         elif c == "s":
             log.info("%s: no disks to commit", self.label)
         elif c == "b":
@@ -299,16 +287,15 @@ class MuxChardev(Chardev):
         if fe is None:
             return
         buf = self.bufs[self.focus]
-        while buf and fe._read is not None:
-            n = min(len(buf), self._fe_can_read(fe))
+        while buf:
+            n = min(len(buf), fe.can_receive())
             if n <= 0:
                 break
             chunk = bytes(buf[:n])
             del buf[:n]
-            try:
-                fe._read(chunk)
-            except Exception:
-                log.exception("mux frontend read failed")
+            if not fe.deliver(chunk):  # no read handler: the bytes wait
+                buf[:0] = chunk
+                break
 
     def chr_accept_input(self) -> None:
         self._drain_focused()
@@ -322,7 +309,7 @@ class MuxChardev(Chardev):
 
     def _base_event(self, event: ChardevEvent) -> None:
         for fe in self.frontends():
-            fe._deliver_event(event)
+            fe.deliver_event(event)
 
     def _base_changed(self) -> int:
         self.base_fe.set_handlers(self._base_can_read, self._base_read, self._base_event,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from .base import Chardev
+from .config import NullConfig
 
 
-class NullChardev(Chardev):
+class NullChardev(Chardev[NullConfig]):
     TYPE = "null"
 
     def open(self) -> bool:

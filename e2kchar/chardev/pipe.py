@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import os
 
+from .config import PipeConfig
 from .fd import FdChardev
 from .file import open_or_fail
 
 
-class PipeChardev(FdChardev):
+class PipeChardev(FdChardev[PipeConfig]):
     TYPE = "pipe"
 
     def open(self) -> bool:
-        path = self.config.device  # type: ignore[attr-defined]
+        path = self.config.device
         flags = os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC
         try:
             in_fd = os.open(path + ".in", flags)

@@ -17,6 +17,7 @@ import threading
 from typing import Any
 
 from .base import Chardev
+from .config import PtyConfig
 from .history import History
 from .ioloop import TimerHandle
 from .types import READ_BUF_LEN, ChardevError, ChardevEvent
@@ -41,7 +42,7 @@ def make_raw(fd: int) -> None:
     termios.tcsetattr(fd, termios.TCSANOW, attrs)
 
 
-class PtyChardev(Chardev):
+class PtyChardev(Chardev[PtyConfig]):
     """QEMU's chardev-pty, with CLOSED on hang-up and optional history."""
 
     TYPE = "pty"
@@ -60,7 +61,7 @@ class PtyChardev(Chardev):
         self._replay = bytearray()
 
     def open(self) -> bool:
-        self._history = History(self.config.history)  # type: ignore[attr-defined]
+        self._history = History(self.config.history)
         try:
             master, slave = os.openpty()
         except OSError as exc:
@@ -208,8 +209,7 @@ class PtyChardev(Chardev):
                 self._reading = self.ioloop.add_reader(self.master, self._on_readable)
         else:
             self._stop_reading()
-            be = self.be
-            if be is not None and be._can_read is not None:
+            if self.reader_attached():
                 self.schedule_read_recheck()
 
     def _on_readable(self) -> None:

@@ -15,10 +15,12 @@ from collections.abc import Callable
 from typing import Any
 
 from ..options import ChardevSpec, check_id, from_qapi, parse_spec
-from .base import Chardev, LogFile
+from . import hotswap
+from .base import Chardev
 from .config import ALIASES, BackendConfig, MuxConfig
 from .frontend import CharBackend
 from .ioloop import IOLoop
+from .logfile import LogFile
 from .types import ChardevError, ChardevEvent
 
 log = logging.getLogger(__name__)
@@ -78,7 +80,7 @@ class ChardevRegistry:
         def destroy_all() -> None:
             # muxes first: they are frontends of their bases
             for chr_ in sorted(self._chardevs.values(), key=lambda c: not c.is_mux):
-                self._destroy(chr_)
+                self.destroy(chr_)
 
         try:
             self.ioloop.run_sync(destroy_all, timeout=10)
@@ -108,6 +110,16 @@ class ChardevRegistry:
                 log.exception("exit handler failed")
         self.ioloop.notify()
 
+    def claim_stdio(self) -> bool:
+        """One chardev at a time may use the process's stdin/stdout."""
+        if self.stdio_in_use:
+            return False
+        self.stdio_in_use = True
+        return True
+
+    def release_stdio(self) -> None:
+        self.stdio_in_use = False
+
     # ------------------------------------------------------------------------------------
     # backend classes
 
@@ -115,7 +127,7 @@ class ChardevRegistry:
         """Make a user-written backend class creatable by type name (QAPI dicts)."""
         self._backends[type_name] = cls
 
-    def _backend_class(self, type_name: str) -> type[Chardev]:
+    def backend_class(self, type_name: str) -> type[Chardev]:
         type_name = ALIASES.get(type_name, type_name)
         entry = self._backends.get(type_name)
         if entry is None:
@@ -135,7 +147,7 @@ class ChardevRegistry:
         names = []
         for name in self._backends:
             try:
-                self._backend_class(name)
+                self.backend_class(name)
             except ChardevError:
                 continue
             names.append(name)
@@ -146,10 +158,10 @@ class ChardevRegistry:
     # ------------------------------------------------------------------------------------
     # creation
 
-    def _open(self, label: str | None, config: BackendConfig, reopen: bool = False,
+    def open_chardev(self, label: str | None, config: BackendConfig, reopen: bool = False,
               log_from: Chardev | None = None) -> Chardev:
         """qemu_chardev_new without registration: build and open, or raise (no residue)."""
-        cls = self._backend_class(config.type)
+        cls = self.backend_class(config.type)
         chr_ = cls(self, label, config)
         chr_.reopen = reopen
         if config.logfile:
@@ -183,14 +195,20 @@ class ChardevRegistry:
             chr_.be_event(ChardevEvent.OPENED)
         return chr_
 
-    def _register(self, label: str, chr_: Chardev) -> None:
+    def register_chardev(self, label: str, chr_: Chardev) -> None:
+        """Enter an opened chardev under label (creation, hotswap)."""
         chr_.label = label
         self._chardevs[label] = chr_
 
-    def _destroy(self, chr_: Chardev) -> None:
+    def unregister_chardev(self, label: str) -> None:
+        """Forget label without finalizing its chardev (hotswap)."""
+        del self._chardevs[label]
+
+    def destroy(self, chr_: Chardev) -> None:
+        """Unregister and finalize chr_ (no busy check: the caller decided)."""
         if chr_.label is not None and self._chardevs.get(chr_.label) is chr_:
             del self._chardevs[chr_.label]
-        chr_._finalize()
+        chr_.finalize()
 
     def _check_new_id(self, ident: str, qmp: bool) -> None:
         check_id(ident)
@@ -206,19 +224,19 @@ class ChardevRegistry:
             raise ChardevError("chardev: no id specified")
         self._check_new_id(ident, qmp)
         if not spec.mux:
-            chr_ = self._open(ident, spec.backend)
-            self._register(ident, chr_)
+            chr_ = self.open_chardev(ident, spec.backend)
+            self.register_chardev(ident, chr_)
             return chr_
         base_id = f"{ident}-base"
         self._check_new_id(base_id, qmp)
-        base = self._open(base_id, spec.backend)
-        self._register(base_id, base)
+        base = self.open_chardev(base_id, spec.backend)
+        self.register_chardev(base_id, base)
         try:
-            mux = self._open(ident, MuxConfig(chardev=base_id))
+            mux = self.open_chardev(ident, MuxConfig(chardev=base_id))
         except BaseException:
-            self._destroy(base)
+            self.destroy(base)
             raise
-        self._register(ident, mux)
+        self.register_chardev(ident, mux)
         return mux
 
     def create(self, spec: ChardevSpec) -> Chardev:
@@ -266,138 +284,7 @@ class ChardevRegistry:
         if not isinstance(id, str):
             raise ChardevError("Invalid parameter type for 'id', expected: string")
         config = from_qapi(backend)
-        return self.ioloop.run_sync(self._change, id, config)
-
-    def _change(self, id: str, config: BackendConfig) -> dict[str, Any]:
-        old = self._chardevs.get(id)
-        if old is None:
-            raise ChardevError(f"Chardev '{id}' does not exist")
-        if old.is_mux:
-            # QEMU refuses ("Mux device hotswap not supported yet"); we swap the mux's base,
-            # so every frontend of the mux keeps its slot and focus.
-            if isinstance(config, MuxConfig):
-                raise ChardevError("Mux device hotswap not supported yet")
-            base_label = old.config.chardev  # type: ignore[attr-defined]
-            return self._change(base_label, config)
-        if isinstance(config, MuxConfig):
-            raise ChardevError("Mux device hotswap not supported yet")
-        fe = old.be
-        if fe is None:
-            return self._change_unattached(id, old, config)
-        if not fe.has_be_change:
-            raise ChardevError("Chardev user does not support chardev hotswap")
-        new_cls = self._backend_class(config.type)
-        # the old one holds what the new one needs (a server on the same port): it lets go
-        # for the swap and takes it back if the swap does not happen
-        key = type(old).exclusive_resource(old.config)
-        released = key is not None and key == new_cls.exclusive_resource(config) \
-            and old.chr_release_exclusive()
-        try:
-            new = self._open(id, config, log_from=old)
-        except BaseException:
-            if released:
-                old.chr_reacquire_exclusive()
-            raise
-        closed_sent = False
-        if old.be_open and not new.be_open:
-            old.be_event(ChardevEvent.CLOSED)
-            closed_sent = True
-        new.taps = list(old.taps)  # observers see the output on both sides of the swap
-        old.detach_frontend(fe)
-        try:
-            fe.tag = new.attach_frontend(fe)
-        except ChardevError:
-            fe.tag = old.attach_frontend(fe)
-            self._discard(new, old)
-            if released:
-                old.chr_reacquire_exclusive()
-            raise
-        # fe._chr goes from old straight to new (never None), under both write locks: a
-        # writer on another thread lands on one of them. What the old backend accepted but
-        # has not delivered (a stalled pipe or socket under coalescing) goes out first on
-        # the new one; a late writer turned away by the old one is sent on to the new one.
-        with old._write_lock, new._write_lock:
-            new.adopt_output(old.retire_output(), front=True)
-            fe._chr = new
-        fe.fe_open = False
-        ret = fe.call_be_change()
-        if ret < 0:
-            new.detach_frontend(fe)
-            with old._write_lock, new._write_lock:
-                fe._chr = old
-                old._closing = False
-                old.adopt_output(new.retire_output(flush=False), front=False)
-            fe.tag = old.attach_frontend(fe)
-            fe.fe_open = False
-            if closed_sent:
-                old.be_event(ChardevEvent.OPENED)
-            self._discard(new, old)
-            if released:
-                old.chr_reacquire_exclusive()
-            raise ChardevError(f"Chardev '{id}' change failed")
-        # success: the old backend goes away, its CLOSED reaches nobody
-        self._hand_over(old, new)
-        del self._chardevs[id]
-        old.label = id
-        old._finalize()
-        self._register(id, new)
-        return new.query_extra()
-
-    @staticmethod
-    def _hand_over(old: Chardev, new: Chardev) -> None:
-        """What outlives a swap: the open logfile (never truncated) and output taps."""
-        if new.logfile is not None and new.logfile is old.logfile:
-            old.logfile = None
-        with old._write_lock:
-            if not new.taps:
-                new.taps = list(old.taps)
-            old.taps = []
-
-    def _discard(self, new: Chardev, old: Chardev) -> None:
-        if new.logfile is not None and new.logfile is old.logfile:
-            new.logfile = None
-        new._finalize()
-
-    def _change_unattached(self, id: str, old: Chardev, config: BackendConfig) -> dict[str, Any]:
-        """The "easy case": never lose the old chardev before the new one is known to open."""
-        key = type(old).exclusive_resource(old.config)
-        conflict = key is not None and key == self._backend_class(
-            config.type).exclusive_resource(config)
-        if not conflict:
-            new = self._open(id, config, log_from=old)
-        else:
-            # the old one holds what the new one needs (same port, tty, stdio): release
-            # it, open the new one, and bring the old one back if that fails
-            old_config, old_taps = old.config, old.taps
-            with old._write_lock:
-                left = old.retire_output()
-            del self._chardevs[id]
-            old._finalize()
-            try:
-                new = self._open(id, config)
-            except ChardevError:
-                try:
-                    restored = self._open(id, old_config, reopen=True)
-                    restored.taps = list(old_taps)
-                    with restored._write_lock:
-                        restored.adopt_output(left, front=True)
-                    self._register(id, restored)
-                except ChardevError:
-                    log.exception("could not restore chardev %s after a failed change; "
-                                  "%d bytes of its output undelivered", id, len(left))
-                raise
-            new.taps = list(old_taps)
-            with new._write_lock:
-                new.adopt_output(left, front=True)
-            self._register(id, new)
-            return new.query_extra()
-        self._hand_over(old, new)
-        with old._write_lock, new._write_lock:
-            new.adopt_output(old.retire_output(), front=True)
-        del self._chardevs[id]
-        old._finalize()
-        self._register(id, new)
-        return new.query_extra()
+        return self.ioloop.run_sync(hotswap.change, self, id, config)
 
     def remove(self, id: str) -> None:
         """chardev-remove."""
@@ -408,7 +295,7 @@ class ChardevRegistry:
                 raise ChardevError(f"Chardev '{id}' not found")
             if chr_.busy:
                 raise ChardevError(f"Chardev '{id}' is busy")
-            self._destroy(chr_)
+            self.destroy(chr_)
 
         self.ioloop.run_sync(run)
 

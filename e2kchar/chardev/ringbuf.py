@@ -9,16 +9,17 @@ from __future__ import annotations
 import threading
 
 from .base import Chardev
+from .config import RingbufConfig
 from .types import ChardevError
 
 DEFAULT_SIZE = 65536
 
 
-class RingbufChardev(Chardev):
+class RingbufChardev(Chardev[RingbufConfig]):
     TYPE = "ringbuf"
 
     def open(self) -> bool:
-        size = self.config.size  # type: ignore[attr-defined]
+        size = self.config.size
         if size is None:
             size = DEFAULT_SIZE
         # QEMU lets size 0 through (a zero-length buffer); we reject it as not a power of two

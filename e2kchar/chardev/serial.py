@@ -18,6 +18,7 @@ from typing import Any
 
 import serial
 
+from .config import SerialConfig
 from .fd import FdChardev
 from .types import ChardevError, ChardevEvent, ChardevIoctl, SerialParams, Tiocm
 
@@ -51,7 +52,7 @@ def _reason(exc: BaseException) -> str:
     return str(exc)
 
 
-class SerialChardev(FdChardev):
+class SerialChardev(FdChardev[SerialConfig]):
     """QEMU's chardev-serial on top of pyserial."""
 
     TYPE = "serial"
@@ -70,7 +71,7 @@ class SerialChardev(FdChardev):
     # -- open / close ------------------------------------------------------------------
 
     def open(self) -> bool:
-        url = self.config.device  # type: ignore[attr-defined]
+        url = self.config.device
         try:
             port = serial.serial_for_url(url, do_not_open=True)
             port.baudrate = 115200
@@ -193,8 +194,7 @@ class SerialChardev(FdChardev):
         if pending and n > 0:
             self.ioloop.call_soon(self._deliver_rx)
         elif n <= 0:
-            be = self.be
-            if be is not None and be._can_read is not None:
+            if self.reader_attached():
                 self.schedule_read_recheck()
 
     def chr_accept_input(self) -> None:

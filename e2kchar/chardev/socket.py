@@ -21,7 +21,7 @@ from collections import deque
 from typing import Any
 
 from .base import Chardev
-from .config import FdAddress, InetAddress, SocketAddress, UnixAddress
+from .config import FdAddress, InetAddress, SocketAddress, SocketConfig, UnixAddress
 from .history import History
 from .ioloop import TimerHandle
 from .telnet import TELNET_NEGOTIATION, TN3270_NEGOTIATION, TelnetFilter
@@ -113,7 +113,7 @@ def _resolve(addr: InetAddress, passive: bool) -> list[tuple[Any, ...]]:
             f"address resolution failed for {addr.host}:{addr.port}: {exc}") from None
 
 
-class SocketChardev(Chardev):
+class SocketChardev(Chardev[SocketConfig]):
     """QEMU's chardev-socket (tcp, unix, fd), plus a bounded history for late peers."""
 
     TYPE = "socket"
@@ -182,21 +182,21 @@ class SocketChardev(Chardev):
 
     def open(self) -> bool:
         cfg = self.config
-        self.is_listen = cfg.server is not False  # type: ignore[attr-defined]
-        self.is_tn3270 = bool(cfg.tn3270)  # type: ignore[attr-defined]
+        self.is_listen = cfg.server is not False
+        self.is_tn3270 = bool(cfg.tn3270)
         # the filename says "telnet" whenever telnet=on (a client too, tn3270 not), as
         # QEMU's; negotiation is a server-side feature in QEMU
-        self.is_telnet = bool(cfg.telnet)  # type: ignore[attr-defined]
+        self.is_telnet = bool(cfg.telnet)
         self.do_telnetopt = self.is_listen and (self.is_telnet or self.is_tn3270)
-        self.is_websocket = bool(cfg.websocket)  # type: ignore[attr-defined]
-        reconnect_ms = cfg.reconnect_ms  # type: ignore[attr-defined]
+        self.is_websocket = bool(cfg.websocket)
+        reconnect_ms = cfg.reconnect_ms
         if reconnect_ms is None:
-            reconnect_ms = (cfg.reconnect or 0) * 1000  # type: ignore[attr-defined]
+            reconnect_ms = (cfg.reconnect or 0) * 1000
         if reconnect_ms < 0:
             raise ChardevError("'reconnect-ms' must not be negative")
-        self._history = History(cfg.history)  # type: ignore[attr-defined]
-        if cfg.tls_creds:  # type: ignore[attr-defined]
-            raise ChardevError(f"No TLS credentials with id '{cfg.tls_creds}'")  # type: ignore[attr-defined]
+        self._history = History(cfg.history)
+        if cfg.tls_creds:
+            raise ChardevError(f"No TLS credentials with id '{cfg.tls_creds}'")
         if self.is_websocket and not self.is_listen:
             raise ChardevError("Websocket client is not implemented")
         if self.is_websocket and self.do_telnetopt:
@@ -205,7 +205,7 @@ class SocketChardev(Chardev):
             raise ChardevError(
                 "'reconnect' option is incompatible with socket in server listen mode")
         self._reconnect_ms = reconnect_ms
-        addr = cfg.addr  # type: ignore[attr-defined]
+        addr = cfg.addr
         self._addr = addr
         if isinstance(addr, InetAddress):
             check_port(addr)
@@ -214,7 +214,7 @@ class SocketChardev(Chardev):
         if self.is_listen:
             self._do_listen(addr)
             self._set_disconnected_filename()
-            if cfg.wait:  # type: ignore[attr-defined]
+            if cfg.wait:
                 # said before the first client can be accepted, as QEMU prints it
                 log.info("QEMU waiting for connection on: %s", self.filename)
             self._start_listening()
@@ -339,9 +339,8 @@ class SocketChardev(Chardev):
             out.append((socket.socket(family, kind, proto), sockaddr))
         return out
 
-    def _connect_sync(self, addr: SocketAddress) -> socket.socket:
-        where = addr.path if isinstance(addr, UnixAddress) else \
-            f"{addr.host}:{addr.port}"  # type: ignore[union-attr]
+    def _connect_sync(self, addr: InetAddress | UnixAddress) -> socket.socket:
+        where = addr.path if isinstance(addr, UnixAddress) else f"{addr.host}:{addr.port}"
         error: OSError | None = None
         candidates = self._client_socket(addr)
         for i, (sock, sockaddr) in enumerate(candidates):
@@ -522,7 +521,7 @@ class SocketChardev(Chardev):
             return
         try:
             sock.setblocking(False)
-            if self.config.nodelay and sock.family in (  # type: ignore[attr-defined]
+            if self.config.nodelay and sock.family in (
                     socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError as exc:
@@ -813,9 +812,7 @@ class SocketChardev(Chardev):
             self._disconnect()
             return
         self._pause_reader()
-        be = self.be
-        has_reader = be is not None and be._can_read is not None
-        self.schedule_read_recheck(0.01 if has_reader else 0.1)
+        self.schedule_read_recheck(0.01 if self.reader_attached() else 0.1)
 
     def _process_input(self, sock: socket.socket, data: bytes) -> None:
         if self._telnet is not None:
@@ -897,7 +894,7 @@ class SocketChardev(Chardev):
         """
         if self.ioloop.in_loop_thread() or self.connected:
             return
-        if timeout is None and not (self.is_listen and self.config.wait):  # type: ignore[attr-defined]
+        if timeout is None and not (self.is_listen and self.config.wait):
             return
         seen = 0 if timeout is None else self._connections
         if timeout is not None:  # a wait=on server said so when it started listening

@@ -12,24 +12,27 @@ import stat
 import sys
 import termios
 
+from .config import StdioConfig
 from .fd import FdChardev
 from .types import ChardevError
 
 
-class StdioChardev(FdChardev):
+class StdioChardev(FdChardev[StdioConfig]):
     TYPE = "stdio"
+    _claimed = False  # this chardev holds the host's stdio claim
 
     @classmethod
     def exclusive_resource(cls, config: object) -> object | None:
         return ("stdio",)
 
     def open(self) -> bool:
-        if self.registry.stdio_in_use:
+        if not self.host.claim_stdio():
             raise ChardevError("cannot use stdio by multiple character devices")
+        self._claimed = True
         self._saved_attrs: list | None = None
         self._saved_flags: int | None = None
         self._tty_fd = -1
-        self._signal = self.config.signal is not False  # type: ignore[attr-defined]
+        self._signal = self.config.signal is not False
         self._echo = False
         in_fd = self._dup_input()
         out_fd = self._dup_output()
@@ -41,7 +44,6 @@ class StdioChardev(FdChardev):
                 self._saved_attrs = termios.tcgetattr(in_fd)
             except termios.error:
                 self._saved_attrs = None
-        self.registry.stdio_in_use = True
         self._atexit = self._restore_terminal
         atexit.register(self._atexit)
         self.chr_set_echo(False)
@@ -119,6 +121,9 @@ class StdioChardev(FdChardev):
                 pass
 
     def chr_close(self) -> None:
+        if not self._claimed:  # the open that failed never got stdio
+            super().chr_close()
+            return
         self._restore_terminal()
         try:
             atexit.unregister(self._atexit)
@@ -130,4 +135,5 @@ class StdioChardev(FdChardev):
             pass
         super().chr_close()
         self._tty_fd = -1
-        self.registry.stdio_in_use = False
+        self._claimed = False
+        self.host.release_stdio()

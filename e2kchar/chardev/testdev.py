@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 
 from .base import Chardev
+from .config import TestdevConfig
 
 _PACKET = re.compile(rb"\s*(\d*)\s*([^\s\d])")
 
 
-class TestdevChardev(Chardev):
+class TestdevChardev(Chardev[TestdevConfig]):
     TYPE = "testdev"
 
     def open(self) -> bool:
@@ -30,5 +31,5 @@ class TestdevChardev(Chardev):
             del self._buf[: m.end()]
             if cmd == b"q":
                 n = int(number) if number else 0
-                self.registry.request_exit(((n << 1) | 1) & 0xFF)
+                self.host.request_exit(((n << 1) | 1) & 0xFF)
         return len(data)

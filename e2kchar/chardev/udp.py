@@ -13,14 +13,14 @@ import socket
 from typing import Any
 
 from .base import Chardev
-from .config import InetAddress
+from .config import InetAddress, UdpConfig
 from .socket import check_port, inet_family
 from .types import READ_BUF_LEN, ChardevError
 
 log = logging.getLogger(__name__)
 
 
-class UdpChardev(Chardev):
+class UdpChardev(Chardev[UdpConfig]):
     """QEMU's chardev-udp."""
 
     TYPE = "udp"
@@ -36,8 +36,8 @@ class UdpChardev(Chardev):
 
     def open(self) -> bool:
         cfg = self.config
-        remote: InetAddress = cfg.remote  # type: ignore[attr-defined]
-        local: InetAddress | None = cfg.local  # type: ignore[attr-defined]
+        remote: InetAddress = cfg.remote
+        local: InetAddress | None = cfg.local
         for addr in (remote, local):
             if addr is not None:
                 check_port(addr)
@@ -121,8 +121,7 @@ class UdpChardev(Chardev):
             if self._reading:
                 self.ioloop.remove_reader(self._fd)
                 self._reading = False
-            be = self.be
-            if be is not None and be._can_read is not None:
+            if self.reader_attached():
                 self.schedule_read_recheck()
 
     def chr_accept_input(self) -> None:

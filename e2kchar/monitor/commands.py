@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from .. import __version__
 from ..chardev.types import ChardevError
@@ -27,7 +27,8 @@ from ..options import from_qapi
 
 if TYPE_CHECKING:
     from ..chardev.registry import ChardevRegistry
-    from .hmp import HmpInterpreter
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -340,10 +341,6 @@ def _query_commands(mon: Monitor, args: dict[str, Any]) -> list[dict[str, str]]:
     return [{"name": name} for name in mon.commands]
 
 
-async def _human_monitor_command(mon: Monitor, args: dict[str, Any]) -> Outcome:
-    return await mon.hmp.execute(args["command-line"])
-
-
 _FORMAT = Arg("format", "enum", False, ("utf8", "base64"))
 
 COMMANDS: tuple[Command, ...] = (
@@ -368,9 +365,16 @@ COMMANDS: tuple[Command, ...] = (
             (Arg("device", "str"), Arg("size", "int"), _FORMAT)),
     Command("__e2kchar-ringbuf-peek", _ringbuf_peek,
             (Arg("device", "str"), Arg("size", "int", False), _FORMAT)),
-    Command("human-monitor-command", _human_monitor_command,
-            (Arg("command-line", "str"), Arg("cpu-index", "int", False)), is_async=True),
 )
+
+#: commands other monitor modules add to every Monitor (hmp.py: human-monitor-command),
+#: so that this table needs to know none of them
+_plugged: list[Command] = []
+
+
+def plug_command(command: Command) -> None:
+    """Offer command on every Monitor made from now on (after the built-in ones)."""
+    _plugged[:] = [c for c in _plugged if c.name != command.name] + [command]
 
 
 # ---------------------------------------------------------------------------------------
@@ -383,12 +387,12 @@ class Monitor:
     def __init__(self, registry: ChardevRegistry, vm: VmControl | None = None) -> None:
         self.registry = registry
         self.vm = vm
-        self.commands: dict[str, Command] = {c.name: c for c in COMMANDS}
+        self.commands: dict[str, Command] = {c.name: c for c in (*COMMANDS, *_plugged)}
         self._listeners: list[Callable[[dict[str, Any]], Any]] = []
         self._lock = threading.Lock()
         self._worker = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="e2kchar-monitor")
-        self._hmp: HmpInterpreter | None = None
+        self._services: dict[str, Any] = {}
         #: rate-limited events: (name, key) -> [time of the last send, data held back]
         self._throttled: dict[tuple[str, str], list[Any]] = {}
         self.closed = False
@@ -397,14 +401,14 @@ class Monitor:
     def loop(self) -> asyncio.AbstractEventLoop:
         return self.registry.ioloop.loop
 
-    @property
-    def hmp(self) -> HmpInterpreter:
-        """The human-monitor interpreter (also used by QMP human-monitor-command)."""
-        if self._hmp is None:
-            from .hmp import HmpInterpreter
-
-            self._hmp = HmpInterpreter(self)
-        return self._hmp
+    def service(self, key: str, factory: Callable[[Monitor], T]) -> T:
+        """The per-monitor helper stored under key, made by factory(self) on first use
+        (the HMP interpreter that HumanMonitor and human-monitor-command share)."""
+        with self._lock:
+            if key not in self._services:
+                self._services[key] = factory(self)
+            service: T = self._services[key]
+            return service
 
     def version(self) -> dict[str, Any]:
         return {"qemu": dict(QEMU_VERSION), "package": f" (e2kchar {__version__})"}

@@ -19,8 +19,8 @@ from ..chardev.base import Chardev
 from ..chardev.frontend import CharBackend
 from ..chardev.types import ChardevError, ChardevEvent
 from ..errors import E2kcharError
-from ..options import _ID_RE, parse_chardev, split_opts, to_qapi
-from .commands import Monitor, Outcome, QmpError, VmControl
+from ..options import ID_RE, parse_chardev, split_opts, to_qapi
+from .commands import Arg, Command, Monitor, Outcome, QmpError, VmControl, plug_command
 
 if TYPE_CHECKING:
     from ..chardev.registry import ChardevRegistry
@@ -113,6 +113,11 @@ class HmpInterpreter:
         self.commands = _COMMANDS
         self.by_name = {name: cmd for cmd in _COMMANDS for name in cmd.names}
         self.info_items = {item.name: item for item in _INFO}
+
+    @classmethod
+    def of(cls, monitor: Monitor) -> HmpInterpreter:
+        """The monitor's one interpreter (HumanMonitors and QMP human-monitor-command)."""
+        return monitor.service("hmp", cls)
 
     async def qmp(self, name: str, arguments: dict[str, Any] | None = None) -> Outcome:
         return await self.monitor.execute(name, arguments or {})
@@ -230,7 +235,7 @@ async def _chardev_change(h: HmpInterpreter, args: list[str]) -> str:
         return f"{exc}\nError: Parsing chardev args failed\n"
     if "id" in opts:
         raise QmpError("Unexpected 'id' parameter")
-    if not _ID_RE.match(ident):
+    if not ID_RE.match(ident):
         raise QmpError(f"Chardev '{ident}' does not exist")
     spec = parse_chardev(f"{text},id={ident}")
     result = (await h.qmp("chardev-change",
@@ -310,7 +315,7 @@ class HumanMonitor:
         self.registry = registry
         self._own_monitor = monitor is None
         self.monitor = monitor if monitor is not None else Monitor(registry, vm)
-        self.interp = self.monitor.hmp
+        self.interp = HmpInterpreter.of(self.monitor)
         self.banner = banner
         self.fe: CharBackend | None = None
         self._lock = threading.RLock()
@@ -521,3 +526,14 @@ class HumanMonitor:
         fe = self.fe
         if fe is not None and self._watch is None:
             self._watch = fe.add_watch(self._flush)
+
+
+async def _human_monitor_command(mon: Monitor, args: dict[str, Any]) -> Outcome:
+    return await HmpInterpreter.of(mon).execute(args["command-line"])
+
+
+# QMP's way into the human monitor; registered from here so that the command table
+# (commands.py) does not import this module
+plug_command(Command("human-monitor-command", _human_monitor_command,
+                     (Arg("command-line", "str"), Arg("cpu-index", "int", False)),
+                     is_async=True))
