@@ -5,12 +5,12 @@ round"): registered with unicorn directly (ucfast), everything they need bound i
 cells, value masks from a table, the kick record kept only for 4-byte accesses (the halves
 of a split 64-bit access that retire.py may have to complete), slotted counters.
 
-Every window is dispatched through one table, offset -> (device read, device write, where
-the device starts in the window), and a default entry for offsets not in it. For a port
-window (the I/O ports) the table is the window's own table of ports and the default a hole
-that reads all-ones and ignores writes (a floating ISA bus); any other device has an empty
-table and itself as the default, starting at offset 0. A device must return an int (the
-`& mask` turns anything else into a logged error and a 0).
+Every window is dispatched through one table, offset -> (device read, device write, offset
+within the device), a plain dict (the fastest lookup there is); an offset not in it asks
+`resolve()`. A window in front of other devices (the I/O ports, the Am85C30's PCI BAR: a
+misc.DispatchingWindow) publishes its own table, so the callback calls the device behind
+it directly; any other device gets an entry per offset as the offset is first used. A
+device must return an int (the `& mask` turns anything else into a logged error and a 0).
 """
 
 from __future__ import annotations
@@ -24,33 +24,29 @@ from unicorn import Uc
 from . import ucfast
 from .board import Region
 from .kick import KickProtocol
-from .misc import Device, PortWindow
+from .misc import OPS_LIMIT, Device, DispatchingWindow, Op
 from .stats import Stats
 
 log = logging.getLogger(__name__)
 
 #: value mask per access size (unicorn's MMIO callbacks see 1, 2, 4 and 8 bytes)
 _SIZE_MASKS = tuple((1 << (8 * n)) - 1 for n in range(9))
-#: (read, write, start of the device in the window)
-Op = tuple[Callable[[int, int], int], Callable[[int, int, int], None], int]
 
 
-def _hole_read(offset: int, size: int) -> int:
-    return _SIZE_MASKS[size]
+def op_table(device: Device) -> tuple[dict[int, Op], Callable[[int], Op]]:
+    """A window's dispatch table and how an offset not in it resolves."""
+    if isinstance(device, DispatchingWindow):
+        return device.ops, device.resolve
+    table: dict[int, Op] = {}
+    read, write = device.read, device.write
 
+    def resolve(off: int) -> Op:
+        op = (read, write, off)
+        if len(table) < OPS_LIMIT:
+            table[off] = op
+        return op
 
-def _hole_write(offset: int, size: int, value: int) -> None:
-    pass
-
-
-_HOLE: Op = (_hole_read, _hole_write, 0)
-
-
-def op_table(device: Device) -> tuple[dict[int, Op], Op]:
-    """The dispatch table of a window and its default entry."""
-    if isinstance(device, PortWindow):
-        return device.ops, _HOLE
-    return {}, (device.read, device.write, 0)
+    return table, resolve
 
 
 class MmioDispatch:
@@ -64,17 +60,20 @@ class MmioDispatch:
         rd, wr = self._callbacks(region.name, region.base, *op_table(region.device))
         ucfast.mmio_map(uc, region.base, region.size, rd, wr)
 
-    def _callbacks(self, name: str, base: int, table: dict[int, Op], default: Op) -> tuple[
+    def _callbacks(self, name: str, base: int, table: dict[int, Op],
+                   resolve: Callable[[int], Op]) -> tuple[
             Callable[[Any, int, int, Any], int], Callable[[Any, int, int, int, Any], None]]:
         stats = self._stats
         kick = self._kick
         masks = _SIZE_MASKS
-        lookup = table.get
 
         def rd(handle: Any, off: int, size: int, ud: Any) -> int:
-            read, _, start = lookup(off, default)
             try:
-                value = read(off - start, size) & masks[size]
+                read, _, doff = table[off]
+            except KeyError:
+                read, _, doff = resolve(off)
+            try:
+                value = read(doff, size) & masks[size]
             except Exception:
                 log.exception("%s: read of %d bytes at +%#x failed", name, size, off)
                 value = 0
@@ -86,9 +85,12 @@ class MmioDispatch:
             return value
 
         def wr(handle: Any, off: int, size: int, value: int, ud: Any) -> None:
-            _, write, start = lookup(off, default)
             try:
-                write(off - start, size, value)
+                _, write, doff = table[off]
+            except KeyError:
+                _, write, doff = resolve(off)
+            try:
+                write(doff, size, value)
             except Exception:
                 log.exception("%s: write of %d bytes at +%#x failed", name, size, off)
             stats.mmio_writes += 1

@@ -1,17 +1,26 @@
 """unicorn registrations that bypass the Python binding's wrappers (ctypes callbacks
 registered directly): its two wrapper layers cost about a third of each MMIO access.
 
-This is the one module that touches the binding's internals (`uc._uch`, its keep-alive
-dicts); each helper falls back to the public API if those differ.
+This is the one module that touches the binding's internals (`uc._uch`, the engine
+handle); each helper falls back to the public API if the binding differs. The ctypes
+callback objects must live as long as the engine: they are kept here, per Uc.
 """
 
 from __future__ import annotations
 
 import ctypes
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 from unicorn import UC_HOOK_TLB_FILL, Uc, UcError
+
+#: Uc -> the ctypes callbacks registered on it (dropped with the Uc)
+_keep: weakref.WeakKeyDictionary[Uc, list[Any]] = weakref.WeakKeyDictionary()
+
+
+def _keep_alive(uc: Uc, *objs: Any) -> None:
+    _keep.setdefault(uc, []).extend(objs)
 
 
 def mmio_map(uc: Uc, base: int, size: int, rd: Callable[..., int],
@@ -29,7 +38,7 @@ def mmio_map(uc: Uc, base: int, size: int, rd: Callable[..., int],
         return
     if status != 0:
         raise UcError(status)
-    uc._mmio_callbacks[(base, base + size)] = (rd_ptr, wr_ptr)  # keep them alive
+    _keep_alive(uc, rd_ptr, wr_ptr)
 
 
 def hook_tlb_fill(uc: Uc, raw: Callable[..., bool], slow: Callable[..., bool]) -> None:
@@ -47,4 +56,4 @@ def hook_tlb_fill(uc: Uc, raw: Callable[..., bool], slow: Callable[..., bool]) -
         return
     if status != 0:
         raise UcError(status)
-    uc._callbacks[handle.value] = fptr
+    _keep_alive(uc, fptr)
