@@ -22,10 +22,9 @@ from unicorn import (
     UC_PROT_READ,
     UC_PROT_WRITE,
     UC_TLB_VIRTUAL,
-    Uc,
-    UcError,
 )
 from unicorn import riscv_const as R
+from unicorn.unicorn_py3.unicorn import Uc, UcError
 
 from . import ucfast
 from .errors import MachineError

@@ -10,6 +10,10 @@
 - mmio.py: the MMIO callbacks (the hot path), kick.py: the kick protocol;
 - runloop.py: run() and the kicker thread over the run state of state.py.
 
+A paging guest needs, on the CPU side only: page walks in `Hart.translate` (fetch, retire,
+the trap-vector check and wfi detection already go through it), S-mode delivery and stval
+in traps.py, and the TLB mode choice in `Hart.power_on`.
+
 Threads. run() executes the guest on the caller's thread (the CPU thread). Devices are
 reached through their read/write interface from MMIO callbacks on that thread; host input
 arrives on the registry's I/O thread; the kicker thread turns requests (interrupt level
@@ -24,7 +28,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from unicorn import Uc
+from unicorn.unicorn_py3.unicorn import Uc
 
 from e2kchar.chardev import ChardevRegistry
 from e2kchar.chardev.base import Chardev

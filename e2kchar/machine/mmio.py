@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from unicorn import Uc
+from unicorn.unicorn_py3.unicorn import Uc
 
 from . import ucfast
 from .board import Region

@@ -66,7 +66,7 @@ class PciFunction:
         self._changed()
 
     def bar(self, index: int) -> int:
-        return struct.unpack_from("<I", self.config, BAR_OFF + 4 * index)[0] & ~0xF
+        return int(struct.unpack_from("<I", self.config, BAR_OFF + 4 * index)[0]) & ~0xF
 
     @property
     def mem_enabled(self) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -170,13 +171,13 @@ class Plic:
             self.pending[src] = True
         self._update()
 
-    def state(self) -> dict:
+    def state(self) -> dict[str, Any]:
         with self._lock:
             return dict(priority=list(self.priority), level=list(self.level),
                         pending=list(self.pending), claimed=list(self.claimed),
                         enable=[list(e) for e in self.enable], threshold=list(self.threshold))
 
-    def load_state(self, st: dict) -> None:
+    def load_state(self, st: dict[str, Any]) -> None:
         with self._lock:
             self.priority = list(st["priority"])
             self.level = list(st["level"])

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from unicorn import UcError
+from unicorn.unicorn_py3.unicorn import UcError
 
 from .clock import GuestClock
 from .cpu import Hart

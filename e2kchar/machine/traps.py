@@ -19,10 +19,9 @@ from unicorn import (
     UC_ERR_WRITE_UNMAPPED,
     UC_HOOK_INSN_INVALID,
     UC_HOOK_INTR,
-    Uc,
-    UcError,
 )
 from unicorn import riscv_const as R
+from unicorn.unicorn_py3.unicorn import Uc, UcError
 
 from .cpu import Hart
 from .result import RunResult

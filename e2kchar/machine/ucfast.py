@@ -13,7 +13,8 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from unicorn import UC_HOOK_TLB_FILL, Uc, UcError
+from unicorn import UC_HOOK_TLB_FILL
+from unicorn.unicorn_py3.unicorn import Uc, UcError
 
 #: Uc -> the ctypes callbacks registered on it (dropped with the Uc)
 _keep: weakref.WeakKeyDictionary[Uc, list[Any]] = weakref.WeakKeyDictionary()
@@ -47,7 +48,7 @@ def hook_tlb_fill(uc: Uc, raw: Callable[..., bool], slow: Callable[..., bool]) -
     try:
         from unicorn.unicorn_py3 import unicorn as ucmod
         fptr = ucmod.HOOK_TLB_FILL_CFUNC(raw)
-        handle: Any = ucmod.uc_hook_h()
+        handle = ctypes.c_size_t()  # uc_hook_h
         status = ucmod.uclib.uc_hook_add(uc._uch, ctypes.byref(handle), UC_HOOK_TLB_FILL, fptr,
                                          ctypes.c_void_p(0), ctypes.c_uint64(1),
                                          ctypes.c_uint64(0))
