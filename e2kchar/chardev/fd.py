@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 from .base import C, Chardev
+from .ioloop import FdWatch
 from .types import READ_BUF_LEN, ChardevEvent
 
 log = logging.getLogger(__name__)
@@ -29,10 +30,10 @@ class FdChardev(Chardev[C]):
         self.in_fd = -1
         self.out_fd = -1
         self._owned: list[int] = []
-        self._reading = False  # reader registered with the loop
+        self._read_watch = FdWatch(self.ioloop, self._on_readable)
+        self._write_watch = FdWatch(self.ioloop, self._on_writable, write=True)
         self._pumping = False  # regular-file input pump scheduled
         self._eof = False
-        self._writer_armed = False
 
     def set_fds(self, in_fd: int, out_fd: int, owned: list[int]) -> None:
         self.in_fd = in_fd
@@ -64,16 +65,11 @@ class FdChardev(Chardev[C]):
         if self.out_fd < 0:
             self.ioloop.call_soon(self.fire_watches)
             return
-        if self._writer_armed:
-            return
-        if self.ioloop.add_writer(self.out_fd, self._on_writable):
-            self._writer_armed = True
-        else:  # a regular file is always writable
+        if not self._write_watch.arm(self.out_fd):  # a regular file is always writable
             self.ioloop.call_soon(self.fire_watches)
 
     def _on_writable(self) -> None:
-        self.ioloop.remove_writer(self.out_fd)
-        self._writer_armed = False
+        self._write_watch.disarm()
         self.fire_watches()
 
     # -- input -------------------------------------------------------------------------
@@ -85,21 +81,13 @@ class FdChardev(Chardev[C]):
         if want:
             if self._pumping:
                 return
-            if not self._reading:
-                if self.ioloop.add_reader(self.in_fd, self._on_readable):
-                    self._reading = True
-                else:
-                    self._pumping = True
-                    self.ioloop.call_soon(self._pump)
+            if not self._read_watch.armed and not self._read_watch.arm(self.in_fd):
+                self._pumping = True
+                self.ioloop.call_soon(self._pump)
         else:
-            self._stop_reading()
+            self._read_watch.disarm()
             if self.reader_attached():
                 self.schedule_read_recheck()
-
-    def _stop_reading(self) -> None:
-        if self._reading:
-            self.ioloop.remove_reader(self.in_fd)
-            self._reading = False
 
     def _read_once(self) -> bool:
         """Read what the frontend can take; False when input should stop for now."""
@@ -118,7 +106,7 @@ class FdChardev(Chardev[C]):
                 return False
         if not data:
             self._eof = True
-            self._stop_reading()
+            self._read_watch.disarm()
             self.be_event(ChardevEvent.CLOSED)
             return False
         self.be_write(data)
@@ -143,12 +131,8 @@ class FdChardev(Chardev[C]):
     # -- teardown ----------------------------------------------------------------------
 
     def chr_close(self) -> None:
-        if self._reading:
-            self.ioloop.remove_reader(self.in_fd)
-            self._reading = False
-        if self._writer_armed:
-            self.ioloop.remove_writer(self.out_fd)
-            self._writer_armed = False
+        self._read_watch.disarm()
+        self._write_watch.disarm()
         for fd in self._owned:
             try:
                 os.close(fd)

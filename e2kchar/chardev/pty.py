@@ -19,7 +19,7 @@ from typing import Any
 from .base import Chardev
 from .config import PtyConfig
 from .history import History
-from .ioloop import TimerHandle
+from .ioloop import FdWatch, TimerHandle
 from .types import READ_BUF_LEN, ChardevError, ChardevEvent
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,8 @@ class PtyChardev(Chardev[PtyConfig]):
         self.master = -1
         self.pty_path = ""
         self._attached = False
-        self._reading = False
-        self._writer_armed = False
+        self._read_watch = FdWatch(self.ioloop, self._on_readable)
+        self._write_watch = FdWatch(self.ioloop, self._on_writable, write=True)
         self._timer: TimerHandle | None = None
         self._history = History(0)
         self._replay = bytearray()
@@ -112,7 +112,7 @@ class PtyChardev(Chardev[PtyConfig]):
             is_open, pending = False, False
         if is_open and not self._attached:
             self._on_connect()
-        elif not is_open and self._attached and not (pending and self._reading):
+        elif not is_open and self._attached and not (pending and self._read_watch.armed):
             # what the user typed before hanging up is read first (EIO ends it)
             self._on_disconnect()
         self._timer = self.ioloop.call_later(POLL_INTERVAL, self._poll)
@@ -128,10 +128,8 @@ class PtyChardev(Chardev[PtyConfig]):
     def _on_disconnect(self) -> None:
         if not self._attached:
             return
-        self._stop_reading()
-        if self._writer_armed:
-            self.ioloop.remove_writer(self.master)
-            self._writer_armed = False
+        self._read_watch.disarm()
+        self._write_watch.disarm()
         with self._lock:
             self._attached = False
             # bytes not yet taken by the slave go back to the history for the next user
@@ -176,16 +174,15 @@ class PtyChardev(Chardev[PtyConfig]):
                 return len(data)
 
     def _arm_writer(self) -> None:
-        if not self._writer_armed and self.master >= 0 and not self.closed:
-            self._writer_armed = self.ioloop.add_writer(self.master, self._on_writable)
+        if self.master >= 0 and not self.closed:
+            self._write_watch.arm(self.master)
 
     def _on_writable(self) -> None:
         with self._lock:
             done = self._write_replay_locked()
         if not done:
             return
-        self.ioloop.remove_writer(self.master)
-        self._writer_armed = False
+        self._write_watch.disarm()
         self.fire_watches()
 
     def chr_arm_watch(self) -> None:
@@ -196,19 +193,13 @@ class PtyChardev(Chardev[PtyConfig]):
 
     # -- input -------------------------------------------------------------------------
 
-    def _stop_reading(self) -> None:
-        if self._reading:
-            self.ioloop.remove_reader(self.master)
-            self._reading = False
-
     def chr_update_read_handler(self) -> None:
         if self.closed or self.master < 0 or not self._attached:
             return  # a master without a slave polls as hung up: never watch it then
         if self.be_can_write() > 0:
-            if not self._reading:
-                self._reading = self.ioloop.add_reader(self.master, self._on_readable)
+            self._read_watch.arm(self.master)
         else:
-            self._stop_reading()
+            self._read_watch.disarm()
             if self.reader_attached():
                 self.schedule_read_recheck()
 
@@ -235,10 +226,8 @@ class PtyChardev(Chardev[PtyConfig]):
             self._timer.cancel()
             self._timer = None
         if self.master >= 0:
-            self._stop_reading()
-            if self._writer_armed:
-                self.ioloop.remove_writer(self.master)
-                self._writer_armed = False
+            self._read_watch.disarm()
+            self._write_watch.disarm()
             with self._lock:
                 self._attached = False
                 os.close(self.master)

@@ -23,7 +23,7 @@ from typing import Any
 from .base import Chardev
 from .config import FdAddress, InetAddress, SocketAddress, SocketConfig, UnixAddress
 from .history import History
-from .ioloop import TimerHandle
+from .ioloop import FdWatch, TimerHandle
 from .telnet import TELNET_NEGOTIATION, TN3270_NEGOTIATION, TelnetFilter
 from .types import READ_BUF_LEN, ChardevError, ChardevEvent
 from .websocket import (
@@ -136,15 +136,16 @@ class SocketChardev(Chardev[SocketConfig]):
         super().__init__(*args, **kwargs)
         self._conn_lock = threading.Lock()  # _sock/_state/_outbuf/_history, both threads
         self._listen: socket.socket | None = None
-        self._listening = False
+        self._accepting = FdWatch(self.ioloop, self._on_accept)
         self._sock: socket.socket | None = None
         self._fd = -1
         self._state = _DISCONNECTED
         self._outbuf = bytearray()
         self._inq: deque[bytes | ChardevEvent] = deque()
         self._history = History(0)
-        self._reading = False
-        self._writer_armed = False
+        self._read_watch = FdWatch(self.ioloop, self._on_readable)
+        self._write_watch = FdWatch(self.ioloop, self._on_writable, write=True)
+        self._connect_watch = FdWatch(self.ioloop, self._on_connect_done, write=True)
         self._pending_open = False
         self._connecting: socket.socket | None = None
         self._candidates: list[tuple[socket.socket, Any]] = []
@@ -421,15 +422,11 @@ class SocketChardev(Chardev[SocketConfig]):
     # connection lifecycle (I/O thread)
 
     def _start_listening(self) -> None:
-        if self._listen is not None and not self._listening and not self.closed \
-                and self._sock is None:
-            if self.ioloop.add_reader(self._listen.fileno(), self._on_accept):
-                self._listening = True
+        if self._listen is not None and not self.closed and self._sock is None:
+            self._accepting.arm(self._listen.fileno())
 
     def _stop_listening(self) -> None:
-        if self._listen is not None and self._listening:
-            self.ioloop.remove_reader(self._listen.fileno())
-            self._listening = False
+        self._accepting.disarm()
 
     def _on_accept(self) -> None:
         listener = self._listen
@@ -473,8 +470,7 @@ class SocketChardev(Chardev[SocketConfig]):
                 self._drop_candidates()
                 self._new_connection(sock)
                 return
-            if err == errno.EINPROGRESS and self.ioloop.add_writer(sock.fileno(),
-                                                                   self._on_connect_done):
+            if err == errno.EINPROGRESS and self._connect_watch.arm(sock.fileno()):
                 self._connecting = sock
                 return
             sock.close()
@@ -490,7 +486,7 @@ class SocketChardev(Chardev[SocketConfig]):
         sock = self._connecting
         if sock is None:
             return
-        self.ioloop.remove_writer(sock.fileno())
+        self._connect_watch.disarm()
         self._connecting = None
         try:
             err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
@@ -576,12 +572,8 @@ class SocketChardev(Chardev[SocketConfig]):
         if sock is None:
             return
         was_open = self._state == _CONNECTED
-        if self._reading:
-            self.ioloop.remove_reader(self._fd)
-            self._reading = False
-        if self._writer_armed:
-            self.ioloop.remove_writer(self._fd)
-            self._writer_armed = False
+        self._read_watch.disarm()
+        self._write_watch.disarm()
         with self._conn_lock:
             self._sock = None
             self._fd = -1
@@ -670,10 +662,8 @@ class SocketChardev(Chardev[SocketConfig]):
         self._disconnect()
 
     def _arm_writer(self) -> None:
-        if self._writer_armed or self._sock is None or self.closed:
-            return
-        if self.ioloop.add_writer(self._fd, self._on_writable):
-            self._writer_armed = True
+        if self._sock is not None and not self.closed:
+            self._write_watch.arm(self._fd)
 
     def _arm_writer_for(self, sock: socket.socket) -> None:
         if self._sock is sock:
@@ -682,8 +672,7 @@ class SocketChardev(Chardev[SocketConfig]):
     def _on_writable(self) -> None:
         if self._sock is None or not self._try_flush():
             return  # still full (writer stays armed) or the peer is gone
-        self.ioloop.remove_writer(self._fd)
-        self._writer_armed = False
+        self._write_watch.disarm()
         if self._pending_open:
             self._connected()
         self.fire_watches()
@@ -733,14 +722,11 @@ class SocketChardev(Chardev[SocketConfig]):
     # input
 
     def _add_reader(self) -> None:
-        if not self._reading and self._sock is not None and not self.closed:
-            if self.ioloop.add_reader(self._fd, self._on_readable):
-                self._reading = True
+        if self._sock is not None and not self.closed:
+            self._read_watch.arm(self._fd)
 
     def _pause_reader(self) -> None:
-        if self._reading:
-            self.ioloop.remove_reader(self._fd)
-            self._reading = False
+        self._read_watch.disarm()
 
     def chr_update_read_handler(self) -> None:
         if self.closed or self._sock is None:
@@ -917,7 +903,7 @@ class SocketChardev(Chardev[SocketConfig]):
             self._reconnect_timer.cancel()
             self._reconnect_timer = None
         if self._connecting is not None:
-            self.ioloop.remove_writer(self._connecting.fileno())
+            self._connect_watch.disarm()
             self._connecting.close()
             self._connecting = None
         self._drop_candidates()

@@ -14,6 +14,7 @@ from typing import Any
 
 from .base import Chardev
 from .config import InetAddress, UdpConfig
+from .ioloop import FdWatch
 from .socket import check_port, inet_family
 from .types import READ_BUF_LEN, ChardevError
 
@@ -30,7 +31,8 @@ class UdpChardev(Chardev[UdpConfig]):
         super().__init__(*args, **kwargs)
         self._sock: socket.socket | None = None
         self._fd = -1
-        self._reading = False
+        self._read_watch = FdWatch(self.ioloop, self._on_readable)
+        self._write_watch = FdWatch(self.ioloop, self._on_writable, write=True)
         self._pending = b""
         self.local_address: tuple[str, int] | None = None
 
@@ -92,11 +94,11 @@ class UdpChardev(Chardev[UdpConfig]):
         return len(data)
 
     def chr_arm_watch(self) -> None:
-        if self._sock is None or not self.ioloop.add_writer(self._fd, self._on_writable):
+        if self._sock is None or not self._write_watch.arm(self._fd):
             self.ioloop.call_soon(self.fire_watches)
 
     def _on_writable(self) -> None:
-        self.ioloop.remove_writer(self._fd)
+        self._write_watch.disarm()
         self.fire_watches()
 
     # -- input -------------------------------------------------------------------------
@@ -115,12 +117,10 @@ class UdpChardev(Chardev[UdpConfig]):
             return
         self._feed()
         want = not self._pending and self.be_can_write() > 0
-        if want and not self._reading:
-            self._reading = self.ioloop.add_reader(self._fd, self._on_readable)
-        elif not want:
-            if self._reading:
-                self.ioloop.remove_reader(self._fd)
-                self._reading = False
+        if want:
+            self._read_watch.arm(self._fd)
+        else:
+            self._read_watch.disarm()
             if self.reader_attached():
                 self.schedule_read_recheck()
 
@@ -144,10 +144,8 @@ class UdpChardev(Chardev[UdpConfig]):
 
     def chr_close(self) -> None:
         if self._sock is not None:
-            if self._reading:
-                self.ioloop.remove_reader(self._fd)
-                self._reading = False
-            self.ioloop.remove_writer(self._fd)
+            self._read_watch.disarm()
+            self._write_watch.disarm()
             self._sock.close()
             self._sock = None
             self._fd = -1
