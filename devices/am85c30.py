@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
 from e2kchar.chardev.types import ChardevEvent, SerialParams, Tiocm
@@ -38,6 +39,76 @@ if TYPE_CHECKING:
     from e2kchar.chardev.base import Chardev
 
 log = logging.getLogger(__name__)
+
+
+class Window(IntEnum):
+    """Byte offsets in the SCC's 4-byte window: bit 1 picks the channel, bit 0 data."""
+
+    A_CTRL = 0
+    A_DATA = 1
+    B_CTRL = 2
+    B_DATA = 3
+
+
+class WR(IntEnum):
+    """Write registers (Zilog WR0..WR15), reached through the WR0 pointer."""
+
+    CMD = 0           # WR0: register pointer and commands
+    INT_MODE = 1      # WR1: Tx/Rx/external interrupt enables and Rx interrupt mode
+    VECTOR = 2        # WR2: interrupt vector, one for both channels
+    RX_PARAMS = 3     # WR3: Rx enable and bits per character
+    MODES = 4         # WR4: clock factor, stop bits, parity
+    TX_PARAMS = 5     # WR5: DTR, Tx bits per character, break, RTS
+    SYNC_1 = 6        # WR6: sync character (MCST: the xN divisor)
+    SYNC_2 = 7        # WR7: sync character; WR7' (extended controls) when WR15 D0 is set
+    TX_DATA = 8       # WR8: transmit buffer (also the data window offset)
+    MASTER_INT = 9    # WR9: resets, MIE, vector modes; one for both channels
+    MISC_TXRX = 10    # WR10: miscellaneous Tx/Rx control
+    CLOCKS = 11       # WR11: clock source selection
+    TC_LOW = 12       # WR12: baud-rate time constant, low byte
+    TC_HIGH = 13      # WR13: baud-rate time constant, high byte
+    MISC_CTRL = 14    # WR14: BRG and loopback control
+    EXT_IE = 15       # WR15: external/status interrupt enables, WR7' access
+
+
+class RR(IntEnum):
+    """Read registers (Zilog RR0..RR15); RR4..7, 9, 11 and 14 mirror others or, with the
+    85C30 extended read (WR7' D6), show a write register back."""
+
+    STATUS = 0        # RR0: Tx/Rx buffer and external status
+    SPECIAL = 1       # RR1: All Sent, residue, special receive conditions
+    VECTOR = 2        # RR2: WR2 on channel A, the status-modified vector on channel B
+    IP = 3            # RR3: interrupt pending bits, channel A only
+    RR4 = 4
+    RR5 = 5
+    RR6 = 6
+    RR7 = 7
+    RX_DATA = 8       # RR8: receive buffer
+    RR9 = 9
+    MISC_STATUS = 10  # RR10: loop/clock status (nothing in async mode)
+    RR11 = 11
+    TC_LOW = 12       # RR12: WR12 read back
+    TC_HIGH = 13      # RR13: WR13 read back
+    RR14 = 14
+    EXT_IE = 15       # RR15: WR15 read back
+
+
+#: 85C30 extended read: these read registers show a write register (RR14 shows WR7')
+_EXT_IMAGE: dict[int, WR] = {RR.RR4: WR.MODES, RR.RR5: WR.TX_PARAMS,
+                             RR.RR9: WR.RX_PARAMS, RR.RR11: WR.MISC_TXRX}
+#: otherwise they mirror another read register (RR6/RR7's SDLC frame status is not modelled)
+_MIRROR: dict[int, int] = {RR.RR4: RR.STATUS, RR.RR5: RR.SPECIAL, RR.RR6: RR.VECTOR,
+                           RR.RR7: RR.IP, RR.RR9: RR.TC_HIGH, RR.RR11: RR.EXT_IE,
+                           RR.RR14: RR.MISC_STATUS}
+
+# The per-byte paths use plain-int globals: a `WR.MISC_CTRL` attribute load costs about
+# 1,000 instructions in CPython 3.11, and an IntEnum list index defeats the specialisation.
+#: the write registers whose change re-derives the line parameters (besides WR3 and WR5)
+_LINE_WRS = frozenset((WR.MODES, WR.SYNC_1, WR.SYNC_2, WR.TC_LOW, WR.TC_HIGH))
+
+_WR_INT_MODE, _WR_MISC_CTRL = int(WR.INT_MODE), int(WR.MISC_CTRL)
+_DATA = int(Window.A_DATA)  # the window offset bit that selects the data register
+_LAST = int(Window.B_DATA)
 
 PCLK = 4_915_200
 RX_FIFO_LEN = 3
@@ -109,14 +180,14 @@ class _Channel:
 
     def channel_reset(self) -> None:
         wr = self.wr
-        wr[0] = 0
-        wr[1] &= 0x24
-        wr[3] &= 0xFE
-        wr[4] |= 0x04
-        wr[5] &= 0x61
-        wr[10] &= 0x60
-        wr[14] = (wr[14] & 0xC3) | 0x20
-        wr[15] = 0xF8
+        wr[WR.CMD] = 0
+        wr[WR.INT_MODE] &= 0x24
+        wr[WR.RX_PARAMS] &= 0xFE
+        wr[WR.MODES] |= 0x04
+        wr[WR.TX_PARAMS] &= 0x61
+        wr[WR.MISC_TXRX] &= 0x60
+        wr[WR.MISC_CTRL] = (wr[WR.MISC_CTRL] & 0xC3) | 0x20
+        wr[WR.EXT_IE] = 0xF8
         self.ptr = 0
         self.rxf.clear()
         self.rr1_err = 0
@@ -164,13 +235,13 @@ class _Channel:
 
     def special(self) -> bool:
         mask = RR1_OVERRUN | RR1_FRAMING
-        if self.wr[1] & WR1_PARITY_SPECIAL:
+        if self.wr[WR.INT_MODE] & WR1_PARITY_SPECIAL:
             mask |= RR1_PARITY
         return bool(self.rr1_err & mask)
 
     def pending(self) -> int:
         """Interrupt-pending bits of this channel, shifted to its daisy-chain position."""
-        wr1 = self.wr[1]
+        wr1 = self.wr[WR.INT_MODE]
         p = 0
         mode = (wr1 >> 3) & 3
         if mode and (self.special() or (mode == 2 and self.rxf)
@@ -189,7 +260,7 @@ class _Channel:
         cur = self.lines | (RR0_BREAK if self.brk else 0)
         changed = cur ^ self.seen
         self.seen = cur
-        if changed & self.wr[15] & RR0_STATUS and self.wr[1] & WR1_EXT_IE:
+        if changed & self.wr[WR.EXT_IE] & RR0_STATUS and self.wr[WR.INT_MODE] & WR1_EXT_IE:
             self.latched = cur
             self.ext_ip = True
 
@@ -206,7 +277,8 @@ class _Channel:
                        | (RR0_SYNC if bits & Tiocm.DSR else 0))
 
     def update_poll(self) -> None:
-        want = bool(self.wr[1] & WR1_EXT_IE and self.wr[15] & (RR0_DCD | RR0_SYNC | RR0_CTS)
+        want = bool(self.wr[WR.INT_MODE] & WR1_EXT_IE
+                    and self.wr[WR.EXT_IE] & (RR0_DCD | RR0_SYNC | RR0_CTS)
                     and self.port.connected and self.port.tiocm_ok is not False)
         if want and self.poll_timer is None:
             clock = self.scc.clock
@@ -225,7 +297,7 @@ class _Channel:
     # -- receive -------------------------------------------------------------------------
 
     def can_read(self) -> int:
-        if not self.wr[3] & 0x01 or self.wr[14] & WR14_LOCAL_LOOPBACK:
+        if not self.wr[WR.RX_PARAMS] & 0x01 or self.wr[WR.MISC_CTRL] & WR14_LOCAL_LOOPBACK:
             return 0
         return RX_FIFO_LEN - len(self.rxf)
 
@@ -242,13 +314,13 @@ class _Channel:
             self.brk = True
             self.ext_check()
             self.rx_push(0)
-            if not self.wr[3] & 0x01:
+            if not self.wr[WR.RX_PARAMS] & 0x01:
                 self.brk = False  # nobody will read the break character
                 self.ext_check()
             self.scc._update_irq()
 
     def rx_push(self, b: int) -> None:
-        if not self.wr[3] & 0x01:
+        if not self.wr[WR.RX_PARAMS] & 0x01:
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("%s: receiver disabled, character %#x discarded", self.port.name, b)
             return
@@ -280,10 +352,10 @@ class _Channel:
     def write_data(self, b: int) -> None:
         was = self.tx_ip
         self.tx_ip = False
-        if self.wr[14] & WR14_LOCAL_LOOPBACK:
+        if self.wr[_WR_MISC_CTRL] & WR14_LOCAL_LOOPBACK:
             self.rx_push(b)
             self.sent_at = self.scc._now_ns()
-            self.tx_ip = bool(self.wr[1] & WR1_TX_IE)
+            self.tx_ip = bool(self.wr[_WR_INT_MODE] & WR1_TX_IE)
             self.scc._update_irq()
             return
         if self.tsr < 0 and self.tbuf < 0:
@@ -292,7 +364,7 @@ class _Channel:
             fe = self.port.fe
             if (fe is not None and fe.write(BYTE[b]) > 0) or self.port.send(BYTE[b]) > 0:
                 self.sent_at = self.scc._now_ns()
-                self.tx_ip = bool(self.wr[1] & WR1_TX_IE)
+                self.tx_ip = bool(self.wr[_WR_INT_MODE] & WR1_TX_IE)
                 if self.tx_ip != was:
                     self.scc._update_irq()
                 return
@@ -330,24 +402,24 @@ class _Channel:
 
     def tx_finished(self) -> None:
         self.sent_at = self.scc._now_ns()
-        self.tx_ip = bool(self.wr[1] & WR1_TX_IE)
+        self.tx_ip = bool(self.wr[WR.INT_MODE] & WR1_TX_IE)
         self.scc._update_irq()
 
     # -- line parameters -----------------------------------------------------------------
 
     def line_params(self) -> SerialParams | None:
         wr = self.wr
-        tc = wr[12] | (wr[13] << 8)
-        n = wr[6] & 0x3F
-        if wr[7] & 0x80 and n:  # MCST xN mode: clock factor N/2 instead of WR4's
+        tc = wr[WR.TC_LOW] | (wr[WR.TC_HIGH] << 8)
+        n = wr[WR.SYNC_1] & 0x3F
+        if wr[WR.SYNC_2] & 0x80 and n:  # MCST xN mode: clock factor N/2 instead of WR4's
             speed = PCLK / (n * (tc + 2))
         else:
-            speed = PCLK / (2 * CLOCK_MODE[wr[4] >> 6] * (tc + 2))
-        wr4 = wr[4]
+            speed = PCLK / (2 * CLOCK_MODE[wr[WR.MODES] >> 6] * (tc + 2))
+        wr4 = wr[WR.MODES]
         parity = ("E" if wr4 & 0x02 else "O") if wr4 & 0x01 else "N"
         stop = 2 if wr4 & 0x08 else 1  # 1.5 stop bits round up to 2
         return SerialParams(speed=max(1, round(speed)), parity=parity,
-                            data_bits=DATA_BITS[(wr[5] >> 5) & 3], stop_bits=stop)
+                            data_bits=DATA_BITS[(wr[WR.TX_PARAMS] >> 5) & 3], stop_bits=stop)
 
     def recalc_char_time(self) -> None:
         p = self.line_params()
@@ -357,7 +429,7 @@ class _Channel:
 
     def push_params(self) -> None:
         self.recalc_char_time()
-        if self.wr[3] & 0x01 or self.wr[5] & 0x08:  # only once the channel is enabled
+        if self.wr[WR.RX_PARAMS] & 0x01 or self.wr[WR.TX_PARAMS] & 0x08:  # channel enabled
             self.port.set_params(self.line_params())
 
     def apply_line(self) -> None:
@@ -365,7 +437,7 @@ class _Channel:
         port = self.port
         if not port.connected:
             return
-        wr5 = self.wr[5]
+        wr5 = self.wr[WR.TX_PARAMS]
         port.set_params(self.line_params())
         port.set_break(bool(wr5 & 0x10))
         port.set_modem_out(bool(wr5 & 0x80), bool(wr5 & 0x02))
@@ -384,47 +456,47 @@ class _Channel:
     def write_reg(self, reg: int, v: int) -> None:
         scc = self.scc
         wr = self.wr
-        if reg == 8:
+        if reg == WR.TX_DATA:
             self.write_data(v)
             return
-        if reg == 9:
+        if reg == WR.MASTER_INT:
             scc._write_wr9(v)
             return
-        if reg == 2:
+        if reg == WR.VECTOR:
             scc.wr2 = v
-            wr[2] = v
+            wr[WR.VECTOR] = v
             return
-        if reg == 7 and wr[15] & 0x01:
+        if reg == WR.SYNC_2 and wr[WR.EXT_IE] & 0x01:
             self.wr7p = v
             return
         old = wr[reg]
         wr[reg] = v
-        if reg == 1:
+        if reg == WR.INT_MODE:
             if (v >> 3) & 3 == 1 and (old >> 3) & 3 != 1:
                 self.rx_fc_armed = True
             if (v ^ old) & WR1_EXT_IE:
                 self.ext_check()
                 self.update_poll()
-        elif reg == 3:
+        elif reg == WR.RX_PARAMS:
             if v & 0x01 and not old & 0x01:
                 self.port.room_again()
                 self.push_params()
-        elif reg == 5:
+        elif reg == WR.TX_PARAMS:
             if (v ^ old) & 0x10:
                 self.port.set_break(bool(v & 0x10))
-                if v & 0x10 and wr[14] & WR14_LOCAL_LOOPBACK:
+                if v & 0x10 and wr[WR.MISC_CTRL] & WR14_LOCAL_LOOPBACK:
                     self.brk = True
                     self.ext_check()
                     self.rx_push(0)
             if self.port.connected and (v ^ old) & 0x82:
                 self.port.set_modem_out(bool(v & 0x80), bool(v & 0x02))
             self.push_params()
-        elif reg in (4, 6, 7, 12, 13):
+        elif reg in _LINE_WRS:
             self.push_params()
-        elif reg == 14:
+        elif reg == WR.MISC_CTRL:
             if (old ^ v) & WR14_LOCAL_LOOPBACK and not v & WR14_LOCAL_LOOPBACK:
                 self.port.room_again()
-        elif reg == 15:
+        elif reg == WR.EXT_IE:
             self.ext_check()
             self.update_poll()
         scc._update_irq()
@@ -451,36 +523,31 @@ class _Channel:
 
     def read_reg(self, reg: int) -> int:
         scc = self.scc
-        ext = self.wr7p & 0x40  # 85C30 extended read
-        if reg == 0 or reg == 4 and not ext:
+        if self.wr7p & 0x40:  # 85C30 extended read
+            if reg in _EXT_IMAGE:
+                return self.wr[_EXT_IMAGE[reg]]
+            if reg == RR.RR14:
+                return self.wr7p
+        reg = _MIRROR.get(reg, reg)
+        if reg == RR.STATUS:
             return self.rr0()
-        if reg == 1 or reg == 5 and not ext:
+        if reg == RR.SPECIAL:
             return self.rr1()
-        if reg == 2 or reg == 6:
+        if reg == RR.VECTOR:
             value = scc.wr2 if self.index == 0 else scc.status_vector()
             if scc.wr9 & WR9_SOFT_INTACK:
                 scc.intack()  # software interrupt acknowledge: sets the IUS bit
             return value
-        if reg == 3 or reg == 7:
+        if reg == RR.IP:
             return _RR3_OF_MASK[scc._pending()] if self.index == 0 else 0
-        if reg == 8:
+        if reg == RR.RX_DATA:
             return self.read_data()
-        if reg == 4:
-            return self.wr[4]
-        if reg == 5:
-            return self.wr[5]
-        if reg == 9:
-            return self.wr[3] if ext else self.wr[13]
-        if reg == 11:
-            return self.wr[10] if ext else self.wr[15] & 0xFA
-        if reg == 12:
-            return self.wr[12]
-        if reg == 13:
-            return self.wr[13]
-        if reg == 14:
-            return self.wr7p if ext else 0
-        if reg == 15:
-            return self.wr[15] & 0xFA
+        if reg == RR.TC_LOW:
+            return self.wr[WR.TC_LOW]
+        if reg == RR.TC_HIGH:
+            return self.wr[WR.TC_HIGH]
+        if reg == RR.EXT_IE:
+            return self.wr[WR.EXT_IE] & 0xFA
         return 0  # RR10: no loop/SDLC status in async mode
 
     def state(self) -> dict[str, Any]:
@@ -545,28 +612,28 @@ class Am85C30(SerialDevice):
     # register interface
 
     def read(self, offset: int, size: int) -> int:
-        if size != 1 or not 0 <= offset <= 3:
+        if size != 1 or not 0 <= offset <= _LAST:
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("%s: read of unsupported offset %#x size %d", self.name, offset, size)
             return 0
         ch = self.channels[offset >> 1]
-        if not offset & 1 and ch.ptr == 0 and not ch.port.tiocm_ok:
+        if not offset & _DATA and ch.ptr == 0 and not ch.port.tiocm_ok:
             # hot path of every polled putc: RR0 is a pure function of the channel state
             # (only the CPU thread moves the pointer), so it needs no lock; rr0_now, not
             # rr0: a hotswap on the I/O thread may set tiocm_ok meanwhile, and polling the
             # modem lines must not happen outside the lock
             return ch.rr0_now()
         with self.lock:
-            if offset & 1:
+            if offset & _DATA:
                 return ch.read_data()
             ptr = ch.ptr
-            if ptr == 0:
+            if ptr == 0:  # RR0
                 return ch.rr0()
             ch.ptr = 0
             return ch.read_reg(ptr)
 
     def write(self, offset: int, size: int, value: int) -> None:
-        if size != 1 or not 0 <= offset <= 3:
+        if size != 1 or not 0 <= offset <= _LAST:
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("%s: write of unsupported offset %#x size %d value %#x",
                           self.name, offset, size, value)
@@ -576,7 +643,7 @@ class Am85C30(SerialDevice):
         lock.acquire()
         try:
             ch = self.channels[offset >> 1]
-            if offset & 1:
+            if offset & _DATA:
                 ch.write_data(value)
                 return
             ptr = ch.ptr
@@ -586,8 +653,8 @@ class Am85C30(SerialDevice):
                 return
             # WR0: register pointer and command
             cmd = (value >> 3) & 7
-            ch.wr[0] = value
-            ch.ptr = (value & 7) | (8 if cmd == 1 else 0)
+            ch.wr[WR.CMD] = value
+            ch.ptr = (value & 7) | (8 if cmd == 1 else 0)  # command 1: point high
             if cmd > 1:
                 ch.command(cmd)
         finally:
@@ -652,7 +719,7 @@ class Am85C30(SerialDevice):
             elif reset == 0x40:
                 self._channel_reset(self.b)
             self.wr9 = v & (0x3F if not reset else 0x1F)
-        self.a.wr[9] = self.b.wr[9] = self.wr9
+        self.a.wr[WR.MASTER_INT] = self.b.wr[WR.MASTER_INT] = self.wr9
         self._update_irq()
 
     def _channel_reset(self, ch: _Channel) -> None:
@@ -664,9 +731,9 @@ class Am85C30(SerialDevice):
     def _hardware_reset(self) -> None:
         for ch in self.channels:
             ch.channel_reset()
-            ch.wr[10] = 0
-            ch.wr[11] = 0x08
-            ch.wr[14] = (ch.wr[14] & 0xC0) | 0x20
+            ch.wr[WR.MISC_TXRX] = 0
+            ch.wr[WR.CLOCKS] = 0x08
+            ch.wr[WR.MISC_CTRL] = (ch.wr[WR.MISC_CTRL] & 0xC0) | 0x20
             ch.update_poll()
         self.wr9 = 0
         self.ius = 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
 from e2kchar.chardev.types import ChardevEvent
@@ -24,13 +25,29 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
+
+class Reg(IntEnum):
+    """Port offsets in the window at I/O port 0x300."""
+
+    DATA = 0     # 32-bit read: busy; narrower read: next input byte; write: output byte
+    STATUS = 1   # read: input available; write: the shift register
+    NET0 = 2     # network socket ports: no network behind this console
+    NET1 = 3
+    TRACER = 4
+
+
+# plain ints for the dispatch: a `Reg.DATA` attribute load costs about 1,000 instructions
+# in CPython 3.11, and the busy poll runs once per output byte
+DATA, STATUS, NET0, NET1, TRACER = (int(r) for r in Reg)
+
 IN_BUF_LEN = 64
 OUT_BUF_LEN = 4096
 _ONES = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFFFFFF, 8: 0xFFFFFFFFFFFFFFFF}
 
 
 class LmsConsole(SerialDevice):
-    """The LMS console port; offsets 0 data, 1 status/shift, 2..3 network, 4 tracer."""
+    """The LMS console port; the offsets are `Reg`."""
 
     def __init__(self, chardev: Chardev | None = None, *, irq: IrqLine | None = None,
                  lock: threading.RLock | None = None, name: str = "lms") -> None:
@@ -54,44 +71,44 @@ class LmsConsole(SerialDevice):
 
     def read(self, offset: int, size: int) -> int:
         ones = _ONES.get(size)
-        if ones is None or not 0 <= offset <= 4:
+        if ones is None or not DATA <= offset <= TRACER:
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("%s: read of unsupported offset %#x size %d", self.name, offset, size)
             return 0
         if not self.present:
             return ones
-        if offset == 0 and size >= 4:
+        if offset == DATA and size >= 4:
             return 1 if self.outbuf else 0  # the busy poll: a plain read, no lock needed
         with self.lock:
-            if offset == 0:
+            if offset == DATA:
                 if not self.inbuf:
                     return 0
                 b = self.inbuf.pop(0)
                 self.port.room_again()
                 return b
-            if offset == 1:
+            if offset == STATUS:
                 return 1 if self.inbuf else 0
-            if offset == 4:
+            if offset == TRACER:
                 return self.tracer & ones
             return 0  # network socket ports: no network behind this console
 
     def write(self, offset: int, size: int, value: int) -> None:
-        if size not in _ONES or not 0 <= offset <= 4:
+        if size not in _ONES or not DATA <= offset <= TRACER:
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("%s: write of unsupported offset %#x size %d value %#x",
                           self.name, offset, size, value)
             return
         with self.lock:
-            if offset == 0:
+            if offset == DATA:
                 b = value & 0xFF
                 if b:  # 0 is the strobe that follows every character
                     self._output(b)
-            elif offset == 1:
+            elif offset == STATUS:
                 self.shift = value & _ONES[size]
-            elif offset == 4:
+            elif offset == TRACER:
                 self.tracer = value & _ONES[size]
             else:
-                self.net[offset - 2] = value & _ONES[size]
+                self.net[offset - NET0] = value & _ONES[size]
 
     # ------------------------------------------------------------------------------------
     # data paths

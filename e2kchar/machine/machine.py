@@ -32,9 +32,7 @@ same emu_start would not be precise.
 
 from __future__ import annotations
 
-import inspect
 import logging
-import mmap
 import threading
 import time
 from collections.abc import Callable
@@ -64,17 +62,15 @@ from unicorn import riscv_const as R
 
 from e2kchar.chardev import ChardevRegistry
 from e2kchar.chardev.base import Chardev
-from e2kchar.devices import GuestMemoryError, IrqLine
+from e2kchar.devices import IrqLine
 
-from ..errors import E2kcharError
 from . import layout as L
-from .clint import Clint
+from .board import Board, Region
 from .clock import GuestClock
-from .elf import ElfError, is_elf, parse_elf
-from .fdt import machine_dtb
-from .misc import Device, EmptyVirtioSlot, ExitDevice, PortWindow
-from .pci import BarWindow, PciEcam, PciFunction
-from .plic import Plic
+from .errors import MachineError
+from .loader import ImageLoader
+from .misc import Device, PortWindow
+from .ram import RamMemory
 from .rvinsn import WFI, decode_mem, decode_rdtime, insn_length, sign_extend
 
 log = logging.getLogger(__name__)
@@ -108,10 +104,6 @@ TRAP_STORM = 20_000       # the same fault at the same pc this many times in a r
 VECTOR_STORM = 64          # the trap handler itself trapping this many times in a row
 
 
-class MachineError(E2kcharError):
-    """A configuration or image problem (bad ELF, image outside RAM, missing file)."""
-
-
 @dataclass
 class RunResult:
     """Why run() returned. exit_code: the guest's code for "exit", 124 for "timeout",
@@ -123,46 +115,6 @@ class RunResult:
     cause: int | None = None
     tval: int | None = None
     message: str = ""
-
-
-@dataclass
-class _Image:
-    addr: int
-    data: bytes
-    memsz: int
-    executable: bool
-
-
-@dataclass
-class _Region:
-    name: str
-    base: int
-    size: int
-    device: Device
-
-
-class RamMemory:
-    """GuestMemory over the machine's RAM buffer, for DMA (virtio); any thread."""
-
-    def __init__(self, buf: mmap.mmap, base: int, size: int) -> None:
-        self._buf = buf
-        self.base = base
-        self.size = size
-
-    def _off(self, addr: int, n: int) -> int:
-        off = addr - self.base
-        if n < 0 or off < 0 or off + n > self.size:
-            raise GuestMemoryError(f"guest access of {n} bytes at {addr:#x} is outside RAM "
-                                   f"[{self.base:#x}, {self.base + self.size:#x})")
-        return off
-
-    def read(self, addr: int, n: int) -> bytes:
-        off = self._off(addr, n)
-        return self._buf[off:off + n]
-
-    def write(self, addr: int, data: bytes) -> None:
-        off = self._off(addr, len(data))
-        self._buf[off:off + len(data)] = bytes(data)
 
 
 def _mmio_map_fast(uc: Uc, base: int, size: int, rd: Callable[..., int],
@@ -203,15 +155,6 @@ def _hook_tlb_fill_fast(uc: Uc, raw: Callable[..., bool], slow: Callable[..., bo
     if status != 0:
         raise UcError(status)
     uc._callbacks[handle.value] = fptr
-
-
-def _device_class(name: str) -> Any:
-    try:
-        import e2kchar.devices as devices
-    except Exception:  # a half-landed device package must not break the machine
-        log.exception("importing e2kchar.devices failed")
-        return None
-    return getattr(devices, name, None)
 
 
 #: value mask per access size (unicorn's MMIO callbacks see 1, 2, 4 and 8 bytes)
@@ -278,10 +221,8 @@ class Machine:
             self.registry.guest_clock = self.guest_time
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
-        self._ram = mmap.mmap(-1, self.ram_size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        self.memory = RamMemory(self._ram, L.RAM_BASE, self.ram_size)
-        self._images: list[_Image] = []
-        self._entry = L.RAM_BASE
+        self.memory = RamMemory.anonymous(L.RAM_BASE, self.ram_size)
+        self._loader = ImageLoader(self.memory, self.ram_layout, self.boot_info, self.append)
         self._stats = _Stats()
         self._closed = False
         # CPU-loop state (guarded by _lock where another thread touches it)
@@ -311,19 +252,24 @@ class Machine:
         self._trap_repeat = 0
         self._code_pages: set[int] = set()
         self._pc = L.RAM_BASE
-        self.device_clock: Any = None
-        self.devices: dict[str, Any] = {}
-        self.virtio_console: Any = None
         try:
-            self._build_devices(serial, lms)
+            self.board = Board(self.memory, self.clock, serial, lms,
+                               on_plic_output=self._plic_output,
+                               on_timer_change=self._timer_changed, on_exit=self._on_exit)
+        except BaseException:
+            self.memory.close()
+            raise
+        b = self.board
+        self.device_clock, self.plic, self.clint = b.device_clock, b.plic, b.clint
+        self.exit_device, self.pci, self.virtio_console = b.exit_device, b.pci, b.virtio_console
+        self.devices, self.irq_lines = b.devices, b.irq_lines
+        try:
             self.uc: Uc = self._new_cpu()
         except BaseException:
-            self._detach_devices()  # whatever was built before the failure
-            if self.device_clock is not None:
-                self.device_clock.close()
-            self._ram.close()
+            b.close()
+            self.memory.close()
             raise
-        self._write_boot_blocks()
+        self._loader.write_boot_blocks()
         self._set_boot_regs()
         self._kicker = threading.Thread(target=self._kicker_main, name="e2k-kicker", daemon=True)
         self._kicker.start()
@@ -331,109 +277,18 @@ class Machine:
     # ------------------------------------------------------------------------------------
     # devices and the map
 
-    def _build_devices(self, serial: list[Chardev | None], lms: Chardev | None) -> None:
-        clock_cls = _device_class("HostClock")
-        self.device_clock = clock_cls("e2k-device-clock") if clock_cls is not None else None
-        self.plic = Plic(L.PLIC_SOURCES, L.PLIC_CONTEXTS, on_output=self._plic_output)
-        self.clint = Clint(self.clock, on_change=self._timer_changed)
-        self.exit_device = ExitDevice(on_exit=self._on_exit)
-        self.devices: dict[str, Any] = {"plic": self.plic, "clint": self.clint,
-                                         "exit": self.exit_device}
-        self.irq_lines: dict[int, IrqLine] = {}
-        regions: list[_Region] = []
-
-        # PCI: the Am85C30 at 00:02.2 with BAR1 at the bottom of the PCI MEM window
-        self.pci = PciEcam()
-        self.devices["pci"] = self.pci
-        am_fn = PciFunction(vendor=L.AM85C30_PCI_VENDOR, device=L.AM85C30_PCI_DEVICE,
-                            class_code=0x07, subclass=0x00, prog_if=0x02,
-                            bars={1: (L.AM85C30_BAR1, L.AM85C30_BAR_SIZE)},
-                            int_line=L.IRQ_AM85C30, int_pin=1)
-        self.pci.add(*L.AM85C30_PCI_DEVFN, am_fn)
-        am = self._make("Am85C30", "am85c30", chardev_a=serial[0], chardev_b=serial[1],
-                        irq=self._irq(L.IRQ_AM85C30))
-        regions.append(_Region("am85c30", L.AM85C30_BAR1, L.AM85C30_BAR_SIZE,
-                               BarWindow(am_fn, 1, L.AM85C30_BAR1, am, "am85c30")))
-        regions.append(_Region("pci-ecam", L.ECAM_BASE, L.ECAM_SIZE, self.pci))
-
-        # the I/O-port window: LMS console and COM1
-        io = PortWindow("io-ports")
-        lms_dev = self._make("LmsConsole", "lms", chardev=lms)
-        if lms_dev is not None:
-            io.map(L.LMS_PORT, 5, lms_dev)
-        com1 = self._make("Ns16550a", "com1", chardev=serial[2], irq=self._irq(L.IRQ_COM1),
-                          regshift=0, baudbase=115200)
-        if com1 is not None:
-            io.map(L.COM1_PORT, 8, com1)
-        regions.append(_Region("io-ports", L.IO_BASE, L.IO_SIZE, io))
-
-        # virtio-mmio: slot 0 is the virtio-console, the rest are empty
-        self.virtio_console = self._make("VirtioConsole", None, max_ports=31)
-        for n in range(L.VIRTIO_SLOTS):
-            dev: Any = None
-            if n == 0 and self.virtio_console is not None:
-                dev = self._make("VirtioMmio", "virtio0", device=self.virtio_console,
-                                 memory=self.memory, irq=self._irq(L.IRQ_VIRTIO0))
-            if dev is None:
-                dev = EmptyVirtioSlot()
-                self.devices[f"virtio{n}"] = dev
-            regions.append(_Region(f"virtio{n}", L.VIRTIO_BASE + n * L.VIRTIO_SLOT_SIZE,
-                                   L.VIRTIO_SLOT_SIZE, dev))
-
-        regions.append(_Region("exit", L.EXIT_BASE, L.EXIT_SIZE, self.exit_device))
-        regions.append(_Region("clint", L.TIMER_BASE, L.TIMER_SIZE, self.clint))
-        regions.append(_Region("plic", L.INTC_BASE, L.INTC_SIZE, self.plic))
-        self._regions = regions
-
-    def _irq(self, source: int) -> IrqLine:
-        line = IrqLine(on_change=lambda level, s=source: self.plic.set_irq(s, level))
-        self.irq_lines[source] = line
-        return line
-
-    def _make(self, cls_name: str, dev_name: str | None, **kw: Any) -> Any:
-        """Create a device model if it exists yet; a missing model is skipped with a log line."""
-        cls = _device_class(cls_name)
-        if cls is None:
-            log.warning("device model %s is not available; %s left unpopulated", cls_name,
-                        dev_name or cls_name)
-            return None
-        try:
-            params = inspect.signature(cls).parameters
-            if "clock" in params and "clock" not in kw and self.device_clock is not None:
-                kw["clock"] = self.device_clock  # one timer thread for all models
-            dev = cls(**kw)
-        except Exception as exc:
-            raise MachineError(f"cannot create {cls_name}: {exc}") from exc
-        if dev_name is not None:
-            self.devices[dev_name] = dev
-        return dev
-
     def map_device(self, name: str, base: int, size: int, device: Device,
                    irq: int | None = None) -> IrqLine | None:
         """Map an extra device (tests, extensions) before run(); returns its IrqLine if irq."""
-        if base % 4096 or size % 4096 or size <= 0:
-            raise MachineError("device windows must be 4 KiB aligned")
-        for r in self._regions:
-            if base < r.base + r.size and r.base < base + size:
-                raise MachineError(f"{name} at {base:#x} overlaps {r.name}")
-        if base < L.RAM_BASE + self.ram_size and L.RAM_BASE < base + size:
-            raise MachineError(f"{name} at {base:#x} overlaps RAM")
-        region = _Region(name, base, size, device)
-        self._regions.append(region)
-        self.devices[name] = device
+        region = self.board.add_region(name, base, size, device)
         with self._lock:
             self._map_region(self.uc, region)
-        return self._irq(irq) if irq is not None else None
+        return self.board.irq(irq) if irq is not None else None
 
     def add_virtio_port(self, chardev: Chardev | None, name: str | None = None,
                         console: bool = True) -> int:
         """Add a port to the virtio-console in slot 0; returns the port number."""
-        if self.virtio_console is None:
-            raise MachineError("the virtio-console model is not available")
-        try:
-            return self.virtio_console.add_port(chardev=chardev, name=name, console=console)
-        except ValueError as exc:
-            raise MachineError(f"virtio-console: {exc}") from None
+        return self.board.add_virtio_port(chardev, name, console)
 
     # ------------------------------------------------------------------------------------
     # the CPU object
@@ -444,16 +299,14 @@ class Machine:
             # pitfall 1: the CPU TLB sends every store through the notdirty slow path
             uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
             _hook_tlb_fill_fast(uc, self._tlb_fill_raw, self._tlb_fill)
-        import ctypes
-        ptr = ctypes.addressof(ctypes.c_char.from_buffer(self._ram))
-        uc.mem_map_ptr(L.RAM_BASE, self.ram_size, UC_PROT_ALL, ptr)
-        for region in self._regions:
+        uc.mem_map_ptr(L.RAM_BASE, self.ram_size, UC_PROT_ALL, self.memory.host_address())
+        for region in self.board.regions:
             self._map_region(uc, region)
         uc.hook_add(UC_HOOK_INTR, self._on_intr)
         uc.hook_add(UC_HOOK_INSN_INVALID, self._on_insn_invalid)
         # no UC_HOOK_MEM_UNMAPPED: its mere presence makes every RAM access 5x slower;
         # unmapped accesses end emu_start with an error and are turned into traps there
-        self._code_pages = {img.addr & ~0xFFF for img in self._images if img.executable}
+        self._code_pages = self._loader.code_pages()
         return uc
 
     def _tlb_fill_raw(self, handle: Any, vaddr: int, access: int, entry_ptr: Any,
@@ -477,7 +330,7 @@ class Machine:
         entry.perms = UC_PROT_ALL if page in self._code_pages else UC_PROT_READ | UC_PROT_WRITE
         return True
 
-    def _map_region(self, uc: Uc, region: _Region) -> None:
+    def _map_region(self, uc: Uc, region: Region) -> None:
         # rd/wr run for every guest MMIO access: everything they need is bound here, and
         # the access record for a kick (_last) is kept only for 4-byte accesses, the halves
         # of a split 64-bit access that _retire may have to complete. A device must return
@@ -566,70 +419,22 @@ class Machine:
 
     def load(self, path: str | Path) -> int:
         """Load an ELF (PT_LOAD segments; entry = e_entry) or a raw image at the RAM base."""
-        data = self._read_file(path)
-        if is_elf(data):
-            try:
-                image = parse_elf(data, name=str(path))
-            except ElfError as exc:
-                raise MachineError(str(exc)) from None
-            images = [_Image(seg.addr, seg.data, seg.memsz, seg.executable)
-                      for seg in image.segments]
-            for img in images:      # all checked first: a bad file loads nothing
-                self._check_image(img, path)
-            if not self._in_ram(image.entry, 2):
-                raise MachineError(f"{path}: entry point {image.entry:#x} is outside RAM")
-            for img in images:
-                self._add_image(img, path)
-            self._entry = image.entry
-        else:
-            self._add_image(_Image(L.RAM_BASE, data, len(data), True), path)
-            self._entry = L.RAM_BASE
+        with self._lock:
+            entry = self._loader.load(path)
+            self._code_pages.update(self._loader.code_pages())
+            self._flush_translations()
         self._set_boot_regs()
-        return self._entry
+        return entry
 
     def load_raw(self, path: str | Path, addr: int) -> None:
         """QEMU's generic loader: a raw file at a guest address (no entry change)."""
-        data = self._read_file(path)
-        self._add_image(_Image(addr, data, len(data), True), path)
-
-    @staticmethod
-    def _read_file(path: str | Path) -> bytes:
-        try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            raise MachineError(f"could not load '{path}': {exc.strerror or exc}") from None
-        if not data:
-            raise MachineError(f"could not load '{path}': the file is empty")
-        return data
-
-    def _in_ram(self, addr: int, n: int) -> bool:
-        return L.RAM_BASE <= addr and addr + n <= L.RAM_BASE + self.ram_size
-
-    def _check_image(self, img: _Image, path: str | Path) -> None:
-        end = img.addr + img.memsz
-        if not self._in_ram(img.addr, img.memsz):
-            raise MachineError(
-                f"{path}: segment [{img.addr:#x}, {end:#x}) is outside RAM "
-                f"[{L.RAM_BASE:#x}, {L.RAM_BASE + self.ram_size:#x}); try a larger -m")
-        if end > self.ram_layout.fdt_addr:
-            raise MachineError(f"{path}: segment [{img.addr:#x}, {end:#x}) overlaps the device "
-                               f"tree and boot_info at the top of RAM ({self.ram_layout.fdt_addr:#x})")
-
-    def _add_image(self, img: _Image, path: str | Path) -> None:
-        self._check_image(img, path)
-        end = img.addr + img.memsz
         with self._lock:
-            self._images.append(img)
-            self._copy_image(img)
-            if img.executable:
-                self._code_pages.update(range(img.addr & ~0xFFF, end, 4096))
+            self._loader.load_raw(path, addr)
+            self._code_pages.update(self._loader.code_pages())
             self._flush_translations()
 
-    def _copy_image(self, img: _Image) -> None:
-        off = img.addr - L.RAM_BASE
-        self._ram[off:off + len(img.data)] = img.data
-        if img.memsz > len(img.data):
-            self._ram[off + len(img.data):off + img.memsz] = bytes(img.memsz - len(img.data))
+    def _in_ram(self, addr: int, n: int) -> bool:
+        return self.memory.contains(addr, n)
 
     def _flush_translations(self) -> None:
         try:
@@ -637,19 +442,13 @@ class Machine:
         except UcError:
             log.debug("TB/TLB flush failed", exc_info=True)
 
-    def _write_boot_blocks(self) -> None:
-        dtb = machine_dtb(ram_size=self.ram_size, cmdline=self.append)
-        lay = self.ram_layout
-        self.memory.write(lay.fdt_addr, dtb)
-        self.memory.write(lay.boot_info_addr, self.boot_info)
-
     def _set_boot_regs(self) -> None:
         uc = self.uc
         uc.reg_write(R.UC_RISCV_REG_A0, 0)
         uc.reg_write(R.UC_RISCV_REG_A1, self.ram_layout.fdt_addr)
         uc.reg_write(R.UC_RISCV_REG_A2, self.ram_layout.boot_info_addr)
-        self._pc = self._entry
-        uc.reg_write(R.UC_RISCV_REG_PC, self._entry)
+        self._pc = self._loader.entry
+        uc.reg_write(R.UC_RISCV_REG_PC, self._pc)
 
     # ------------------------------------------------------------------------------------
     # public control (any thread)
@@ -719,28 +518,9 @@ class Machine:
             self._cond.notify_all()
             self._cond.wait_for(lambda: not self._running, timeout=5)
         self._kicker.join(timeout=5)
-        self._detach_devices()
-        if self.device_clock is not None:
-            self.device_clock.close()
+        self.board.close()
         if self._own_registry:
             self.registry.close()
-
-    def _detach_devices(self) -> None:
-        """Release every chardev the devices hold, so the registry can remove them."""
-        console = self.virtio_console
-        if console is not None:
-            for nr in list(getattr(console, "ports", {})):
-                try:
-                    console.remove_port(nr)
-                except Exception:
-                    log.exception("detaching virtio-console port %d failed", nr)
-        for name, dev in self.devices.items():
-            fn = getattr(dev, "close", None)
-            if callable(fn):
-                try:
-                    fn()
-                except Exception:
-                    log.exception("closing %s failed", name)
 
     def __enter__(self) -> Machine:
         return self
@@ -1106,7 +886,7 @@ class Machine:
         # the rest of a split access (64-bit MMIO arrives as two halves) is done now
         while done < m.width:
             part = min(4, m.width - done)
-            region = self._region_at(addr + done)
+            region = self.board.region_at(addr + done)
             if region is None:
                 break
             try:
@@ -1126,12 +906,6 @@ class Machine:
             self._set_xreg(m.reg, sign_extend(value, m.width) if m.signed else value)
         self._stats.retired += 1
         return pc + m.length
-
-    def _region_at(self, addr: int) -> _Region | None:
-        for r in self._regions:
-            if r.base <= addr < r.base + r.size:
-                return r
-        return None
 
     # ------------------------------------------------------------------------------------
     # pause / reset helpers
@@ -1156,17 +930,8 @@ class Machine:
             self._last_trap = (0, -1)
             self._timer_poll = False
             self._mtip_delivered = False
-        for name, dev in list(self.devices.items()):
-            fn = getattr(dev, "reset", None)
-            if callable(fn):
-                try:
-                    fn()
-                except Exception:
-                    log.exception("reset of %s failed", name)
-        self._ram.madvise(mmap.MADV_DONTNEED)  # private anonymous: reads back as zeros
-        for img in self._images:
-            self._copy_image(img)
-        self._write_boot_blocks()
+        self.board.reset()
+        self._loader.restore()
         self.clock.reset()
         self.uc = self._new_cpu()
         self._set_boot_regs()
