@@ -27,18 +27,18 @@ log = logging.getLogger(__name__)
 
 #: type name -> "module:Class" (imported on first use, so a missing backend is a clear error)
 BUILTIN_BACKENDS: dict[str, str] = {
-    "null": "e2kchar.chardev.null:NullChardev",
-    "file": "e2kchar.chardev.file:FileChardev",
-    "pipe": "e2kchar.chardev.pipe:PipeChardev",
-    "stdio": "e2kchar.chardev.stdio:StdioChardev",
-    "ringbuf": "e2kchar.chardev.ringbuf:RingbufChardev",
-    "memory": "e2kchar.chardev.ringbuf:MemoryChardev",
-    "mux": "e2kchar.chardev.mux:MuxChardev",
-    "testdev": "e2kchar.chardev.testdev:TestdevChardev",
-    "socket": "e2kchar.chardev.socket:SocketChardev",
-    "udp": "e2kchar.chardev.udp:UdpChardev",
-    "pty": "e2kchar.chardev.pty:PtyChardev",
-    "serial": "e2kchar.chardev.serial:SerialChardev",
+    "null": "e2kchar.chardev.backends.null:NullChardev",
+    "file": "e2kchar.chardev.backends.file:FileChardev",
+    "pipe": "e2kchar.chardev.backends.pipe:PipeChardev",
+    "stdio": "e2kchar.chardev.backends.stdio:StdioChardev",
+    "ringbuf": "e2kchar.chardev.backends.ringbuf:RingbufChardev",
+    "memory": "e2kchar.chardev.backends.ringbuf:MemoryChardev",
+    "mux": "e2kchar.chardev.backends.mux:MuxChardev",
+    "testdev": "e2kchar.chardev.backends.testdev:TestdevChardev",
+    "socket": "e2kchar.chardev.backends.socket:SocketChardev",
+    "udp": "e2kchar.chardev.backends.udp:UdpChardev",
+    "pty": "e2kchar.chardev.backends.pty:PtyChardev",
+    "serial": "e2kchar.chardev.backends.serial:SerialChardev",
 }
 
 _B64_OK = re.compile(r"[A-Za-z0-9+/=\n]*\Z")
@@ -319,7 +319,7 @@ class ChardevRegistry:
         self.ioloop.run_sync(run)
 
     def _ringbuf(self, device: str) -> Any:
-        from .ringbuf import RingbufChardev
+        from .backends.ringbuf import RingbufChardev
 
         chr_ = self._chardevs.get(device)
         if chr_ is None:
