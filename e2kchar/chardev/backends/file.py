@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
-from ..config import FileConfig
+from ..configbase import BackendConfig
+from ..qemuopts import BOOL, STR, BackendOptions, Opts, QapiReader, Split, opt_bool
 from ..types import ChardevError
 from .fd import FdChardev
 
@@ -16,6 +19,14 @@ def open_or_fail(path: str, flags: int, mode: int = 0o666) -> int:
         raise ChardevError(f"Could not open '{path}': {exc.strerror}") from None
     except ValueError as exc:  # an embedded NUL
         raise ChardevError(f"Could not open '{path}': {exc}") from None
+
+
+@dataclass(kw_only=True)
+class FileConfig(BackendConfig):
+    TYPE: ClassVar[str] = "file"
+    out: str
+    in_: str | None = None
+    append: bool | None = None
 
 
 class FileChardev(FdChardev[FileConfig]):
@@ -53,3 +64,30 @@ class FileChardev(FdChardev[FileConfig]):
                 pass  # a fifo or a device: nothing to truncate
         self.set_fds(in_fd, out_fd, [fd for fd in (in_fd, out_fd) if fd >= 0])
         return True
+
+
+# -- options --------------------------------------------------------------------------
+
+
+def _from_opts(opts: Opts, common: dict[str, Any]) -> FileConfig:
+    if opts.get("path") is None:
+        raise ChardevError("chardev: file: no filename given")
+    return FileConfig(out=opts["path"], in_=opts.get("input-path"),
+                      append=opt_bool(opts, "append"), **common)
+
+
+def _from_qapi(d: QapiReader, common: dict[str, Any], where: str) -> FileConfig:
+    return FileConfig(out=d.take("out", "string", True), in_=d.take("in", "string"),
+                      append=d.take("append", "boolean"), **common)
+
+
+def _to_opts(c: FileConfig) -> list[tuple[str, Any]]:
+    return [("path", c.out), ("input-path", c.in_), ("append", c.append)]
+
+
+def _legacy(text: str, mon: bool, split: Split) -> Opts | None:
+    return {"backend": "file", "path": text[5:]} if text.startswith("file:") else None
+
+
+OPTIONS = BackendOptions(config=FileConfig, chardev=FileChardev, keys={"path": STR, "input-path": STR, "append": BOOL},
+                         from_opts=_from_opts, from_qapi=_from_qapi, to_opts=_to_opts, legacy=_legacy)

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from ..base import Chardev, Frontend
-from ..config import MuxConfig
+from ..configbase import BackendConfig
 from ..frontend import CharBackend
+from ..qemuopts import STR, BackendOptions, Opts, QapiReader
 from ..types import ChardevError, ChardevEvent
 
 log = logging.getLogger("e2kchar.chardev.mux")  # its name before the move to backends/
@@ -43,6 +45,12 @@ def help_text(escape_char: int) -> bytes:
         name = "Escape-Char"
         head = f"\n\rEscape-Char set to Ascii: 0x{escape_char:02x}\n\r\n\r"
     return (head + "".join(line.replace("%", name) for line in _HELP)).encode()
+
+
+@dataclass(kw_only=True)
+class MuxConfig(BackendConfig):
+    TYPE: ClassVar[str] = "mux"
+    chardev: str
 
 
 class MuxChardev(Chardev[MuxConfig]):
@@ -325,3 +333,24 @@ class MuxChardev(Chardev[MuxConfig]):
     def info(self) -> dict[str, Any]:
         return {"label": self.label, "filename": self.filename,
                 "frontend-open": self.frontend_open()}
+
+
+# -- options --------------------------------------------------------------------------
+
+
+def _from_opts(opts: Opts, common: dict[str, Any]) -> MuxConfig:
+    if opts.get("chardev") is None:
+        raise ChardevError("chardev: mux: no chardev given")
+    return MuxConfig(chardev=opts["chardev"], **common)
+
+
+def _from_qapi(d: QapiReader, common: dict[str, Any], where: str) -> MuxConfig:
+    return MuxConfig(chardev=d.take("chardev", "string", True), **common)
+
+
+def _to_opts(c: MuxConfig) -> list[tuple[str, Any]]:
+    return [("chardev", c.chardev)]
+
+
+OPTIONS = BackendOptions(config=MuxConfig, chardev=MuxChardev, keys={"chardev": STR},
+                         from_opts=_from_opts, from_qapi=_from_qapi, to_opts=_to_opts)

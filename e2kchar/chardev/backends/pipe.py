@@ -7,10 +7,20 @@ writer goes away; e2kchar, like QEMU, does not create the FIFOs.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
-from ..config import PipeConfig
+from ..configbase import BackendConfig
+from ..qemuopts import STR, BackendOptions, Opts, QapiReader, Split
+from ..types import ChardevError
 from .fd import FdChardev
 from .file import open_or_fail
+
+
+@dataclass(kw_only=True)
+class PipeConfig(BackendConfig):
+    TYPE: ClassVar[str] = "pipe"
+    device: str
 
 
 class PipeChardev(FdChardev[PipeConfig]):
@@ -36,3 +46,28 @@ class PipeChardev(FdChardev[PipeConfig]):
         else:
             self.set_fds(in_fd, out_fd, [in_fd, out_fd])
         return True
+
+
+# -- options --------------------------------------------------------------------------
+
+
+def _from_opts(opts: Opts, common: dict[str, Any]) -> PipeConfig:
+    if opts.get("path") is None:
+        raise ChardevError("chardev: pipe: no device path given")
+    return PipeConfig(device=opts["path"], **common)
+
+
+def _from_qapi(d: QapiReader, common: dict[str, Any], where: str) -> PipeConfig:
+    return PipeConfig(device=d.take("device", "string", True), **common)
+
+
+def _to_opts(c: PipeConfig) -> list[tuple[str, Any]]:
+    return [("path", c.device)]
+
+
+def _legacy(text: str, mon: bool, split: Split) -> Opts | None:
+    return {"backend": "pipe", "path": text[5:]} if text.startswith("pipe:") else None
+
+
+OPTIONS = BackendOptions(config=PipeConfig, chardev=PipeChardev, keys={"path": STR},
+                         from_opts=_from_opts, from_qapi=_from_qapi, to_opts=_to_opts, legacy=_legacy)

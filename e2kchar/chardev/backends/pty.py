@@ -14,12 +14,14 @@ import os
 import select
 import termios
 import threading
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from ..base import Chardev
-from ..config import PtyConfig
+from ..configbase import BackendConfig
 from ..history import History
 from ..ioloop import FdWatch, TimerHandle
+from ..qemuopts import SIZE, BackendOptions, Opts, QapiReader, Split, opt_size
 from ..types import READ_BUF_LEN, ChardevError, ChardevEvent
 
 log = logging.getLogger("e2kchar.chardev.pty")  # its name before the move to backends/
@@ -40,6 +42,12 @@ def make_raw(fd: int) -> None:
     attrs[6][termios.VMIN] = 1
     attrs[6][termios.VTIME] = 0
     termios.tcsetattr(fd, termios.TCSANOW, attrs)
+
+
+@dataclass(kw_only=True)
+class PtyConfig(BackendConfig):
+    TYPE: ClassVar[str] = "pty"
+    history: int | None = None
 
 
 class PtyChardev(Chardev[PtyConfig]):
@@ -232,3 +240,26 @@ class PtyChardev(Chardev[PtyConfig]):
                 self._attached = False
                 os.close(self.master)
                 self.master = -1
+
+
+# -- options --------------------------------------------------------------------------
+
+
+def _from_opts(opts: Opts, common: dict[str, Any]) -> PtyConfig:
+    return PtyConfig(history=opt_size(opts, "history"), **common)
+
+
+def _from_qapi(d: QapiReader, common: dict[str, Any], where: str) -> PtyConfig:
+    return PtyConfig(history=d.take("history", "integer"), **common)
+
+
+def _to_opts(c: PtyConfig) -> list[tuple[str, Any]]:
+    return [("history", c.history)]
+
+
+def _legacy(text: str, mon: bool, split: Split) -> Opts | None:
+    return {"backend": "pty"} if text == "pty" else None
+
+
+OPTIONS = BackendOptions(config=PtyConfig, chardev=PtyChardev, keys={"history": SIZE},
+                         from_opts=_from_opts, from_qapi=_from_qapi, to_opts=_to_opts, legacy=_legacy)

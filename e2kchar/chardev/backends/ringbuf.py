@@ -7,12 +7,26 @@ frontend no input.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from ..base import Chardev
-from ..config import RingbufConfig
+from ..configbase import BackendConfig
+from ..qemuopts import SIZE, BackendOptions, Opts, QapiReader, opt_size
 from ..types import ChardevError
 
 DEFAULT_SIZE = 65536
+
+
+@dataclass(kw_only=True)
+class RingbufConfig(BackendConfig):
+    TYPE: ClassVar[str] = "ringbuf"
+    size: int | None = None
+
+
+@dataclass(kw_only=True)
+class MemoryConfig(RingbufConfig):
+    TYPE: ClassVar[str] = "memory"
 
 
 class RingbufChardev(Chardev[RingbufConfig]):
@@ -62,3 +76,24 @@ class RingbufChardev(Chardev[RingbufConfig]):
 
 class MemoryChardev(RingbufChardev):
     TYPE = "memory"
+
+
+# -- options --------------------------------------------------------------------------
+
+
+def _options(cfg: type[RingbufConfig], cls: type[RingbufChardev]) -> BackendOptions:
+    def from_opts(opts: Opts, common: dict[str, Any]) -> RingbufConfig:
+        return cfg(size=opt_size(opts, "size"), **common)
+
+    def from_qapi(d: QapiReader, common: dict[str, Any], where: str) -> RingbufConfig:
+        return cfg(size=d.take("size", "integer"), **common)
+
+    def to_opts(c: RingbufConfig) -> list[tuple[str, Any]]:
+        return [("size", c.size)]
+
+    return BackendOptions(config=cfg, chardev=cls, keys={"size": SIZE}, from_opts=from_opts,
+                          from_qapi=from_qapi, to_opts=to_opts)
+
+
+OPTIONS = _options(RingbufConfig, RingbufChardev)
+MEMORY_OPTIONS = _options(MemoryConfig, MemoryChardev)

@@ -14,11 +14,13 @@ import logging
 import os
 import termios
 import threading
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import serial
 
-from ..config import SerialConfig
+from ..configbase import BackendConfig
+from ..qemuopts import STR, BackendOptions, Opts, QapiReader, Split
 from ..types import ChardevError, ChardevEvent, ChardevIoctl, SerialParams, Tiocm
 from .fd import FdChardev
 
@@ -50,6 +52,14 @@ def _reason(exc: BaseException) -> str:
     if len(args) >= 2 and isinstance(args[1], str):
         return args[1]
     return str(exc)
+
+
+@dataclass(kw_only=True)
+class SerialConfig(BackendConfig):
+    """A host tty or any pyserial URL (loop://, socket://, rfc2217://, spy://)."""
+
+    TYPE: ClassVar[str] = "serial"
+    device: str
 
 
 class SerialChardev(FdChardev[SerialConfig]):
@@ -256,3 +266,28 @@ class SerialChardev(FdChardev[SerialConfig]):
                     setattr(port, "_" + name, before)
                 result = -errno.EINVAL
         return result
+
+
+# -- options --------------------------------------------------------------------------
+
+
+def _from_opts(opts: Opts, common: dict[str, Any]) -> SerialConfig:
+    if opts.get("path") is None:
+        raise ChardevError("chardev: serial/tty: no device path given")
+    return SerialConfig(device=opts["path"], **common)
+
+
+def _from_qapi(d: QapiReader, common: dict[str, Any], where: str) -> SerialConfig:
+    return SerialConfig(device=d.take("device", "string", True), **common)
+
+
+def _to_opts(c: SerialConfig) -> list[tuple[str, Any]]:
+    return [("path", c.device)]
+
+
+def _legacy(text: str, mon: bool, split: Split) -> Opts | None:
+    return {"backend": "serial", "path": text} if text.startswith("/dev/") else None
+
+
+OPTIONS = BackendOptions(config=SerialConfig, chardev=SerialChardev, keys={"path": STR},
+                         from_opts=_from_opts, from_qapi=_from_qapi, to_opts=_to_opts, legacy=_legacy)

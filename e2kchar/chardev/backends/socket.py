@@ -12,18 +12,35 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import socket
 import stat
 import tempfile
 import threading
 import time
 from collections import deque
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from ..base import Chardev
-from ..config import FdAddress, InetAddress, SocketAddress, SocketConfig, UnixAddress
+from ..configbase import BackendConfig, FdAddress, InetAddress, SocketAddress, UnixAddress
 from ..history import History
 from ..ioloop import FdWatch, TimerHandle
+from ..qemuopts import (
+    BOOL,
+    NUM,
+    SIZE,
+    STR,
+    BackendOptions,
+    NotLegacySyntax,
+    Opts,
+    QapiReader,
+    Split,
+    opt_bool,
+    opt_num,
+    opt_size,
+    qapi_addr,
+)
 from ..telnet import TELNET_NEGOTIATION, TN3270_NEGOTIATION, TelnetFilter
 from ..types import READ_BUF_LEN, ChardevError, ChardevEvent
 from ..websocket import (
@@ -111,6 +128,22 @@ def _resolve(addr: InetAddress, passive: bool) -> list[tuple[Any, ...]]:
     except (socket.gaierror, UnicodeError) as exc:
         raise ChardevError(
             f"address resolution failed for {addr.host}:{addr.port}: {exc}") from None
+
+
+@dataclass(kw_only=True)
+class SocketConfig(BackendConfig):
+    TYPE: ClassVar[str] = "socket"
+    addr: SocketAddress
+    server: bool | None = None
+    wait: bool | None = None
+    nodelay: bool | None = None
+    telnet: bool | None = None
+    tn3270: bool | None = None
+    websocket: bool | None = None
+    reconnect: int | None = None  # seconds (QEMU's older option)
+    reconnect_ms: int | None = None
+    tls_creds: str | None = None
+    history: int | None = None  # e2kchar: bytes kept while no client is attached
 
 
 class SocketChardev(Chardev[SocketConfig]):
@@ -930,3 +963,109 @@ class SocketChardev(Chardev[SocketConfig]):
                     os.unlink(path)
             except OSError:
                 pass
+
+
+# -- options --------------------------------------------------------------------------
+
+
+def _from_opts(opts: Opts, common: dict[str, Any]) -> SocketConfig:
+    path, host, fd = opts.get("path"), opts.get("host"), opts.get("fd")
+    given = [x for x in (path, host, fd) if x is not None]
+    if len(given) > 1:
+        raise ChardevError("Exactly one of 'path', 'fd' or 'host' required")
+    addr: SocketAddress
+    if path is not None:
+        addr = UnixAddress(path=path, abstract=opt_bool(opts, "abstract"),
+                           tight=opt_bool(opts, "tight"))
+    elif fd is not None:
+        addr = FdAddress(str=fd)
+    else:
+        if host is None:
+            raise ChardevError("chardev: socket: no host given")
+        if opts.get("port") is None:
+            raise ChardevError("chardev: socket: no port given")
+        addr = InetAddress(host=host, port=opts["port"], numeric=opt_bool(opts, "numeric"),
+                           to=opt_num(opts, "to"), ipv4=opt_bool(opts, "ipv4"),
+                           ipv6=opt_bool(opts, "ipv6"))
+    server = opt_bool(opts, "server") or False
+    wait = opt_bool(opts, "wait")
+    if wait is None:
+        wait = server  # CLI: servers wait for a client unless told otherwise
+    if not server:
+        wait = False
+    nodelay = opt_bool(opts, "nodelay")
+    delay = opt_bool(opts, "delay")
+    if delay is not None:
+        nodelay = not delay
+    if opts.get("tls-creds") is not None and not isinstance(addr, InetAddress):
+        raise ChardevError("TLS can only be used over TCP socket")
+    return SocketConfig(
+        addr=addr, server=server, wait=wait, nodelay=nodelay,
+        telnet=opt_bool(opts, "telnet"), tn3270=opt_bool(opts, "tn3270"),
+        websocket=opt_bool(opts, "websocket"), reconnect=opt_num(opts, "reconnect"),
+        reconnect_ms=opt_num(opts, "reconnect-ms"), tls_creds=opts.get("tls-creds"),
+        history=opt_size(opts, "history"), **common,
+    )
+
+
+def _from_qapi(d: QapiReader, common: dict[str, Any], where: str) -> SocketConfig:
+    addr = qapi_addr(d.take("addr", "object", True), f"{where}.data.addr")
+    server = d.take("server", "boolean")
+    wait = d.take("wait", "boolean")
+    server = True if server is None else server
+    return SocketConfig(
+        addr=addr, server=server, wait=bool(wait) if server else False,
+        nodelay=d.take("nodelay", "boolean"), telnet=d.take("telnet", "boolean"),
+        tn3270=d.take("tn3270", "boolean"), websocket=d.take("websocket", "boolean"),
+        reconnect=d.take("reconnect", "integer"),
+        reconnect_ms=d.take("reconnect-ms", "integer"),
+        tls_creds=d.take("tls-creds", "string"), history=d.take("history", "integer"),
+        **common)
+
+
+def _to_opts(c: SocketConfig) -> list[tuple[str, Any]]:
+    a = c.addr
+    out: list[tuple[str, Any]]
+    if isinstance(a, InetAddress):
+        out = [("host", a.host), ("port", a.port), ("numeric", a.numeric), ("to", a.to),
+               ("ipv4", a.ipv4), ("ipv6", a.ipv6)]
+    elif isinstance(a, UnixAddress):
+        out = [("path", a.path), ("abstract", a.abstract), ("tight", a.tight)]
+    else:
+        out = [("fd", a.str)]
+    return out + [("server", c.server), ("wait", c.wait), ("nodelay", c.nodelay),
+                  ("telnet", c.telnet), ("tn3270", c.tn3270), ("websocket", c.websocket),
+                  ("reconnect", c.reconnect), ("reconnect-ms", c.reconnect_ms),
+                  ("tls-creds", c.tls_creds), ("history", c.history)]
+
+
+def _legacy(text: str, mon: bool, split: Split) -> Opts | None:
+    """tcp:H:P[,opts], telnet:, tn3270:, websocket: and unix:PATH[,opts]."""
+    if text.startswith(("tcp:", "telnet:", "tn3270:", "websocket:")):
+        prefix, rest = text.split(":", 1)
+        m = re.match(r"([^:]{0,64}):([^,]{1,32})(?:,(.*))?\Z", rest, re.S)
+        if not m:
+            raise NotLegacySyntax
+        # QEMU sets host and port first, then parses the options (which may override
+        # them), then the prefix's telnet/tn3270/websocket flag
+        opts = {"backend": "socket", "host": m.group(1), "port": m.group(2)}
+        if m.group(3) is not None:
+            opts.update(split(m.group(3), None))
+        if prefix != "tcp":
+            opts[prefix] = "on"
+        return opts
+    if text.startswith("unix:"):
+        opts = split(text[5:], "path")
+        opts["backend"] = "socket"
+        return opts
+    return None
+
+
+OPTIONS = BackendOptions(
+    config=SocketConfig, chardev=SocketChardev,
+    keys={"path": STR, "host": STR, "port": STR, "to": NUM, "ipv4": BOOL, "ipv6": BOOL,
+          "numeric": BOOL, "wait": BOOL, "server": BOOL, "delay": BOOL, "nodelay": BOOL,
+          "reconnect": NUM, "reconnect-ms": NUM, "telnet": BOOL, "tn3270": BOOL,
+          "websocket": BOOL, "tls-creds": STR, "fd": STR, "abstract": BOOL, "tight": BOOL,
+          "history": SIZE},
+    from_opts=_from_opts, from_qapi=_from_qapi, to_opts=_to_opts, legacy=_legacy)

@@ -11,10 +11,19 @@ import os
 import stat
 import sys
 import termios
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
-from ..config import StdioConfig
+from ..configbase import BackendConfig
+from ..qemuopts import BOOL, BackendOptions, Opts, QapiReader, Split, opt_bool
 from ..types import ChardevError
 from .fd import FdChardev
+
+
+@dataclass(kw_only=True)
+class StdioConfig(BackendConfig):
+    TYPE: ClassVar[str] = "stdio"
+    signal: bool | None = None
 
 
 class StdioChardev(FdChardev[StdioConfig]):
@@ -137,3 +146,31 @@ class StdioChardev(FdChardev[StdioConfig]):
         self._tty_fd = -1
         self._claimed = False
         self.host.release_stdio()
+
+
+# -- options --------------------------------------------------------------------------
+
+
+def _from_opts(opts: Opts, common: dict[str, Any]) -> StdioConfig:
+    signal = opt_bool(opts, "signal")
+    return StdioConfig(signal=True if signal is None else signal, **common)
+
+
+def _from_qapi(d: QapiReader, common: dict[str, Any], where: str) -> StdioConfig:
+    signal = d.take("signal", "boolean")
+    return StdioConfig(signal=True if signal is None else signal, **common)
+
+
+def _to_opts(c: StdioConfig) -> list[tuple[str, Any]]:
+    return [("signal", c.signal)]
+
+
+def _legacy(text: str, mon: bool, split: Split) -> Opts | None:
+    if text != "stdio":
+        return None
+    # mon:stdio: Ctrl-C goes to the guest, the monitor is one Ctrl-A c away
+    return {"backend": "stdio", "signal": "off"} if mon else {"backend": "stdio"}
+
+
+OPTIONS = BackendOptions(config=StdioConfig, chardev=StdioChardev, keys={"signal": BOOL},
+                         from_opts=_from_opts, from_qapi=_from_qapi, to_opts=_to_opts, legacy=_legacy)

@@ -9,16 +9,36 @@ from __future__ import annotations
 
 import errno
 import logging
+import re
 import socket
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from ..base import Chardev
-from ..config import InetAddress, UdpConfig
+from ..configbase import BackendConfig, InetAddress
 from ..ioloop import FdWatch
+from ..qemuopts import (
+    BOOL,
+    STR,
+    BackendOptions,
+    NotLegacySyntax,
+    Opts,
+    QapiReader,
+    Split,
+    opt_bool,
+    qapi_addr,
+)
 from ..types import READ_BUF_LEN, ChardevError
 from .socket import check_port, inet_family
 
 log = logging.getLogger("e2kchar.chardev.udp")  # its name before the move to backends/
+
+
+@dataclass(kw_only=True)
+class UdpConfig(BackendConfig):
+    TYPE: ClassVar[str] = "udp"
+    remote: InetAddress
+    local: InetAddress | None = None
 
 
 class UdpChardev(Chardev[UdpConfig]):
@@ -149,3 +169,59 @@ class UdpChardev(Chardev[UdpConfig]):
             self._sock.close()
             self._sock = None
             self._fd = -1
+
+
+# -- options --------------------------------------------------------------------------
+
+
+def _from_opts(opts: Opts, common: dict[str, Any]) -> UdpConfig:
+    port = opts.get("port")
+    if port is None or port == "":
+        raise ChardevError("chardev: udp: remote port not specified")
+    host = opts.get("host") or "localhost"
+    remote = InetAddress(host=host, port=port, ipv4=opt_bool(opts, "ipv4"),
+                         ipv6=opt_bool(opts, "ipv6"))
+    local = None
+    if opts.get("localaddr") is not None or opts.get("localport") is not None:
+        local = InetAddress(host=opts.get("localaddr") or "", port=opts.get("localport") or "0",
+                            ipv4=opt_bool(opts, "ipv4"), ipv6=opt_bool(opts, "ipv6"))
+    return UdpConfig(remote=remote, local=local, **common)
+
+
+def _from_qapi(d: QapiReader, common: dict[str, Any], where: str) -> UdpConfig:
+    remote = qapi_addr(d.take("remote", "object", True), f"{where}.data.remote")
+    local_obj = d.take("local", "object")
+    local = qapi_addr(local_obj, f"{where}.data.local") if local_obj is not None else None
+    if not isinstance(remote, InetAddress) or not (local is None or
+                                                   isinstance(local, InetAddress)):
+        raise ChardevError("udp addresses must be of type 'inet'")
+    return UdpConfig(remote=remote, local=local, **common)
+
+
+def _to_opts(c: UdpConfig) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = [("host", c.remote.host), ("port", c.remote.port),
+                                  ("ipv4", c.remote.ipv4), ("ipv6", c.remote.ipv6)]
+    if c.local is not None:
+        out += [("localaddr", c.local.host), ("localport", c.local.port)]
+    return out
+
+
+def _legacy(text: str, mon: bool, split: Split) -> Opts | None:
+    """udp:[HOST]:PORT[@[LOCALADDR]:LOCALPORT]"""
+    if not text.startswith("udp:"):
+        return None
+    m = re.match(r"([^:@]*):([^@]+?)(?:@([^:]*):(.+))?\Z", text[4:])
+    if not m:
+        raise NotLegacySyntax
+    opts = {"backend": "udp", "host": m.group(1), "port": m.group(2)}
+    if m.group(4) is not None:
+        opts["localaddr"] = m.group(3)
+        opts["localport"] = m.group(4)
+    return opts
+
+
+OPTIONS = BackendOptions(
+    config=UdpConfig, chardev=UdpChardev,
+    keys={"host": STR, "port": STR, "localaddr": STR, "localport": STR, "ipv4": BOOL,
+          "ipv6": BOOL},
+    from_opts=_from_opts, from_qapi=_from_qapi, to_opts=_to_opts, legacy=_legacy)
