@@ -359,10 +359,10 @@ class _Channel:
             self.scc._update_irq()
             return
         if self.tsr < 0 and self.tbuf < 0:
-            # hot path: idle transmitter, the byte leaves at once (CharPort.send's success
-            # case inlined; a refusal or an unconnected port takes send's general path)
+            # hot path: idle transmitter, the byte leaves at once (OutQueue.write's success
+            # case inlined; a refusal or an unconnected port takes its general path)
             fe = self.port.fe
-            if (fe is not None and fe.write(BYTE[b]) > 0) or self.port.send(BYTE[b]) > 0:
+            if (fe is not None and fe.write(BYTE[b]) > 0) or self.port.out.write(BYTE[b]) > 0:
                 self.sent_at = self.scc._now_ns()
                 self.tx_ip = bool(self.wr[_WR_INT_MODE] & WR1_TX_IE)
                 if self.tx_ip != was:
@@ -378,7 +378,7 @@ class _Channel:
             self.scc._update_irq()
 
     def wait_tx(self) -> None:
-        if not self.port.wait_writable(self.tx_pump):
+        if not self.port.out.wait_writable(self.tx_pump):
             log.warning("%s: backend gone, untransmitted byte(s) dropped", self.port.name)
             self.tsr = self.tbuf = -1
             self.tx_finished()
@@ -389,7 +389,7 @@ class _Channel:
                 return
             self.tsr, self.tbuf = self.tbuf, -1
         data = BYTE[self.tsr] + (BYTE[self.tbuf] if self.tbuf >= 0 else b"")
-        n = self.port.send(data)
+        n = self.port.out.write(data)
         if n <= 0:
             self.wait_tx()
             return
@@ -764,7 +764,7 @@ class Am85C30(SerialDevice):
             self.wr9 = int(state["wr9"]) & 0x3F
             self.ius = int(state.get("ius", 0)) & 0x3F
             for ch, key in ((self.a, "a"), (self.b, "b")):
-                ch.port.cancel_wait()
+                ch.port.out.cancel_wait()
                 ch.load_state(state[key])
                 ch.recalc_char_time()
                 ch.port.forget_line_state()

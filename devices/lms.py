@@ -120,20 +120,20 @@ class LmsConsole(SerialDevice):
                 return
             self.outbuf.append(b)
             return
-        if self.port.send(BYTE[b]) > 0:
+        if self.port.out.write(BYTE[b]) > 0:
             return
         self.outbuf.append(b)
         self._wait()
 
     def _wait(self) -> None:
-        if not self.port.wait_writable(self._pump):
+        if not self.port.out.wait_writable(self._pump):
             log.warning("%s: backend gone, %d byte(s) dropped", self.name, len(self.outbuf))
             self.outbuf.clear()
 
     def _pump(self) -> None:
         if not self.outbuf:
             return
-        n = self.port.send(bytes(self.outbuf))
+        n = self.port.out.write(bytes(self.outbuf))
         if n > 0:
             del self.outbuf[:n]
         if self.outbuf:
@@ -176,7 +176,7 @@ class LmsConsole(SerialDevice):
 
     def load_state(self, state: dict[str, Any]) -> None:
         with self.lock:
-            self.port.cancel_wait()
+            self.port.out.cancel_wait()
             self.inbuf = bytearray(bytes(state.get("inbuf", ()))[:IN_BUF_LEN])
             self.outbuf = bytearray(bytes(state.get("outbuf", ()))[:OUT_BUF_LEN])
             self.shift = int(state.get("shift", 0))

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
-from .config import BackendConfig
+from .configbase import BackendConfig
 from .logfile import LogFile
 from .types import READ_BUF_LEN, ChardevError, ChardevEvent
 

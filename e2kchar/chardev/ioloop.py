@@ -42,6 +42,47 @@ class TimerHandle:
             self._ioloop.call_soon(handle.cancel)
 
 
+class FdWatch:
+    """One fd's readable (or writable) interest on the I/O loop, registered at most once.
+
+    A backend keeps one per fd and direction instead of a flag and paired add/remove calls;
+    ``disarm`` removes the fd that was armed even if the backend has moved on to another.
+    Call on the I/O thread.
+    """
+
+    def __init__(self, ioloop: IOLoop, callback: Callable[[], None], *,
+                 write: bool = False) -> None:
+        self._ioloop = ioloop
+        self._callback = callback
+        self._write = write
+        self._fd = -1
+
+    @property
+    def armed(self) -> bool:
+        return self._fd >= 0
+
+    def arm(self, fd: int) -> bool:
+        """Watch fd (again: no-op); False when it cannot be polled (a regular file)."""
+        if fd < 0:
+            return False
+        if self._fd == fd:
+            return True
+        self.disarm()
+        add = self._ioloop.add_writer if self._write else self._ioloop.add_reader
+        if not add(fd, self._callback):
+            return False
+        self._fd = fd
+        return True
+
+    def disarm(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            if self._write:
+                self._ioloop.remove_writer(fd)
+            else:
+                self._ioloop.remove_reader(fd)
+
+
 class IOLoop:
     """An asyncio event loop running on a dedicated daemon thread."""
 

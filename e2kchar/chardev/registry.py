@@ -12,34 +12,25 @@ import importlib
 import logging
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..options import ChardevSpec, check_id, from_qapi, parse_spec
 from . import hotswap
+from .backends.mux import MuxConfig
 from .base import Chardev
-from .config import ALIASES, BackendConfig, MuxConfig
+from .configbase import BackendConfig
 from .frontend import CharBackend
 from .ioloop import IOLoop
 from .logfile import LogFile
+from .spec import ALIASES, BACKENDS, ChardevSpec, check_id, from_qapi, parse_spec
 from .types import ChardevError, ChardevEvent
+
+if TYPE_CHECKING:
+    from .backends.ringbuf import RingbufChardev
 
 log = logging.getLogger(__name__)
 
-#: type name -> "module:Class" (imported on first use, so a missing backend is a clear error)
-BUILTIN_BACKENDS: dict[str, str] = {
-    "null": "e2kchar.chardev.null:NullChardev",
-    "file": "e2kchar.chardev.file:FileChardev",
-    "pipe": "e2kchar.chardev.pipe:PipeChardev",
-    "stdio": "e2kchar.chardev.stdio:StdioChardev",
-    "ringbuf": "e2kchar.chardev.ringbuf:RingbufChardev",
-    "memory": "e2kchar.chardev.ringbuf:MemoryChardev",
-    "mux": "e2kchar.chardev.mux:MuxChardev",
-    "testdev": "e2kchar.chardev.testdev:TestdevChardev",
-    "socket": "e2kchar.chardev.socket:SocketChardev",
-    "udp": "e2kchar.chardev.udp:UdpChardev",
-    "pty": "e2kchar.chardev.pty:PtyChardev",
-    "serial": "e2kchar.chardev.serial:SerialChardev",
-}
+#: type name -> Chardev class of every built-in backend (a user's may be added per registry)
+BUILTIN_BACKENDS: dict[str, type[Chardev]] = {name: o.chardev for name, o in BACKENDS.items()}
 
 _B64_OK = re.compile(r"[A-Za-z0-9+/=\n]*\Z")
 
@@ -135,7 +126,7 @@ class ChardevRegistry:
         if isinstance(entry, str):
             module, _, name = entry.partition(":")
             try:
-                cls = getattr(importlib.import_module(module), name)
+                cls: type[Chardev] = getattr(importlib.import_module(module), name)
             except (ImportError, AttributeError):
                 raise ChardevError(
                     f"chardev backend '{type_name}' is not available yet") from None
@@ -318,8 +309,8 @@ class ChardevRegistry:
 
         self.ioloop.run_sync(run)
 
-    def _ringbuf(self, device: str) -> Any:
-        from .ringbuf import RingbufChardev
+    def _ringbuf(self, device: str) -> RingbufChardev:
+        from .backends.ringbuf import RingbufChardev
 
         chr_ = self._chardevs.get(device)
         if chr_ is None:
