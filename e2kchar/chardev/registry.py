@@ -114,11 +114,15 @@ class ChardevRegistry:
     # ------------------------------------------------------------------------------------
     # backend classes
 
-    def register_backend(self, type_name: str, cls: type[Chardev]) -> None:
-        """Make a user-written backend class creatable by type name (QAPI dicts)."""
+    def register_backend(self, type_name: str, cls: type[Chardev] | str) -> None:
+        """Make a user-written backend class creatable by type name (QAPI dicts); a
+        "module:Class" string is imported on first use (an unavailable one is then a
+        clear error, not an import failure at start-up)."""
         self._backends[type_name] = cls
 
+
     def backend_class(self, type_name: str) -> type[Chardev]:
+        """The class opening type_name (an alias resolved); ChardevError if unknown."""
         type_name = ALIASES.get(type_name, type_name)
         entry = self._backends.get(type_name)
         if entry is None:
@@ -271,7 +275,8 @@ class ChardevRegistry:
         return self.ioloop.run_sync(run)
 
     def change(self, id: str, backend: dict[str, Any]) -> dict[str, Any]:
-        """chardev-change: hotswap the backend under a frontend, with rollback on veto."""
+        """chardev-change: hotswap the backend under a frontend, with rollback on veto
+        (the algorithm is e2kchar.chardev.hotswap)."""
         if not isinstance(id, str):
             raise ChardevError("Invalid parameter type for 'id', expected: string")
         config = from_qapi(backend)
