@@ -166,7 +166,7 @@ class SerialDevice:
     Register accesses (CPU thread), backend callbacks (I/O thread) and timers (clock thread)
     all run under ``lock``; the IrqLine's on_change is called with it held. A machine that
     takes its own lock in on_change should pass that lock (an RLock) as ``lock=`` so that
-    there is one lock and no lock-order inversion.
+    there is one lock and no lock-order inversion (docs/embedding.md, "Threads and locks").
     """
 
     def __init__(self, clock: Clock | None = None,

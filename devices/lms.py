@@ -1,6 +1,6 @@
 """LMS simulator console: the polled debug port at I/O ports 0x300..0x304 (window offsets 0..4).
 
-Protocol of the kernels and BIOS (reference notes 1.4): a 32-bit read of 0x300 that is not
+Protocol of the kernels and BIOS (docs/devices/lms.md): a 32-bit read of 0x300 that is not
 0xFFFFFFFF means "present"; they spin while a 32-bit read of 0x300 is non-zero ("busy"),
 then byte-write the character to 0x300 followed by a byte-write of 0 (a strobe, not output).
 Here a 32-bit read of 0x300 is 0 when idle and 1 while bytes the backend refused are still

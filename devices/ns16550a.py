@@ -4,6 +4,7 @@ Registers sit at ``index << regshift``. Transmit is immediate (no baud-rate paci
 goes straight to the backend; if the backend refuses it the byte stays in the transmitter,
 THRE/TEMT stay clear and the device retries from a "backend writable" watch. Receive is
 flow-controlled: the backend is only offered as many bytes as the FIFO has room for.
+Register reference: docs/devices/ns16550a.md.
 """
 
 from __future__ import annotations

@@ -7,8 +7,9 @@ the port until a writable watch fires. The device sits behind any transport (vir
 Deliberate differences from QEMU's virtio-serial (all in favour of "nothing is lost"):
 console ports are throttled like generic ports instead of dropping what the backend refuses;
 a generic port whose host side is closed keeps the guest's output queued until the host
-connects again, including the rest of a chain it was writing (QEMU completes it unsent); device->guest control messages wait for control
-buffers instead of being dropped. RESIZE carries (cols, rows) as the spec orders them.
+connects again, including the rest of a chain it was writing (QEMU completes it unsent);
+device->guest control messages wait for control buffers instead of being dropped. RESIZE
+carries (cols, rows) as the spec orders them. Reference: docs/devices/virtio-console.md.
 """
 
 from __future__ import annotations
@@ -221,7 +222,7 @@ class VirtioConsole(VirtioDevice):
 
     def config_bytes(self) -> bytes:
         cfg: bytes = ConsoleConfig.build({"cols": self.cols, "rows": self.rows,
-                                   "max_nr_ports": self.max_ports, "emerg_wr": 0})
+                                          "max_nr_ports": self.max_ports, "emerg_wr": 0})
         return cfg if self.emergency_write else cfg[:EMERG_WR_OFFSET]
 
     def config_write(self, offset: int, data: bytes) -> None:

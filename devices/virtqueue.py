@@ -61,7 +61,7 @@ def need_event(event: int, new: int, old: int) -> bool:
 
 
 def avail_size(num: int) -> int:
-    size: int = VringAvail.sizeof(num=num)
+    size: int = VringAvail.sizeof(num=num)  # construct is untyped
     return size
 
 
@@ -149,7 +149,7 @@ class VirtQueue:
             raise VirtqueueError(f"queue {self.index}: {exc}") from None
 
     def read_u16(self, addr: int) -> int:
-        value: int = _u16.parse(self._read(addr, 2))
+        value: int = _u16.parse(self._read(addr, 2))  # construct is untyped
         return value
 
     # -- driver area -----------------------------------------------------------------
