@@ -220,7 +220,7 @@ class VirtioConsole(VirtioDevice):
         return f
 
     def config_bytes(self) -> bytes:
-        cfg = ConsoleConfig.build({"cols": self.cols, "rows": self.rows,
+        cfg: bytes = ConsoleConfig.build({"cols": self.cols, "rows": self.rows,
                                    "max_nr_ports": self.max_ports, "emerg_wr": 0})
         return cfg if self.emergency_write else cfg[:EMERG_WR_OFFSET]
 

@@ -162,7 +162,8 @@ class VirtioMmio:
             if vq is None:
                 return 0
             attr, shift = _QUEUE_ADDR[Reg(offset)]
-            return getattr(vq, attr) >> shift & 0xFFFFFFFF
+            addr: int = getattr(vq, attr)
+            return addr >> shift & 0xFFFFFFFF
         if offset == Reg.QUEUE_RESET:
             # 1 from the (synchronous) reset until the driver re-enables the queue (spec 4.2.2)
             vq = self._queue()

@@ -12,7 +12,7 @@ import importlib
 import logging
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import hotswap
 from .backends.mux import MuxConfig
@@ -23,6 +23,9 @@ from .ioloop import IOLoop
 from .logfile import LogFile
 from .spec import ALIASES, BACKENDS, ChardevSpec, check_id, from_qapi, parse_spec
 from .types import ChardevError, ChardevEvent
+
+if TYPE_CHECKING:
+    from .backends.ringbuf import RingbufChardev
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +126,7 @@ class ChardevRegistry:
         if isinstance(entry, str):
             module, _, name = entry.partition(":")
             try:
-                cls = getattr(importlib.import_module(module), name)
+                cls: type[Chardev] = getattr(importlib.import_module(module), name)
             except (ImportError, AttributeError):
                 raise ChardevError(
                     f"chardev backend '{type_name}' is not available yet") from None
@@ -306,7 +309,7 @@ class ChardevRegistry:
 
         self.ioloop.run_sync(run)
 
-    def _ringbuf(self, device: str) -> Any:
+    def _ringbuf(self, device: str) -> RingbufChardev:
         from .backends.ringbuf import RingbufChardev
 
         chr_ = self._chardevs.get(device)

@@ -53,9 +53,10 @@ def tokenize(line: str) -> list[str]:
                 c = line[i]
                 if c == "\\" and i + 1 < n:
                     i += 1
-                    c = {"n": "\n", "r": "\r", "\\": "\\", "'": "'", '"': '"'}.get(line[i])
-                    if c is None:
+                    esc = {"n": "\n", "r": "\r", "\\": "\\", "'": "'", '"': '"'}.get(line[i])
+                    if esc is None:
                         raise HmpError(f"unsupported escape code: '\\{line[i]}'")
+                    c = esc
                 word.append(c)
                 i += 1
             if i >= n:
