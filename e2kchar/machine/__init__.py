@@ -7,7 +7,7 @@
 
 run() executes the guest on the calling thread; stop(), pause()/resume() and reset() may
 be called from any thread. Devices are reached only through their read/write/IrqLine
-interface; the map, boot_info and interrupt numbers are those of docs/architecture.md.
+interface; the map, boot_info and interrupt numbers are those of docs/interfaces.md.
 How the machine is put together is in the docstring of machine.py.
 """
 

@@ -117,7 +117,7 @@ class Hart:
         self.uc.emu_stop()
 
     # ------------------------------------------------------------------------------------
-    # registers and CSRs (stock-firmware-notes obstacle 2: M-CSRs are readable only in M)
+    # registers and CSRs (unicorn lets the host read M-mode CSRs only while the hart is in M)
 
     def read_pc(self) -> int:
         return int(self.uc.reg_read(R.UC_RISCV_REG_PC))

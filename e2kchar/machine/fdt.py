@@ -210,7 +210,7 @@ def parse_dtb(blob: bytes) -> FdtNode:
 
 def machine_tree(*, ram_size: int, cmdline: str = "", virtio_slots: int = L.VIRTIO_SLOTS,
                  isa: str = "rv64imac") -> FdtNode:
-    """The E2K machine as stock RISC-V firmware needs to see it (stock-firmware-notes)."""
+    """The E2K machine as stock RISC-V firmware needs to see it (docs/interfaces.md)."""
     INTC, PLIC, TEST = 1, 2, 3
     root = FdtNode("")
     root.set("#address-cells", 2).set("#size-cells", 2)

@@ -1,5 +1,6 @@
 """The kick protocol: how a request from another thread stops a running guest without
-duplicating or losing an MMIO access (unicorn-harness-notes pitfall 2).
+duplicating or losing an MMIO access (an emu_stop rolls the last access back and repeats it
+on resume: docs/embedding.md, interrupts into a unicorn RISC-V CPU).
 
 A kick sets `pending` under the lock. Every MMIO callback, after doing its access, looks at
 `pending`; if set it calls `took()`, which stops the CPU and records the access, because

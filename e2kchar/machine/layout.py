@@ -1,4 +1,4 @@
-"""The E2K machine map (docs/architecture.md) and the boot_info block, declared once."""
+"""The E2K machine map (docs/interfaces.md) and the boot_info block, declared once."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ AM85C30_PCI_DEVFN = (2, 2)  # 00:02.2
 
 CMDLINE_SIZE = 256
 
-#: boot_info (little-endian), exactly the table in docs/architecture.md
+#: boot_info (little-endian), exactly the table in docs/interfaces.md
 BootInfo = Struct(
     "signature" / Const(0x8086, Int16ul),
     "version" / Int16ul,

@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 
 
 class Machine:
-    """The E2K machine (docs/architecture.md) with an RV64 stand-in CPU."""
+    """The E2K machine (docs/interfaces.md) with an RV64 stand-in CPU."""
 
     def __init__(self, registry: ChardevRegistry | None = None, *, ram_size: int = L.DEFAULT_RAM_SIZE,
                  append: str = "", serial: list[Chardev | None] | None = None,

@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 
 
 class Device(Protocol):
-    """The device interface (docs/architecture.md): what the MMIO dispatch calls."""
+    """The device interface (docs/interfaces.md): what the MMIO dispatch calls."""
 
     def read(self, offset: int, size: int) -> int: ...
 

@@ -1,5 +1,5 @@
 """A PLIC-layout interrupt controller: priorities, pending, per-context enables, threshold,
-claim/complete. Context 0 is M-mode hart 0, context 1 S-mode hart 0 (docs/architecture.md)."""
+claim/complete. Context 0 is M-mode hart 0, context 1 S-mode hart 0 (docs/interfaces.md)."""
 
 from __future__ import annotations
 
