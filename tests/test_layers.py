@@ -29,6 +29,10 @@ def test_no_import_circles_and_no_upward_imports():
     assert cl.upward(g, known) == []
 
 
+def test_no_private_attribute_of_another_object_is_reached():
+    assert _checker().private_accesses(_checker().modules()) == []
+
+
 def test_the_checker_sees_a_circle_and_an_upward_import():
     cl = _checker()
     g = {"e2kchar.chardev.a": {"e2kchar.chardev.b": 1}, "e2kchar.chardev.b": {"e2kchar.chardev.a": 2},
