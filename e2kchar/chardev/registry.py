@@ -16,6 +16,7 @@ from typing import Any
 
 from . import hotswap
 from .backends.mux import MuxConfig
+from .backends.ringbuf import RingbufChardev
 from .base import Chardev
 from .configbase import BackendConfig
 from .frontend import CharBackend
@@ -127,7 +128,7 @@ class ChardevRegistry:
         if isinstance(entry, str):
             module, _, name = entry.partition(":")
             try:
-                cls = getattr(importlib.import_module(module), name)
+                cls: type[Chardev] = getattr(importlib.import_module(module), name)
             except (ImportError, AttributeError):
                 raise ChardevError(
                     f"chardev backend '{type_name}' is not available yet") from None
@@ -311,9 +312,7 @@ class ChardevRegistry:
 
         self.ioloop.run_sync(run)
 
-    def _ringbuf(self, device: str) -> Any:
-        from .backends.ringbuf import RingbufChardev
-
+    def _ringbuf(self, device: str) -> RingbufChardev:
         chr_ = self._chardevs.get(device)
         if chr_ is None:
             raise ChardevError(f"Device '{device}' not found")

@@ -38,8 +38,8 @@ class StdioChardev(FdChardev[StdioConfig]):
         if not self.host.claim_stdio():
             raise ChardevError("cannot use stdio by multiple character devices")
         self._claimed = True
-        self._saved_attrs: list | None = None
-        self._saved_flags: int | None = None
+        self._saved_attrs: list[Any] | None = None  # termios.tcgetattr()
+        self._saved_flags: bool | None = None  # the input fd was blocking
         self._tty_fd = -1
         self._signal = self.config.signal is not False
         self._echo = False
@@ -99,7 +99,7 @@ class StdioChardev(FdChardev[StdioConfig]):
         self._echo = echo
         if self._tty_fd < 0 or self._saved_attrs is None:
             return
-        attrs = [list(a) if isinstance(a, list) else a for a in self._saved_attrs]
+        attrs: list[Any] = [list(a) if isinstance(a, list) else a for a in self._saved_attrs]
         iflag, oflag, cflag, lflag = 0, 1, 2, 3
         if not echo:
             attrs[iflag] &= ~(termios.IGNBRK | termios.BRKINT | termios.PARMRK | termios.ISTRIP
