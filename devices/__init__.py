@@ -1,7 +1,8 @@
 """Guest-facing device models (installed as e2kchar.devices).
 
 Every model offers read(offset, size) / write(offset, size, value), an IrqLine output,
-reset(), state() / load_state(); see ARCHITECTURE.md section 5.
+reset(), state() / load_state(); see docs/interfaces.md ("Device interface"), the register
+references in docs/devices/ and, for plugging them into another emulator, docs/embedding.md.
 """
 
 from .am85c30 import Am85C30

@@ -8,7 +8,8 @@ bits set by an interrupt acknowledge (``intack()``, or an RR2 read with WR9 soft
 WR9 MIE gating, the status-modified vector in channel B's RR2, local loopback and break both
 ways. Synchronous/SDLC modes, CRC, DPLL and the BRG zero-count interrupt are not modelled.
 
-Choices where the hardware and the MCST firmware disagree (see the reference notes 1.2):
+Register reference: docs/devices/am85c30.md. Choices where the hardware and the MCST
+firmware disagree:
 * The transmitter delivers even while WR5 Tx enable is clear: the BIOS initialises the
   channels one after the other with a WR9 hardware reset each time, which on a real Z85C30
   would leave channel A disabled, yet MCST machines print on channel A.
@@ -211,7 +212,7 @@ class _Channel:
             if now - self.polled_at >= MODEM_POLL_NS:
                 self.polled_at = now
                 self.poll_modem()
-                self.scc._update_irq()
+                self.scc.update_irq()
         return self.rr0_now()
 
     def rr0_now(self) -> int:
@@ -229,7 +230,7 @@ class _Channel:
     def rr1(self) -> int:
         v = self.rr1_err | RR1_RESIDUE_8
         if self.tsr < 0 and self.tbuf < 0 and \
-                self.scc._now_ns() - self.sent_at >= self.char_ns:
+                self.scc.now_ns() - self.sent_at >= self.char_ns:
             v |= RR1_ALL_SENT
         return v
 
@@ -291,7 +292,7 @@ class _Channel:
         with self.scc.lock:
             self.poll_timer = None
             self.poll_modem()
-            self.scc._update_irq()
+            self.scc.update_irq()
             self.update_poll()
 
     # -- receive -------------------------------------------------------------------------
@@ -305,7 +306,7 @@ class _Channel:
         with self.scc.lock:
             for b in data:
                 self.rx_push(b)
-            self.scc._update_irq()
+            self.scc.update_irq()
 
     def event(self, event: ChardevEvent) -> None:
         if event != ChardevEvent.BREAK:
@@ -317,7 +318,7 @@ class _Channel:
             if not self.wr[WR.RX_PARAMS] & 0x01:
                 self.brk = False  # nobody will read the break character
                 self.ext_check()
-            self.scc._update_irq()
+            self.scc.update_irq()
 
     def rx_push(self, b: int) -> None:
         if not self.wr[WR.RX_PARAMS] & 0x01:
@@ -344,7 +345,7 @@ class _Channel:
             self.brk = False
             self.ext_check()
         self.port.room_again()
-        self.scc._update_irq()
+        self.scc.update_irq()
         return b
 
     # -- transmit ------------------------------------------------------------------------
@@ -354,19 +355,19 @@ class _Channel:
         self.tx_ip = False
         if self.wr[_WR_MISC_CTRL] & WR14_LOCAL_LOOPBACK:
             self.rx_push(b)
-            self.sent_at = self.scc._now_ns()
+            self.sent_at = self.scc.now_ns()
             self.tx_ip = bool(self.wr[_WR_INT_MODE] & WR1_TX_IE)
-            self.scc._update_irq()
+            self.scc.update_irq()
             return
         if self.tsr < 0 and self.tbuf < 0:
-            # hot path: idle transmitter, the byte leaves at once (CharPort.send's success
-            # case inlined; a refusal or an unconnected port takes send's general path)
+            # hot path: idle transmitter, the byte leaves at once (OutQueue.write's success
+            # case inlined; a refusal or an unconnected port takes its general path)
             fe = self.port.fe
-            if (fe is not None and fe.write(BYTE[b]) > 0) or self.port.send(BYTE[b]) > 0:
-                self.sent_at = self.scc._now_ns()
+            if (fe is not None and fe.write(BYTE[b]) > 0) or self.port.out.write(BYTE[b]) > 0:
+                self.sent_at = self.scc.now_ns()
                 self.tx_ip = bool(self.wr[_WR_INT_MODE] & WR1_TX_IE)
                 if self.tx_ip != was:
-                    self.scc._update_irq()
+                    self.scc.update_irq()
                 return
             self.tsr = b
             self.wait_tx()
@@ -375,10 +376,10 @@ class _Channel:
                 log.debug("%s: data write while Tx buffer full overwrites it", self.port.name)
             self.tbuf = b
         if was:
-            self.scc._update_irq()
+            self.scc.update_irq()
 
     def wait_tx(self) -> None:
-        if not self.port.wait_writable(self.tx_pump):
+        if not self.port.out.wait_writable(self.tx_pump):
             log.warning("%s: backend gone, untransmitted byte(s) dropped", self.port.name)
             self.tsr = self.tbuf = -1
             self.tx_finished()
@@ -389,7 +390,7 @@ class _Channel:
                 return
             self.tsr, self.tbuf = self.tbuf, -1
         data = BYTE[self.tsr] + (BYTE[self.tbuf] if self.tbuf >= 0 else b"")
-        n = self.port.send(data)
+        n = self.port.out.write(data)
         if n <= 0:
             self.wait_tx()
             return
@@ -401,9 +402,9 @@ class _Channel:
         self.tx_finished()
 
     def tx_finished(self) -> None:
-        self.sent_at = self.scc._now_ns()
+        self.sent_at = self.scc.now_ns()
         self.tx_ip = bool(self.wr[WR.INT_MODE] & WR1_TX_IE)
-        self.scc._update_irq()
+        self.scc.update_irq()
 
     # -- line parameters -----------------------------------------------------------------
 
@@ -448,7 +449,7 @@ class _Channel:
         with self.scc.lock:
             self.port.after_swap()
             self.apply_line()
-            self.scc._update_irq()
+            self.scc.update_irq()
         return 0
 
     # -- register writes -----------------------------------------------------------------
@@ -460,7 +461,7 @@ class _Channel:
             self.write_data(v)
             return
         if reg == WR.MASTER_INT:
-            scc._write_wr9(v)
+            scc.write_wr9(v)
             return
         if reg == WR.VECTOR:
             scc.wr2 = v
@@ -499,7 +500,7 @@ class _Channel:
         elif reg == WR.EXT_IE:
             self.ext_check()
             self.update_poll()
-        scc._update_irq()
+        scc.update_irq()
 
     def command(self, cmd: int) -> None:
         """WR0 bits 5..3 (command 1, point high, is handled by the caller)."""
@@ -517,7 +518,7 @@ class _Channel:
             ius = self.scc.ius
             self.scc.ius = ius & (ius - 1)
         # 0 null, 3 send abort (SDLC only): nothing to do in async mode
-        self.scc._update_irq()
+        self.scc.update_irq()
 
     # -- register reads ------------------------------------------------------------------
 
@@ -539,7 +540,7 @@ class _Channel:
                 scc.intack()  # software interrupt acknowledge: sets the IUS bit
             return value
         if reg == RR.IP:
-            return _RR3_OF_MASK[scc._pending()] if self.index == 0 else 0
+            return _RR3_OF_MASK[scc.pending_sources()] if self.index == 0 else 0
         if reg == RR.RX_DATA:
             return self.read_data()
         if reg == RR.TC_LOW:
@@ -588,7 +589,8 @@ class Am85C30(SerialDevice):
                  lock: threading.RLock | None = None, name: str = "am85c30") -> None:
         super().__init__(clock, lock)
         self.name = name
-        self._now_ns = self.clock.now_ns  # no thread unless a timer is armed
+        #: the clock's now_ns, bound once (no thread unless a timer is armed)
+        self.now_ns = self.clock.now_ns
         self.irq = irq if irq is not None else IrqLine()
         self.wr2 = 0
         self.wr9 = 0
@@ -663,18 +665,23 @@ class Am85C30(SerialDevice):
     # ------------------------------------------------------------------------------------
     # interrupts
 
-    def _pending(self) -> int:
+    # the channels call update_irq, pending_sources and write_wr9: the interrupt logic and
+    # WR9 span both channels
+
+    def pending_sources(self) -> int:
+        """Interrupt-pending bits of both channels, by daisy-chain position."""
         return self.a.pending() | self.b.pending()
 
     def _requesting(self) -> int:
         """Pending sources not blocked by an equal or higher-priority IUS."""
-        pend = self._pending()
+        pend = self.pending_sources()
         ius = self.ius
         if ius:
             pend &= (ius & -ius) - 1
         return pend
 
-    def _update_irq(self) -> None:
+    def update_irq(self) -> None:
+        """Drive the interrupt line from WR9 MIE and the sources not blocked by an IUS."""
         self.irq.set(bool(self.wr9 & WR9_MIE and self._requesting()))
 
     def _vector_code(self, pend: int) -> int:
@@ -695,7 +702,7 @@ class Am85C30(SerialDevice):
 
     def status_vector(self) -> int:
         """RR2 of channel B: the vector modified by the highest-priority pending condition."""
-        return self._vector_with(self._vector_code(self._requesting() or self._pending()))
+        return self._vector_with(self._vector_code(self._requesting() or self.pending_sources()))
 
     def intack(self) -> int:
         """Interrupt acknowledge: sets the IUS of the highest requesting source, returns the
@@ -705,10 +712,11 @@ class Am85C30(SerialDevice):
             code = self._vector_code(req)
             if req:
                 self.ius |= req & -req
-                self._update_irq()
+                self.update_irq()
             return self._vector_with(code) if self.wr9 & WR9_VIS else self.wr2
 
-    def _write_wr9(self, v: int) -> None:
+    def write_wr9(self, v: int) -> None:
+        """WR9 (master interrupt control), one register for both channels."""
         reset = v & 0xC0
         if reset == 0xC0:
             self._hardware_reset()
@@ -720,7 +728,7 @@ class Am85C30(SerialDevice):
                 self._channel_reset(self.b)
             self.wr9 = v & (0x3F if not reset else 0x1F)
         self.a.wr[WR.MASTER_INT] = self.b.wr[WR.MASTER_INT] = self.wr9
-        self._update_irq()
+        self.update_irq()
 
     def _channel_reset(self, ch: _Channel) -> None:
         ch.channel_reset()
@@ -750,7 +758,7 @@ class Am85C30(SerialDevice):
                 ch.rr8 = 0
             self.wr2 = 0
             self._hardware_reset()
-            self._update_irq()
+            self.update_irq()
 
     def state(self) -> dict[str, Any]:
         with self.lock:
@@ -764,7 +772,7 @@ class Am85C30(SerialDevice):
             self.wr9 = int(state["wr9"]) & 0x3F
             self.ius = int(state.get("ius", 0)) & 0x3F
             for ch, key in ((self.a, "a"), (self.b, "b")):
-                ch.port.cancel_wait()
+                ch.port.out.cancel_wait()
                 ch.load_state(state[key])
                 ch.recalc_char_time()
                 ch.port.forget_line_state()
@@ -772,7 +780,7 @@ class Am85C30(SerialDevice):
                 if ch.tsr >= 0 or ch.tbuf >= 0:
                     ch.tx_pump()
                 ch.port.room_again()
-            self._update_irq()
+            self.update_irq()
 
     def __repr__(self) -> str:
         return f"<Am85C30 {self.name} A.rr0={self.a.rr0_now():#04x} B.rr0={self.b.rr0_now():#04x}>"

@@ -1,27 +1,28 @@
 """Plumbing shared by the serial models: one lock, a lazily made clock, and CharPort.
 
 CharPort is a serial line's CharBackend plus what every UART model needs around it:
-transmit that never silently drops (a refused byte stays in the device and is retried from a
-"backend writable" watch), receive flow control (the backend is told to hold input while the
-device has no room and nudged when room appears), de-duplicated line-parameter ioctls, and
-the hotswap steps (re-register, forget what the old backend was told, move the watch).
+transmit that never silently drops (``out``, an OutQueue used unbuffered: a refused byte
+stays in the device's transmitter and is retried from a "backend writable" watch), receive
+flow control (the backend is told to hold input while the device has no room and nudged when
+room appears), de-duplicated line-parameter ioctls, and the hotswap steps (re-register,
+forget what the old backend was told, move the watch).
 """
 
 from __future__ import annotations
 
-import errno
 import logging
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from e2kchar.chardev.frontend import CharBackend
+from e2kchar.chardev.outqueue import OutQueue
 from e2kchar.chardev.types import ChardevEvent, ChardevIoctl, SerialParams, Tiocm
 
 from .clock import Clock, HostClock
 
 if TYPE_CHECKING:
-    from e2kchar.chardev.base import Chardev, Watch
+    from e2kchar.chardev.base import Chardev
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,6 @@ class CharPort:
         self._read_cb = read
         self._event_cb = event
         self._be_change_cb = be_change
-        self._watch: Watch | None = None
-        self._on_writable: Callable[[], None] | None = None
         #: set (under the device lock) when can_read answered 0: the backend holds input
         self.throttled = False
         #: None = not asked yet, False = the backend has no modem lines
@@ -54,6 +53,9 @@ class CharPort:
         self._brk: bool | None = None
         self._mout: int | None = None
         self.fe: CharBackend | None = CharBackend(chardev) if chardev is not None else None
+        #: transmit: one attempt with out.write(), out.wait_writable(retry) when refused;
+        #: bytes for an unconnected port or a destroyed backend leave the wire (consumed)
+        self.out = OutQueue(self.fe, lock, name, drop_when_gone=True)
         self.register()
 
     # ------------------------------------------------------------------------------------
@@ -92,57 +94,6 @@ class CharPort:
     @property
     def connected(self) -> bool:
         return self.fe is not None and self.fe.chardev is not None
-
-    # ------------------------------------------------------------------------------------
-    # output
-
-    def send(self, data: bytes) -> int:
-        """One write attempt: bytes consumed, 0 if the backend cannot take any now.
-
-        Bytes for an unconnected port, or a backend that failed for good, count as consumed
-        (they leave the wire, as on hardware with nothing attached) and are logged.
-        """
-        fe = self.fe
-        if fe is None:
-            return len(data)
-        n = fe.write(data)
-        if n > 0:
-            return n
-        if n == 0 or n == -errno.EAGAIN:
-            if fe.chardev is None:
-                return len(data)
-            return 0
-        log.warning("%s: backend write failed (%s); %d byte(s) dropped", self.name,
-                    errno.errorcode.get(-n, n), len(data))
-        return len(data)
-
-    def wait_writable(self, callback: Callable[[], None]) -> bool:
-        """Call callback (under the device lock, I/O thread) once the backend can take more."""
-        self._on_writable = callback
-        if self._watch is not None:
-            return True
-        fe = self.fe
-        if fe is None:
-            return False
-        self._watch = fe.add_watch(self._writable)
-        return self._watch is not None
-
-    def _writable(self) -> None:
-        with self.lock:
-            self._watch = None
-            cb, self._on_writable = self._on_writable, None
-            if cb is not None:
-                cb()
-
-    def cancel_wait(self) -> None:
-        watch, self._watch = self._watch, None
-        self._on_writable = None
-        if watch is not None:
-            watch.cancel()
-
-    @property
-    def waiting(self) -> bool:
-        return self._watch is not None
 
     # ------------------------------------------------------------------------------------
     # line state, sent only when it changes
@@ -200,16 +151,10 @@ class CharPort:
         self.register()
         self.forget_line_state()
         self.throttled = False
-        if self._watch is not None or self._on_writable is not None:
-            cb = self._on_writable
-            old, self._watch = self._watch, None
-            if old is not None:
-                old.cancel()
-            if cb is not None:
-                self.wait_writable(cb)
+        self.out.after_swap()
 
     def close(self) -> None:
-        self.cancel_wait()
+        self.out.close()
         fe, self.fe = self.fe, None
         if fe is not None:
             fe.deinit()
@@ -221,7 +166,7 @@ class SerialDevice:
     Register accesses (CPU thread), backend callbacks (I/O thread) and timers (clock thread)
     all run under ``lock``; the IrqLine's on_change is called with it held. A machine that
     takes its own lock in on_change should pass that lock (an RLock) as ``lock=`` so that
-    there is one lock and no lock-order inversion.
+    there is one lock and no lock-order inversion (docs/embedding.md, "Threads and locks").
     """
 
     def __init__(self, clock: Clock | None = None,

@@ -1,4 +1,7 @@
-"""IrqLine: a device's interrupt output, as level-triggered wire."""
+"""IrqLine: a device's interrupt output, as level-triggered wire.
+
+Wiring it to an interrupt controller or a CPU: docs/embedding.md ("IrqLine wiring").
+"""
 
 from __future__ import annotations
 

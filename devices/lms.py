@@ -1,6 +1,6 @@
 """LMS simulator console: the polled debug port at I/O ports 0x300..0x304 (window offsets 0..4).
 
-Protocol of the kernels and BIOS (reference notes 1.4): a 32-bit read of 0x300 that is not
+Protocol of the kernels and BIOS (docs/devices/lms.md): a 32-bit read of 0x300 that is not
 0xFFFFFFFF means "present"; they spin while a 32-bit read of 0x300 is non-zero ("busy"),
 then byte-write the character to 0x300 followed by a byte-write of 0 (a strobe, not output).
 Here a 32-bit read of 0x300 is 0 when idle and 1 while bytes the backend refused are still
@@ -120,20 +120,20 @@ class LmsConsole(SerialDevice):
                 return
             self.outbuf.append(b)
             return
-        if self.port.send(BYTE[b]) > 0:
+        if self.port.out.write(BYTE[b]) > 0:
             return
         self.outbuf.append(b)
         self._wait()
 
     def _wait(self) -> None:
-        if not self.port.wait_writable(self._pump):
+        if not self.port.out.wait_writable(self._pump):
             log.warning("%s: backend gone, %d byte(s) dropped", self.name, len(self.outbuf))
             self.outbuf.clear()
 
     def _pump(self) -> None:
         if not self.outbuf:
             return
-        n = self.port.send(bytes(self.outbuf))
+        n = self.port.out.write(bytes(self.outbuf))
         if n > 0:
             del self.outbuf[:n]
         if self.outbuf:
@@ -176,7 +176,7 @@ class LmsConsole(SerialDevice):
 
     def load_state(self, state: dict[str, Any]) -> None:
         with self.lock:
-            self.port.cancel_wait()
+            self.port.out.cancel_wait()
             self.inbuf = bytearray(bytes(state.get("inbuf", ()))[:IN_BUF_LEN])
             self.outbuf = bytearray(bytes(state.get("outbuf", ()))[:OUT_BUF_LEN])
             self.shift = int(state.get("shift", 0))

@@ -1,4 +1,7 @@
-"""GuestMemory: how DMA-capable devices (virtio) reach guest RAM."""
+"""GuestMemory: how DMA-capable devices (virtio) reach guest RAM.
+
+What an embedding emulator provides: docs/embedding.md ("GuestMemory and DMA").
+"""
 
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ Registers sit at ``index << regshift``. Transmit is immediate (no baud-rate paci
 goes straight to the backend; if the backend refuses it the byte stays in the transmitter,
 THRE/TEMT stay clear and the device retries from a "backend writable" watch. Receive is
 flow-controlled: the backend is only offered as many bytes as the FIFO has room for.
+Register reference: docs/devices/ns16550a.md.
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ class Ns16550a(SerialDevice):
             pending = len(self.txf) + (self.tsr >= 0)
             if pending:
                 log.info("%s: reset drops %d untransmitted byte(s)", self.name, pending)
-            self.port.cancel_wait()
+            self.port.out.cancel_wait()
             self._cancel_rx_timer()
             self._cancel_msl_timer()
             self._init_regs()
@@ -165,7 +166,7 @@ class Ns16550a(SerialDevice):
     def load_state(self, state: dict[str, Any]) -> None:
         """Restore a state() snapshot; the backend gets the line state re-applied."""
         with self.lock:
-            self.port.cancel_wait()
+            self.port.out.cancel_wait()
             self._cancel_rx_timer()
             self._cancel_msl_timer()
             self.divider = int(state["divider"]) & 0xFFFF
@@ -328,7 +329,7 @@ class Ns16550a(SerialDevice):
             return
         if self.tsr < 0 and not self.txf:
             # hot path: idle transmitter, the byte leaves at once
-            if self.port.send(BYTE[value]) > 0:
+            if self.port.out.write(BYTE[value]) > 0:
                 self.thr_ipending = True
                 if self.ier & IER_THRI:
                     self._update_irq()
@@ -350,7 +351,7 @@ class Ns16550a(SerialDevice):
             self._update_irq()
 
     def _wait_tx(self) -> None:
-        if not self.port.wait_writable(self._tx_pump):
+        if not self.port.out.wait_writable(self._tx_pump):
             # the backend went away for good: the bytes leave the wire
             self._tx_drop()
 
@@ -366,7 +367,7 @@ class Ns16550a(SerialDevice):
         if self.tsr < 0 and not self.txf:
             return
         data = (BYTE[self.tsr] if self.tsr >= 0 else b"") + bytes(self.txf)
-        n = self.port.send(data)
+        n = self.port.out.write(data)
         if n <= 0:
             self._wait_tx()
             return

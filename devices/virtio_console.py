@@ -7,13 +7,13 @@ the port until a writable watch fires. The device sits behind any transport (vir
 Deliberate differences from QEMU's virtio-serial (all in favour of "nothing is lost"):
 console ports are throttled like generic ports instead of dropping what the backend refuses;
 a generic port whose host side is closed keeps the guest's output queued until the host
-connects again, including the rest of a chain it was writing (QEMU completes it unsent); device->guest control messages wait for control
-buffers instead of being dropped. RESIZE carries (cols, rows) as the spec orders them.
+connects again, including the rest of a chain it was writing (QEMU completes it unsent);
+device->guest control messages wait for control buffers instead of being dropped. RESIZE
+carries (cols, rows) as the spec orders them. Reference: docs/devices/virtio-console.md.
 """
 
 from __future__ import annotations
 
-import errno
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -23,13 +23,16 @@ from typing import TYPE_CHECKING, Any
 from construct import Int16ul, Int32ul, Struct
 
 from e2kchar.chardev.frontend import CharBackend
+from e2kchar.chardev.outqueue import OutQueue
 from e2kchar.chardev.types import ChardevEvent
 
 from .virtio import VirtioDevice, VirtioId
 from .virtqueue import VirtqElement, VirtQueue, VirtqueueError
 
 if TYPE_CHECKING:
-    from e2kchar.chardev.base import Chardev, Watch
+    import threading
+
+    from e2kchar.chardev.base import Chardev
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +74,14 @@ class CtrlEvent(IntEnum):
 class Port:
     """One virtio-serial port: its backend handle and both data directions."""
 
-    def __init__(self, nr: int, name: str | None, console: bool) -> None:
+    def __init__(self, nr: int, name: str | None, console: bool,
+                 lock: threading.RLock | None = None) -> None:
         self.nr = nr
         self.name = name
         self.console = console
-        self.fe: CharBackend | None = None
+        #: guest output to the backend, used unbuffered: the bytes stay in the guest's chain
+        #: (tx_view/tx_rest) or the backlog while the backend is full
+        self.out = OutQueue(None, lock, f"virtio-console: port {nr}")
         self.host_connected = False
         self.guest_ready = False       # PORT_READY received
         self.guest_connected = False   # the guest has the port open
@@ -87,10 +93,21 @@ class Port:
         self.tx_rest: list[tuple[int, int]] = []
         self.tx_view: memoryview | None = None
         self.backlog = bytearray()      # emergency-write bytes the backend did not take yet
-        self.throttled = False
-        self.watch: Watch | None = None
         #: bytes each way, and how often guest output was throttled by a full backend
         self.stats = {"rx_bytes": 0, "tx_bytes": 0, "throttles": 0}
+
+    @property
+    def fe(self) -> CharBackend | None:
+        return self.out.fe
+
+    @fe.setter
+    def fe(self, fe: CharBackend | None) -> None:
+        self.out.fe = fe
+
+    @property
+    def throttled(self) -> bool:
+        """Guest output waits for the backend to take more."""
+        return self.out.waiting
 
     @property
     def rx_queue(self) -> int:
@@ -152,7 +169,7 @@ class VirtioConsole(VirtioDevice):
                 raise ValueError(f"port number {nr} is out of range or in use")
             elif nr == 0 and not console:
                 raise ValueError("port 0 is reserved for a console")
-            port = Port(nr, name, console)
+            port = Port(nr, name, console, self.lock)
             if chardev is not None:
                 port.fe = CharBackend(chardev)
                 if console:
@@ -169,9 +186,7 @@ class VirtioConsole(VirtioDevice):
             port = self.ports.pop(nr, None)
             if port is None:
                 raise ValueError(f"no port {nr}")
-            if port.watch is not None:
-                port.watch.cancel()
-                port.watch = None
+            port.out.cancel_wait()
             fe = port.fe
             port.fe = None
             if self.device_ready and self.has_feature(F_MULTIPORT):
@@ -206,8 +221,8 @@ class VirtioConsole(VirtioDevice):
         return f
 
     def config_bytes(self) -> bytes:
-        cfg = ConsoleConfig.build({"cols": self.cols, "rows": self.rows,
-                                   "max_nr_ports": self.max_ports, "emerg_wr": 0})
+        cfg: bytes = ConsoleConfig.build({"cols": self.cols, "rows": self.rows,
+                                          "max_nr_ports": self.max_ports, "emerg_wr": 0})
         return cfg if self.emergency_write else cfg[:EMERG_WR_OFFSET]
 
     def config_write(self, offset: int, data: bytes) -> None:
@@ -256,10 +271,7 @@ class VirtioConsole(VirtioDevice):
         port.tx_rest = []
         port.tx_view = None
         if not port.backlog:  # emergency bytes already taken from the guest still go out
-            if port.watch is not None:
-                port.watch.cancel()
-                port.watch = None
-            port.throttled = False
+            port.out.cancel_wait()
 
     def _on_queue_notify(self, vq: VirtQueue) -> None:
         i = vq.index
@@ -386,7 +398,7 @@ class VirtioConsole(VirtioDevice):
             while True:
                 fe = port.fe
                 if port.tx_view is None and port.backlog and fe is not None:
-                    if not self._write_out(port, fe, port.backlog, is_backlog=True):
+                    if not self._write_out(port, port.backlog, is_backlog=True):
                         break
                     continue
                 if port.tx_view is None:
@@ -423,7 +435,7 @@ class VirtioConsole(VirtioDevice):
                     continue
                 if not port.host_connected and not port.console:
                     break  # the host side went away mid-chain: the rest waits for it too
-                if not self._write_out(port, fe, port.tx_view, is_backlog=False):
+                if not self._write_out(port, port.tx_view, is_backlog=False):
                     break
         except VirtqueueError as exc:
             self.set_needs_reset(str(exc))
@@ -431,13 +443,22 @@ class VirtioConsole(VirtioDevice):
             if pushed:
                 self.notify_used(vq)
 
-    def _write_out(self, port: Port, fe: CharBackend, buf: Any, is_backlog: bool) -> bool:
-        """One fe.write of buf; True when all of it went out, else the port is throttled."""
+    def _write_out(self, port: Port, buf: Any, is_backlog: bool) -> bool:
+        """One write of buf; True when all of it went out, else the port is throttled."""
         if not len(buf):
             if not is_backlog:
                 port.tx_view = None
             return True
-        res = fe.write(buf)
+        out = port.out
+        dropped = out.dropped
+        res = out.write(buf)
+        if out.dropped != dropped:  # the backend failed for good (logged): the rest goes too
+            if is_backlog:
+                port.backlog.clear()
+            else:
+                port.tx_view = None
+                port.tx_rest = []
+            return True
         if res > 0:
             port.stats["tx_bytes"] += res
             if is_backlog:
@@ -448,44 +469,9 @@ class VirtioConsole(VirtioDevice):
                 done = port.tx_view is None
             if done:
                 return True
-        elif res < 0 and res not in (-errno.EAGAIN, -errno.EWOULDBLOCK):
-            log.warning("virtio-console: port %d: backend write failed (%s); %d bytes dropped",
-                        port.nr, errno.errorcode.get(-res, res), len(buf))
-            if is_backlog:
-                port.backlog.clear()
-            else:
-                port.tx_view = None
-                port.tx_rest = []
-            return True
-        self._throttle(port)
-        return False
-
-    def _throttle(self, port: Port) -> None:
-        port.throttled = True
         port.stats["throttles"] += 1
-        self._arm_watch(port)
-
-    def _arm_watch(self, port: Port) -> None:
-        """(Re)place the port's one "backend writable" watch on its current backend."""
-        if port.watch is not None:
-            port.watch.cancel()
-            port.watch = None
-        fe = port.fe
-        if fe is None:
-            return
-        mine: list[Watch | None] = []
-
-        def cb() -> None:
-            with self.lock:
-                if self.ports.get(port.nr) is not port or not mine or port.watch is not mine[0]:
-                    return  # a stale watch (moved by a hotswap or dropped by a reset)
-                port.watch = None
-                port.throttled = False
-                self._flush_tx(port)
-
-        watch = fe.add_watch(cb)
-        mine.append(watch)
-        port.watch = watch
+        port.out.wait_writable(lambda: self._flush_tx(port))
+        return False
 
     def _emergency_write(self, byte: int) -> None:
         port = next((p for _, p in sorted(self.ports.items()) if p.console and p.fe is not None),
@@ -640,8 +626,7 @@ class VirtioConsole(VirtioDevice):
                 port.host_connected = True
                 if port.guest_connected:
                     pass  # console ports never push the guest's open state (as QEMU)
-            if port.watch is not None or port.throttled:
-                self._arm_watch(port)  # the unthrottle watch moves to the new backend
+            port.out.after_swap()  # the unthrottle watch moves to the new backend
             fe.accept_input()
             return 0
 

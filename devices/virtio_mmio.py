@@ -1,7 +1,8 @@
 """virtio-mmio version 2 transport: the register window in front of a VirtioDevice.
 
 Only register decoding lives here; status, features and queues are in the device core
-(devices/virtio.py) so a virtio-pci transport can reuse them.
+(devices/virtio.py) so a virtio-pci transport can reuse them. Register reference:
+docs/devices/virtio-console.md ("virtio-mmio registers").
 """
 
 from __future__ import annotations
@@ -162,7 +163,8 @@ class VirtioMmio:
             if vq is None:
                 return 0
             attr, shift = _QUEUE_ADDR[Reg(offset)]
-            return getattr(vq, attr) >> shift & 0xFFFFFFFF
+            value: int = getattr(vq, attr) >> shift & 0xFFFFFFFF
+            return value
         if offset == Reg.QUEUE_RESET:
             # 1 from the (synchronous) reset until the driver re-enables the queue (spec 4.2.2)
             vq = self._queue()

@@ -61,11 +61,13 @@ def need_event(event: int, new: int, old: int) -> bool:
 
 
 def avail_size(num: int) -> int:
-    return VringAvail.sizeof(num=num)
+    size: int = VringAvail.sizeof(num=num)  # construct is untyped
+    return size
 
 
 def used_size(num: int) -> int:
-    return VringUsed.sizeof(num=num)
+    size: int = VringUsed.sizeof(num=num)
+    return size
 
 
 @dataclass
@@ -147,7 +149,8 @@ class VirtQueue:
             raise VirtqueueError(f"queue {self.index}: {exc}") from None
 
     def read_u16(self, addr: int) -> int:
-        return _u16.parse(self._read(addr, 2))
+        value: int = _u16.parse(self._read(addr, 2))  # construct is untyped
+        return value
 
     # -- driver area -----------------------------------------------------------------
 

@@ -58,7 +58,7 @@ class Zs:
         self.scc.write(self.ctl, 1, v)
 
     def bios_init(self) -> None:
-        """Clean-room replay of the MCST BIOS sequence (notes 1.2)."""
+        """Clean-room replay of the MCST BIOS sequence (docs/devices/am85c30.md)."""
         for reg, v in ((9, 0xC0), (1, 0), (4, 0x44), (7, 0x80), (6, 0x15), (3, 0xC0),
                        (5, 0x60), (10, 0), (11, 0x50), (12, 0x1E), (13, 0), (14, 0),
                        (3, 0xC1), (5, 0x68)):

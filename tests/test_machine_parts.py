@@ -104,7 +104,7 @@ def test_plic_random_sequences_keep_the_output_consistent(ops):
         else:
             p.read(regs[a % len(regs)], 4)
         for ctx in range(2):
-            want = any(p.pending[s] and p.priority[s] > p.threshold[ctx] and p._enabled(ctx, s)
+            want = any(p.pending[s] and p.priority[s] > p.threshold[ctx] and p.enabled(ctx, s)
                        for s in range(1, 64))
             assert p.output[ctx] == want
     # edges alternate per context and end at the current output
@@ -541,7 +541,7 @@ def test_retire_loads_and_stores(op, reg, base, imm, value):
             if op in STORES:
                 uc.reg_write(UC_RISCV_REG_X0 + reg, value)
             writes.clear()
-            new_pc = m._retire(pc, parts[:n])
+            new_pc = m.retirer.retire(pc, parts[:n])
             assert new_pc == pc + 4
             assert m.stats["retire_failures"] == 0
             if op in LOADS:

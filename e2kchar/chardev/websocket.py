@@ -74,7 +74,7 @@ def encode_frame(opcode: int, payload: bytes, mask: bytes | None = None) -> byte
     """One final frame (servers send unmasked; a mask is for test clients)."""
     n = len(payload)
     len7, ext = (n, None) if n < 126 else (126, n) if n < 65536 else (127, n)
-    header = FrameHeader.build({
+    header: bytes = FrameHeader.build({
         "head": {"fin": True, "rsv": 0, "opcode": opcode, "masked": mask is not None,
                  "len7": len7},
         "ext_len": ext, "mask": mask,

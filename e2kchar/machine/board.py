@@ -48,7 +48,7 @@ def _create(cls_name: str, factory: Callable[..., Any], **kw: Any) -> Any:
 
 
 class Board:
-    """Devices, map and interrupt wiring of the E2K machine (docs/architecture.md)."""
+    """Devices, map and interrupt wiring of the E2K machine (docs/interfaces.md)."""
 
     def __init__(self, ram: RamMemory, clock: GuestClock, serial: list[Chardev | None],
                  lms: Chardev | None, *, on_plic_output: Callable[[int, bool], object],

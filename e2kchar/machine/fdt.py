@@ -103,7 +103,7 @@ class FdtNode:
         return out
 
     def u32(self, prop: str) -> int:
-        return struct.unpack(">I", self.props[prop][:4])[0]
+        return int(struct.unpack(">I", self.props[prop][:4])[0])
 
     def strings(self, prop: str) -> list[str]:
         return [s.decode() for s in self.props[prop].split(b"\0")[:-1]]
@@ -171,7 +171,7 @@ def parse_dtb(blob: bytes) -> FdtNode:
             raise FdtError("structure block ends early")
         (v,) = struct.unpack_from(">I", blob, pos)
         pos += 4
-        return v
+        return int(v)
 
     while True:
         tok = word()
@@ -210,7 +210,7 @@ def parse_dtb(blob: bytes) -> FdtNode:
 
 def machine_tree(*, ram_size: int, cmdline: str = "", virtio_slots: int = L.VIRTIO_SLOTS,
                  isa: str = "rv64imac") -> FdtNode:
-    """The E2K machine as stock RISC-V firmware needs to see it (stock-firmware-notes)."""
+    """The E2K machine as stock RISC-V firmware needs to see it (docs/interfaces.md)."""
     INTC, PLIC, TEST = 1, 2, 3
     root = FdtNode("")
     root.set("#address-cells", 2).set("#size-cells", 2)

@@ -80,7 +80,7 @@ class ImageLoader:
         return pages
 
     def write_boot_blocks(self) -> None:
-        """The device tree and boot_info at the top of RAM (docs/architecture.md, the map)."""
+        """The device tree and boot_info at the top of RAM (docs/interfaces.md, entry convention)."""
         dtb = machine_dtb(ram_size=self._ram.size, cmdline=self._cmdline)
         self._ram.write(self._layout.fdt_addr, dtb)
         self._ram.write(self._layout.boot_info_addr, self._boot_info)

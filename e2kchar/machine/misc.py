@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol, runtime_checkable
 
 from .layout import EXIT_FAIL, EXIT_PASS, EXIT_RESET
 
@@ -13,11 +13,39 @@ log = logging.getLogger(__name__)
 
 
 class Device(Protocol):
-    """The device interface of ARCHITECTURE.md section 5."""
+    """The device interface (docs/interfaces.md): what the MMIO dispatch calls."""
 
     def read(self, offset: int, size: int) -> int: ...
 
     def write(self, offset: int, size: int, value: int) -> None: ...
+
+
+#: one offset's dispatch: (device read, device write, offset within the device)
+Op = tuple[Callable[[int, int], int], Callable[[int, int, int], None], int]
+#: a window keeps at most this many resolved offsets in `ops` (a guest probing a large
+#: window must not grow it without bound)
+OPS_LIMIT = 4096
+
+
+@runtime_checkable
+class DispatchingWindow(Protocol):
+    """A window in front of other devices (I/O ports, a PCI BAR) that publishes its
+    dispatch, so the MMIO callbacks reach the device behind it without a call through the
+    window: `ops` maps offsets to Ops and is kept current by the window (it may drop
+    entries at any time); `resolve` gives the Op of an offset not in it."""
+
+    ops: dict[int, Op]
+
+    def resolve(self, offset: int) -> Op: ...
+
+
+def hole_read(offset: int, size: int) -> int:
+    """Nothing decodes here: all-ones, as a floating bus reads."""
+    return (1 << (8 * size)) - 1
+
+
+def hole_write(offset: int, size: int, value: int) -> None:
+    """Nothing decodes here: the write is dropped."""
 
 
 class ExitDevice:
@@ -84,15 +112,18 @@ class PortWindow:
         self.name = name
         self.ports: list[tuple[int, int, Device]] = []
         self.table: dict[int, tuple[int, Device]] = {}   # offset -> (port base, device)
-        #: offset -> (device read, device write, offset within the device): what a hot
-        #: MMIO callback needs, looked up once per access
-        self.ops: dict[int, tuple[Any, Any, int]] = {}
+        #: offset -> Op of the port there (DispatchingWindow)
+        self.ops: dict[int, Op] = {}
 
     def map(self, start: int, length: int, dev: Device) -> None:
         self.ports.append((start, length, dev))
         for off in range(start, start + length):
             self.table[off] = (start, dev)
             self.ops[off] = (dev.read, dev.write, off - start)
+
+    def resolve(self, offset: int) -> Op:
+        """A hole (DispatchingWindow): reads all-ones, ignores writes."""
+        return hole_read, hole_write, offset
 
     def _find(self, offset: int) -> tuple[int, Device] | None:
         hit = self.table.get(offset)

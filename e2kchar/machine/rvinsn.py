@@ -46,7 +46,10 @@ def decode_mem(insn: int) -> MemInsn | None:
         return None
     c = insn & 0xFFFF
     op, f3 = c & 3, c >> 13 & 7
-    b = lambda hi, lo: c >> lo & ((1 << (hi - lo + 1)) - 1)  # noqa: E731
+
+    def b(hi: int, lo: int) -> int:
+        return c >> lo & ((1 << (hi - lo + 1)) - 1)
+
     if op == 0:
         rdp, rs1p = b(4, 2) + 8, b(9, 7) + 8
         imm_w = b(5, 5) << 6 | b(12, 10) << 3 | b(6, 6) << 2

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .. import __version__
 from ..chardev.base import Chardev
 from ..chardev.frontend import CharBackend
+from ..chardev.outqueue import OutQueue
 from ..chardev.types import ChardevError, ChardevEvent
 from ..errors import E2kcharError
 from ..options import ID_RE, parse_chardev, split_opts, to_qapi
@@ -52,9 +53,10 @@ def tokenize(line: str) -> list[str]:
                 c = line[i]
                 if c == "\\" and i + 1 < n:
                     i += 1
-                    c = {"n": "\n", "r": "\r", "\\": "\\", "'": "'", '"': '"'}.get(line[i])
-                    if c is None:
+                    esc = {"n": "\n", "r": "\r", "\\": "\\", "'": "'", '"': '"'}.get(line[i])
+                    if esc is None:
                         raise HmpError(f"unsupported escape code: '\\{line[i]}'")
+                    c = esc
                 word.append(c)
                 i += 1
             if i >= n:
@@ -321,8 +323,8 @@ class HumanMonitor:
         self._lock = threading.RLock()
         self._line = bytearray()
         self._pending = bytearray()
-        self._out = bytearray()
-        self._watch: Any = None
+        #: output the backend cannot take yet waits here (QEMU's outbuf) for a write watch
+        self._out = OutQueue(None, self._lock, "monitor", limit=MAX_OUTPUT)
         self._busy = False
         self._last_cr = False
         self._esc = 0            # 0: none, 1: after ESC, 2: in ESC [ sequence
@@ -343,7 +345,7 @@ class HumanMonitor:
             chardev = found
         if self.fe is not None:
             raise ChardevError("the monitor is already attached")
-        self.fe = CharBackend(chardev)
+        self.fe = self._out.fe = CharBackend(chardev)
         self._install()
 
     def _install(self) -> None:
@@ -363,9 +365,7 @@ class HumanMonitor:
                 return
             self._closed = True
             fe, self.fe = self.fe, None
-            watch, self._watch = self._watch, None
-        if watch is not None:
-            watch.cancel()
+            self._out.close()
         if fe is not None and not self.registry.ioloop.closed:
             try:
                 fe.deinit()
@@ -378,8 +378,7 @@ class HumanMonitor:
 
     def _be_change(self) -> int:
         self._install()
-        if self._out and self._watch is None:
-            self._arm_watch()
+        self._out.after_swap()
         return 0
 
     def _focused(self) -> bool:
@@ -505,27 +504,7 @@ class HumanMonitor:
         self._write(crlf(text).encode("utf-8", "replace"))
 
     def _write(self, data: bytes) -> None:
-        if len(self._out) + len(data) > MAX_OUTPUT:
-            log.warning("monitor output dropped: the chardev is not draining")
-            return
-        self._out += data
-        self._flush()
-
-    def _flush(self) -> None:
-        self._watch = None
-        fe = self.fe
-        if fe is None or not self._out:
-            return
-        n = fe.write(bytes(self._out))
-        if n > 0:
-            del self._out[:n]
-        if self._out:
-            self._arm_watch()
-
-    def _arm_watch(self) -> None:
-        fe = self.fe
-        if fe is not None and self._watch is None:
-            self._watch = fe.add_watch(self._flush)
+        self._out.put(data)
 
 
 async def _human_monitor_command(mon: Monitor, args: dict[str, Any]) -> Outcome:

@@ -458,6 +458,7 @@ class QmpServer:
             raise ChardevError("QMP server is closed")
         config = self.parse_address(spec)
         addr = config.addr
+        assert isinstance(addr, (InetAddress, UnixAddress))  # parse_address refused the rest
         if not config.server:
             await self._connect_out(addr)
             self.address = addr.path if isinstance(addr, UnixAddress) else (addr.host, int(addr.port))

@@ -48,7 +48,7 @@ def qemu_speed(speed: int) -> int:
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and isinstance(exc.errno, int) and exc.errno > 0:
         return os.strerror(exc.errno)
-    args = getattr(exc, "args", ())
+    args: tuple[object, ...] = getattr(exc, "args", ())
     if len(args) >= 2 and isinstance(args[1], str):
         return args[1]
     return str(exc)
