@@ -26,18 +26,13 @@ class TimerHandle:
 
     def __init__(self, ioloop: IOLoop) -> None:
         self._ioloop = ioloop
-        self._handle: asyncio.TimerHandle | None = None
+        #: the asyncio timer, set by IOLoop.call_later on the I/O thread
+        self.timer: asyncio.TimerHandle | None = None
         self.cancelled = False
-
-    def start(self, loop: asyncio.AbstractEventLoop, delay: float,
-              fire: Callable[[], None]) -> None:
-        """Arm on the I/O thread (IOLoop.call_later does it) unless already cancelled."""
-        if not self.cancelled:
-            self._handle = loop.call_later(delay, fire)
 
     def cancel(self) -> None:
         self.cancelled = True
-        handle = self._handle
+        handle = self.timer
         if handle is not None:
             self._ioloop.call_soon(handle.cancel)
 
@@ -141,7 +136,8 @@ class IOLoop:
         handle = TimerHandle(self)
 
         def arm() -> None:
-            handle.start(self.loop, delay, fire)
+            if not handle.cancelled:
+                handle.timer = self.loop.call_later(delay, fire)
 
         def fire() -> None:
             if not handle.cancelled:

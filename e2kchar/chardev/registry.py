@@ -12,10 +12,11 @@ import importlib
 import logging
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import hotswap
 from .backends.mux import MuxConfig
+from .backends.ringbuf import RingbufChardev
 from .base import Chardev
 from .configbase import BackendConfig
 from .frontend import CharBackend
@@ -23,9 +24,6 @@ from .ioloop import IOLoop
 from .logfile import LogFile
 from .spec import ALIASES, BACKENDS, ChardevSpec, check_id, from_qapi, parse_spec
 from .types import ChardevError, ChardevEvent
-
-if TYPE_CHECKING:
-    from .backends.ringbuf import RingbufChardev
 
 log = logging.getLogger(__name__)
 
@@ -315,8 +313,6 @@ class ChardevRegistry:
         self.ioloop.run_sync(run)
 
     def _ringbuf(self, device: str) -> RingbufChardev:
-        from .backends.ringbuf import RingbufChardev
-
         chr_ = self._chardevs.get(device)
         if chr_ is None:
             raise ChardevError(f"Device '{device}' not found")

@@ -38,8 +38,8 @@ class StdioChardev(FdChardev[StdioConfig]):
         if not self.host.claim_stdio():
             raise ChardevError("cannot use stdio by multiple character devices")
         self._claimed = True
-        self._saved_attrs: list[Any] | None = None
-        self._saved_flags: bool | None = None
+        self._saved_attrs: list[Any] | None = None  # termios.tcgetattr()
+        self._saved_flags: bool | None = None  # the input fd was blocking
         self._tty_fd = -1
         self._signal = self.config.signal is not False
         self._echo = False
