@@ -1,0 +1,63 @@
+"""Hostile peers, file systems and guests (issue 15): real FIFOs, /dev/full, real signals."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import pytest
+from e2kchar.devices import IrqLine, Ns16550a, VirtualClock
+
+from e2kchar import CharBackend, ChardevRegistry
+
+THR, LSR = 0, 5
+
+
+def _polled_bytes(uart: Ns16550a, n: int) -> None:
+    for i in range(n):
+        while not uart.read(LSR, 1) & 0x20:
+            pass
+        uart.write(THR, 1, 0x41 + i % 26)
+
+
+@pytest.mark.parametrize("coalesce", [False, True])
+def test_enospc_output_reported_once_and_never_raises(caplog, coalesce):
+    """F1: file out=/dev/full (ENOSPC): the guest's writes never raise, the error is logged
+    once, the dropped bytes are counted, and closing at exit works."""
+    caplog.set_level(logging.WARNING)
+    reg = ChardevRegistry(coalesce_output=coalesce)
+    try:
+        chr_ = reg.new("s", "file,path=/dev/full,append=on")
+        uart = Ns16550a(chardev=chr_, irq=IrqLine(), clock=VirtualClock())
+        deadline = time.monotonic() + 1.0
+        sent = 0
+        while time.monotonic() < deadline:
+            _polled_bytes(uart, 500)
+            sent += 500
+        reg.run_until(lambda: chr_.flush(0), 1)
+        assert chr_.output_error is not None and "No space" in chr_.output_error
+        assert chr_.dropped_bytes == (sent if coalesce else 0)
+    finally:
+        reg.close()
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) <= 2, [r.getMessage() for r in warnings][:5]
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+def test_epipe_write_all_reports_error_not_exception(caplog):
+    """F1: EPIPE on a pipe whose reader is gone, through CharBackend.write_all."""
+    caplog.set_level(logging.WARNING)
+    r, w = os.pipe()
+    os.close(r)
+    with ChardevRegistry() as reg:
+        reg.add("p", {"type": "file", "data": {"out": f"/proc/self/fd/{w}"}})
+        fe = CharBackend(reg.find("p"))
+        for _ in range(2000):
+            fe.write(b"x" * 100)
+        assert fe.write_all(b"y" * 100) in (100, -32)
+        assert reg.run_until(lambda: reg.find("p").output_error is not None, 1)
+    os.close(w)
+    assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) <= 2
+    assert not [r for r in caplog.records if r.exc_info]
+
