@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 
 import pytest
 from e2kchar.devices import IrqLine, Ns16550a, VirtualClock
 
-from e2kchar import CharBackend, ChardevRegistry
+from e2kchar import CharBackend, ChardevError, ChardevRegistry
 
 THR, LSR = 0, 5
 
@@ -61,3 +62,42 @@ def test_epipe_write_all_reports_error_not_exception(caplog):
     assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) <= 2
     assert not [r for r in caplog.records if r.exc_info]
 
+
+def _within(seconds: float, fn):
+    """Run fn on a thread; fail (instead of hanging the suite) if it takes longer."""
+    box: list[object] = []
+
+    def run() -> None:
+        try:
+            box.append(fn())
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test
+            box.append(exc)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), f"blocked for more than {seconds} s"
+    return box[0]
+
+
+def test_fifo_without_peer_never_blocks_open(tmp_path):
+    """F2: file out=/in=/logfile= on a FIFO nobody has open returns at once: a clear error
+    for output (no reader), input that starts when a writer comes."""
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)
+    with ChardevRegistry() as reg:
+        err = _within(2, lambda: reg.add("o", {"type": "file", "data": {"out": fifo}}))
+        assert isinstance(err, ChardevError) and "no reader" in str(err)
+        err = _within(2, lambda: reg.add("l", {"type": "null", "data": {"logfile": fifo}}))
+        assert isinstance(err, ChardevError) and "no reader" in str(err)
+        _within(2, lambda: reg.add("i", {"type": "file", "data": {"out": str(tmp_path / "o"),
+                                                                  "in": fifo}}))
+        got = bytearray()
+        fe = CharBackend(reg.find("i"))
+        fe.set_handlers(can_read=lambda: 4096, read=got.extend)
+        # the loop still serves others meanwhile
+        assert _within(2, lambda: reg.add("n", {"type": "null", "data": {}})) is not None
+        wfd = _within(2, lambda: os.open(fifo, os.O_WRONLY))
+        os.write(wfd, b"hello")
+        assert reg.run_until(lambda: bytes(got) == b"hello", 2)
+        os.close(wfd)

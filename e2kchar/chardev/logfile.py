@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from collections.abc import Callable
@@ -18,7 +19,9 @@ class LogFile:
     def __init__(self, path: str, append: bool, timestamp: bool,
                  guest_clock: Callable[[], Callable[[], float] | None] | None = None) -> None:
         self.path = path
-        flags = os.O_WRONLY | os.O_CLOEXEC | (os.O_APPEND if append else 0)
+        # O_NONBLOCK: a FIFO with no reader fails at once (ENXIO) instead of blocking the
+        # I/O loop, and the CPU thread never blocks in a write a reader controls
+        flags = os.O_WRONLY | os.O_CLOEXEC | os.O_NONBLOCK | (os.O_APPEND if append else 0)
         try:
             # Truncation is deferred to commit() and a file we created is removed again by
             # discard(), so that a failed add leaves the file system as it was.
@@ -29,7 +32,10 @@ class LogFile:
                 self.fd = os.open(path, flags | os.O_CREAT, 0o666)
                 self.created = False
         except OSError as exc:
-            raise ChardevError(f"Unable to open logfile {path}: {exc.strerror}") from None
+            why = exc.strerror
+            if exc.errno == errno.ENXIO:
+                why = f"{why} (a FIFO with no reader)"
+            raise ChardevError(f"Unable to open logfile {path}: {why}") from None
         except ValueError as exc:  # an embedded NUL
             raise ChardevError(f"Unable to open logfile {path}: {exc}") from None
         self.append = append
