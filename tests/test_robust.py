@@ -101,3 +101,47 @@ def test_fifo_without_peer_never_blocks_open(tmp_path):
         os.write(wfd, b"hello")
         assert reg.run_until(lambda: bytes(got) == b"hello", 2)
         os.close(wfd)
+
+
+def test_logfile_reader_that_stops_reading_never_blocks_the_writer(caplog, tmp_path):
+    """F3: a logfile FIFO whose reader never reads: output goes on (the writer never blocks),
+    the log keeps a bounded backlog, the rest is counted as dropped and logged once."""
+    caplog.set_level(logging.WARNING)
+    fifo = str(tmp_path / "log.fifo")
+    os.mkfifo(fifo)
+    rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        with ChardevRegistry() as reg:
+            reg.add("n", {"type": "null", "data": {"logfile": fifo}})
+            chr_ = reg.find("n")
+            fe = CharBackend(chr_)
+
+            def flood() -> None:
+                for _ in range(1000):
+                    assert fe.write_all(b"x" * 1000) == 1000
+
+            _within(5, flood)
+            log = chr_.logfile
+            assert log is not None and 0 < len(log.pending) <= log.BACKLOG
+            assert log.dropped >= 1000 * 1000 - 65536 - log.BACKLOG
+            got = b""
+            while chunk := _nonblocking_read(rfd):
+                got += chunk
+            fe.write_all(b"y" * 10)  # the reader caught up: the backlog goes out first
+            for _ in range(3):
+                while chunk := _nonblocking_read(rfd):
+                    got += chunk
+                fe.write_all(b"\n")  # each write also retries what waits
+            assert b"x" * 1000 in got and b"y" * 10 + b"\n" in got
+    finally:
+        os.close(rfd)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) <= 3, warnings
+
+
+def _nonblocking_read(fd: int) -> bytes:
+    try:
+        return os.read(fd, 1 << 20)
+    except BlockingIOError:
+        return b""
+
