@@ -74,7 +74,7 @@ def parse_size(text: str) -> int:
         if t and t[-1] in units:
             return int(float(t[:-1]) * units[t[-1]])
         return int(t) << 20
-    except ValueError:
+    except (ValueError, OverflowError):  # "infk", "1e400k": not a size
         raise CliError(f"invalid RAM size '{text}'") from None
 
 
@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("-chardev", action="append", default=[], metavar="SPEC",
                     help="a character device (see below)")
     ap.add_argument("-serial", action="append", default=[], metavar="SPEC",
-                    help="the next serial port's backend (see below)")
+                    help="the next serial port's backend (see below); as in QEMU, "
+                         "tcp::PORT (no host) listens on all addresses, not only loopback")
     ap.add_argument("-device", action="append", default=[], metavar="SPEC",
                     help="bind a frontend to a chardev, or load a file (see below)")
     ap.add_argument("-qmp", action="append", default=[], metavar="SPEC",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 
@@ -144,4 +145,28 @@ def _nonblocking_read(fd: int) -> bytes:
         return os.read(fd, 1 << 20)
     except BlockingIOError:
         return b""
+
+
+def test_clear_errors_instead_of_tracebacks():
+    """L3: -m infk / 1e400k, a lone surrogate for ringbuf-write, a non-ASCII websocket key."""
+    from e2kchar.cli import CliError, parse_size
+
+    for text in ("infk", "1e400k", "-infM", "nank"):
+        with pytest.raises(CliError, match="invalid RAM size"):
+            parse_size(text)
+    with ChardevRegistry() as reg:
+        reg.new("rb", "ringbuf,size=64")
+        with pytest.raises(ChardevError, match="not a valid UTF-8 string"):
+            reg.ringbuf_write("rb", "a\ud800b")
+        chr_ = reg.new("w", "socket,host=127.0.0.1,port=0,server=on,wait=off,websocket=on")
+        for path, key in (("/", "\u043a\u043b\u044e\u0447"), ("/\u00e9", "dGhlIHNhbXBsZSBub25jZQ==")):
+            cl = socket.create_connection(("127.0.0.1", int(chr_.addr.port)), timeout=5)
+            cl.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                       "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                       f"Sec-WebSocket-Key: {key}\r\n\r\n".encode())
+            resp = b""
+            while chunk := cl.recv(4096):
+                resp += chunk
+            cl.close()
+            assert resp.startswith(b"HTTP/1.1 400 Bad Request\r\n"), resp
 
