@@ -433,6 +433,18 @@ def test_exit_device_codes():
     assert ex.read(0, 4) == 0
 
 
+def test_exit_device_takes_16_bit_writes():
+    """OpenSBI 1.1's sifive_test driver writes 16 bits (writew), as QEMU accepts."""
+    got = []
+    ex = ExitDevice(on_exit=lambda kind, code: got.append((kind, code)))
+    ex.write(0, 2, 0x5555)
+    ex.write(0, 2, 0x7777)
+    ex.write(0, 2, 0x3333)      # a 16-bit fail has no code field: exit 0, as on QEMU
+    ex.write(0, 1, 0x55)        # a byte is not a command
+    ex.write(2, 2, 0x5555)      # nor is the upper half alone
+    assert got == [("exit", 0), ("reset", 0), ("exit", 0)]
+
+
 def test_port_window_and_empty_virtio_slot():
     win = PortWindow("io")
     slot = EmptyVirtioSlot()
