@@ -364,6 +364,35 @@ def test_boot_info_and_dtb_in_ram():
         assert parse_dtb(dtb).find("chosen").strings("bootargs") == ["root=/dev/vda"]
 
 
+def test_initrd_goes_where_qemu_puts_it_and_into_chosen(tmp_path):
+    """QEMU 7.2's riscv rule: kernel address + min(RAM / 2, 128 MiB)."""
+    disk = tmp_path / "initrd.cpio"
+    disk.write_bytes(b"070701" + bytes(range(256)) * 4)
+    for ram, start in ((128 << 20, 0x8420_0000), (32 << 20, 0x8120_0000),
+                       (512 << 20, 0x8820_0000)):
+        with Machine(ram_size=ram) as m:
+            assert m.load_initrd(disk) == (start, start + disk.stat().st_size)
+            assert m.memory.read(start, 6) == b"070701"
+            end = L.RAM_BASE + ram
+            chosen = parse_dtb(m.memory.read(end - 0x20_0000, 0x10000)).find("chosen")
+            assert struct.unpack(">Q", chosen.props["linux,initrd-start"]) == (start,)
+            assert struct.unpack(">Q", chosen.props["linux,initrd-end"]) == (
+                start + disk.stat().st_size,)
+            m.reset()                                    # put back after a reset
+            assert m.memory.read(start, 6) == b"070701"
+            chosen = parse_dtb(m.memory.read(end - 0x20_0000, 0x10000)).find("chosen")
+            assert "linux,initrd-start" in chosen.props
+    with Machine(ram_size=16 << 20) as m:
+        assert "linux,initrd-start" not in parse_dtb(
+            m.memory.read(L.RAM_BASE + (14 << 20), 0x10000)).find("chosen").props
+        big = tmp_path / "big"
+        big.write_bytes(bytes(5 << 20))                  # 0x80a00000 + 5 MiB > DTB at 14 MiB
+        with pytest.raises(MachineError, match="overlaps the device tree"):
+            m.load_initrd(big)
+        with pytest.raises(MachineError, match="could not load"):
+            m.load_initrd(tmp_path / "missing")
+
+
 # ----------------------------------------------------------------------------------------
 # PCI, exit device, small windows
 

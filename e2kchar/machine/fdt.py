@@ -209,7 +209,7 @@ def parse_dtb(blob: bytes) -> FdtNode:
 
 
 def machine_tree(*, ram_size: int, cmdline: str = "", virtio_slots: int = L.VIRTIO_SLOTS,
-                 isa: str = "rv64imac") -> FdtNode:
+                 isa: str = "rv64imac", initrd: tuple[int, int] | None = None) -> FdtNode:
     """The E2K machine as stock RISC-V firmware needs to see it (docs/interfaces.md)."""
     INTC, PLIC, TEST = 1, 2, 3
     root = FdtNode("")
@@ -220,6 +220,10 @@ def machine_tree(*, ram_size: int, cmdline: str = "", virtio_slots: int = L.VIRT
     chosen = root.add("chosen", stdout_path=f"{serial_path}:115200n8")
     if cmdline:
         chosen.set("bootargs", cmdline)
+    if initrd is not None:
+        # 64-bit values (QEMU 7.2 writes one cell; Linux reads either length)
+        chosen.set("linux,initrd-start", cells(initrd[0] >> 32, initrd[0]))
+        chosen.set("linux,initrd-end", cells(initrd[1] >> 32, initrd[1]))
     root.add("aliases", serial0=serial_path)
     cpus = root.add("cpus", timebase_frequency=L.TIMEBASE_HZ)
     cpus.set("#address-cells", 1).set("#size-cells", 0)
@@ -255,8 +259,10 @@ def machine_tree(*, ram_size: int, cmdline: str = "", virtio_slots: int = L.VIRT
     return root
 
 
-def machine_dtb(*, ram_size: int, cmdline: str = "", virtio_slots: int = L.VIRTIO_SLOTS) -> bytes:
-    blob = build_dtb(machine_tree(ram_size=ram_size, cmdline=cmdline, virtio_slots=virtio_slots))
+def machine_dtb(*, ram_size: int, cmdline: str = "", virtio_slots: int = L.VIRTIO_SLOTS,
+                initrd: tuple[int, int] | None = None) -> bytes:
+    blob = build_dtb(machine_tree(ram_size=ram_size, cmdline=cmdline, virtio_slots=virtio_slots,
+                                  initrd=initrd))
     if len(blob) > L.FDT_MAX_SIZE:
         raise ValueError(f"device tree is {len(blob)} bytes, more than fits below boot_info")
     return blob

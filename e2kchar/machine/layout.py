@@ -8,6 +8,8 @@ from construct import Const, Int16ul, Int32ul, Int64ul, PaddedString, Padding, S
 
 RAM_BASE = 0x8000_0000
 DEFAULT_RAM_SIZE = 128 << 20
+#: -kernel goes to RAM base + 2 MiB (where fw_jump jumps)
+KERNEL_OFFSET = 2 << 20
 PCI_MEM_BASE = 0x4000_0000
 PCI_MEM_SIZE = 1 << 30
 AM85C30_BAR1 = 0x4000_0000
