@@ -425,6 +425,45 @@ def test_pci_config_space_ids_and_bar_sizing():
     assert ecam.read(base + 0x3C, 1) == 3 and ecam.read(base + 0x3D, 1) == 1
 
 
+def test_standard_enumeration_of_slot_2_finds_the_am85c30():
+    """As Linux scans: function 0 first; when absent, the slot is empty; when its header
+    type has the multifunction bit, functions 1-7 too."""
+    with Machine(ram_size=16 << 20) as m:
+        found = {}
+        for dev in range(32):
+            def cfg(fn, reg, size, dev=dev):
+                return m.pci.read(dev << 15 | fn << 12 | reg, size)
+            if cfg(0, 0, 2) == 0xFFFF:
+                continue
+            fns = range(8) if cfg(0, 0x0E, 1) & 0x80 else range(1)
+            for fn in fns:
+                if cfg(fn, 0, 2) != 0xFFFF:
+                    found[(dev, fn)] = (cfg(fn, 0, 2), cfg(fn, 2, 2), cfg(fn, 8, 4) >> 8)
+        assert found == {(2, 0): (0x1FFF, 0x8018, 0x0C8000),
+                         (2, 2): (0x1FFF, 0x8019, 0x070002)}
+        base = 2 << 15
+        assert m.pci.read(base + 0x3D, 1) == 0              # no interrupt pin
+        for bar in range(6):                                 # no BARs: configuration only
+            m.pci.write(base + 0x10 + 4 * bar, 4, 0xFFFFFFFF)
+            assert m.pci.read(base + 0x10 + 4 * bar, 4) == 0
+
+
+def test_device_tree_pci_host_node():
+    tree = parse_dtb(machine_dtb(ram_size=16 << 20))
+    pci = tree.find("soc/pci@200000000")
+    assert pci.strings("compatible") == ["pci-host-ecam-generic"]
+    assert pci.strings("device_type") == ["pci"]
+    assert struct.unpack(">4I", pci.props["reg"]) == (2, 0, 0, 0x1000_0000)
+    assert struct.unpack(">2I", pci.props["bus-range"]) == (0, 0)
+    assert (pci.u32("#address-cells"), pci.u32("#size-cells"), pci.u32("#interrupt-cells")) == (
+        3, 2, 1)
+    assert struct.unpack(">7I", pci.props["ranges"]) == (
+        0x0200_0000, 0, 0x4000_0000, 0, 0x4000_0000, 0, 0x4000_0000)
+    plic = tree.find("soc/plic@120000000").u32("phandle")
+    assert struct.unpack(">4I", pci.props["interrupt-map-mask"]) == (0xF800, 0, 0, 7)
+    assert struct.unpack(">6I", pci.props["interrupt-map"]) == (0x1000, 0, 0, 1, plic, 3)
+
+
 def test_bar_window_decodes_only_when_enabled_at_its_address():
     fn = am85c30_function()
     seen = []

@@ -251,6 +251,16 @@ def machine_tree(*, ram_size: int, cmdline: str = "", virtio_slots: int = L.VIRT
         soc.add(f"virtio_mmio@{base:x}", compatible="virtio,mmio",
                 reg=reg64((base, L.VIRTIO_SLOT_SIZE)), interrupt_parent=PLIC,
                 interrupts=L.IRQ_VIRTIO0 + n)
+    pci = soc.add(f"pci@{L.ECAM_BASE:x}", compatible="pci-host-ecam-generic", device_type="pci",
+                  reg=reg64((L.ECAM_BASE, L.ECAM_SIZE)), bus_range=[0, 0],
+                  linux__pci_domain=0, dma_coherent=None)
+    pci.set("#address-cells", 3).set("#size-cells", 2).set("#interrupt-cells", 1)
+    # MEM window, 32-bit non-prefetchable, PCI address = CPU address
+    pci.set("ranges", cells(0x0200_0000, 0, L.PCI_MEM_BASE, L.PCI_MEM_BASE >> 32, L.PCI_MEM_BASE,
+                            L.PCI_MEM_SIZE >> 32, L.PCI_MEM_SIZE))
+    # slot 2, INTA -> the Am85C30's PLIC source (the only PCI function with an interrupt)
+    pci.set("interrupt-map-mask", cells(0xF800, 0, 0, 7))
+    pci.set("interrupt-map", cells(L.AM85C30_PCI_DEVFN[0] << 11, 0, 0, 1, PLIC, L.IRQ_AM85C30))
     soc.add(f"lms@{L.IO_BASE + L.LMS_PORT:x}", compatible="mcst,lms-console",
             reg=reg64((L.IO_BASE + L.LMS_PORT, 5)))
     root.add("poweroff", compatible="syscon-poweroff", regmap=TEST, offset=0,
