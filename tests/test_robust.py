@@ -14,6 +14,7 @@ from e2kchar.devices import IrqLine, Ns16550a, VirtualClock
 from e2kchar import CharBackend, ChardevError, ChardevRegistry
 
 THR, LSR = 0, 5
+PINGS = 20000
 
 
 def _polled_bytes(uart: Ns16550a, n: int) -> None:
@@ -169,4 +170,34 @@ def test_clear_errors_instead_of_tracebacks():
                 resp += chunk
             cl.close()
             assert resp.startswith(b"HTTP/1.1 400 Bad Request\r\n"), resp
+
+
+def test_websocket_ping_flood_from_a_client_that_never_reads_is_bounded():
+    """F6: 20,000 pings of 125 bytes (2.5 MB of pongs owed) from a client that never reads:
+    the backlog stays bounded."""
+    import base64
+    import struct
+
+    from e2kchar.chardev.websocket import encode_frame
+
+    with ChardevRegistry() as reg:
+        chr_ = reg.new("w", "socket,host=127.0.0.1,port=0,server=on,wait=off,websocket=on")
+        cl = socket.socket()
+        cl.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        cl.connect(("127.0.0.1", int(chr_.addr.port)))
+        key = base64.b64encode(os.urandom(16)).decode()
+        cl.sendall(("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n").encode())
+        assert reg.run_until(lambda: chr_.connected, 5)
+        ping = encode_frame(0x9, b"p" * 125, struct.pack(">I", 0x12345678))
+        cl.settimeout(5)
+        sent = 0
+        for _ in range(PINGS):
+            cl.sendall(ping)  # the server keeps reading: only its pongs back up
+            sent += 1
+        time.sleep(0.3)
+        backlog = chr_.output_backlog
+        cl.close()
+    assert sent > 5000
+    assert backlog <= chr_.WS_PONG_BACKLOG + 200, backlog
 
