@@ -233,3 +233,67 @@ def test_hostile_virtqueue_notify_is_bounded():
         assert rig.con.port(0).stats["budget_yields"] > 0
         assert struct.unpack("<H", rig.mem.read(q.used + 2, 2))[0] == posts
 
+
+_OUT_OF_FDS = """
+import logging, os, sys, time
+from e2kchar import ChardevRegistry
+from e2kchar.monitor.commands import Monitor
+from e2kchar.monitor.qmp import QmpServer
+logging.basicConfig(format="%(levelname)s %(message)s")
+qmp, sock = sys.argv[1], sys.argv[2]
+with ChardevRegistry() as reg:
+    server = QmpServer(reg, monitor=Monitor(reg))
+    server.listen(f"unix:{qmp},server=on,wait=off")
+    reg.new("s", f"socket,path={sock},server=on,wait=off")
+    fds = []
+    try:
+        while True:
+            fds.append(os.open("/dev/null", os.O_RDONLY))
+    except OSError:
+        pass
+    print("ready", flush=True)
+    sys.stdin.readline()
+    for fd in fds:
+        os.close(fd)
+    server.close()
+"""
+
+
+def test_out_of_fds_accepts_log_a_few_lines_not_thousands(tmp_path):
+    """L1: both kinds of listener (QMP on asyncio, a socket chardev) while the process is
+    out of fds, with clients connecting for 3 s: a handful of log lines, not thousands."""
+    import subprocess
+    import sys
+
+    qmp, sock = str(tmp_path / "q.sock"), str(tmp_path / "s.sock")
+    proc = subprocess.Popen([sys.executable, "-c", _OUT_OF_FDS, qmp, sock],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline() == b"ready\n"
+        clients = []
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            for path in (qmp, sock):
+                c = socket.socket(socket.AF_UNIX)
+                c.setblocking(False)
+                try:
+                    c.connect(path)
+                except OSError:
+                    pass
+                clients.append(c)
+            time.sleep(0.01)
+            if len(clients) > 150:
+                for c in clients[:100]:
+                    c.close()
+                del clients[:100]
+        for c in clients:
+            c.close()
+        _, err = proc.communicate(b"\n", timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = err.decode(errors="replace").splitlines()
+    assert len([ln for ln in lines if ln.startswith(("ERROR", "WARNING"))]) <= 6, lines[:40]
+    assert len(lines) < 120, lines[:40]

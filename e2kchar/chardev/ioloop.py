@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from .ratelog import log_limited
 from .types import ChardevError
 
 log = logging.getLogger(__name__)
@@ -78,11 +79,21 @@ class FdWatch:
                 self._ioloop.remove_reader(fd)
 
 
+def _report(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """asyncio's own error reports (an accept out of fds, every retry) rate-limited per
+    message and exception type: one line with its traceback, then a count."""
+    message = context.get("message", "asyncio error")
+    exc = context.get("exception")
+    log_limited(log, logging.ERROR, ("asyncio", message, type(exc)), "%s: %s", message,
+                exc if exc is not None else "", exc_info=exc)
+
+
 class IOLoop:
     """An asyncio event loop running on a dedicated daemon thread."""
 
     def __init__(self, name: str = "e2kchar-io") -> None:
         self.loop = asyncio.new_event_loop()
+        self.loop.set_exception_handler(_report)
         self._activity = threading.Condition()
         self._closed = False
         ready = threading.Event()

@@ -474,7 +474,8 @@ class SocketChardev(Chardev[SocketConfig]):
             return
         except OSError as exc:
             # e.g. EMFILE: do not spin on a listener we cannot serve; try again shortly
-            log.warning("%s: accept failed: %s", self.label, _strerror(exc))
+            log_limited(log, logging.WARNING, (id(self), "accept", exc.errno),
+                        "%s: accept failed: %s", self.label, _strerror(exc))
             self._stop_listening()
             self.ioloop.call_later(0.5, self._start_listening)
             return
