@@ -126,13 +126,7 @@ class Hart:
             log.debug("TB/TLB flush failed", exc_info=True)
 
     def settle(self) -> None:
-        """Between emu_starts: switch to unicorn's MMU once a guest turned paging on."""
-        if self._switch_tlb:
-            self._switch_tlb = False
-            self.tlb_now = "cpu"
-            # (the entries filled so far are the walk's own, valid under this satp)
-            self.uc.ctl_set_tlb_mode(UC_TLB_CPU)
-            log.debug("paging on: unicorn's MMU from now on")
+        """Between emu_starts (kept for the run loop; the switch now happens in the fill)."""
 
     def run(self) -> None:
         """Execute from `pc` until something stops the CPU (raises UcError)."""
@@ -302,13 +296,18 @@ class Hart:
             eff, satp, mstatus = self._mmu_state(acc)
             if eff == PRIV_M or satp_mode(satp) == 0:
                 return False
+            if not self._switch_tlb:
+                # unicorn's MMU from the next fill on (a pointer swap in unicorn, safe in a
+                # hook): its page faults are precise, a refused fill here is not
+                self._switch_tlb = True
+                self.tlb_now = "cpu"
+                self.uc.ctl_set_tlb_mode(UC_TLB_CPU)
             t = walk(self._ram.read_u64, satp, vaddr, acc, eff,
                      sum_=bool(mstatus & MSTATUS_SUM), mxr=bool(mstatus & MSTATUS_MXR),
                      write64=self._ram.write_u64)
         except Exception:  # never raise into unicorn
             log.exception("page walk at %#x failed", vaddr)
             t = None
-        self._switch_tlb = True
         if t is None:
             self.page_fault = (vaddr, acc)
             return True
