@@ -11,6 +11,8 @@ Examples:
               -serial chardev:c --timeout 30        boot log with host and guest times
   e2kchar run -bios fw_jump.elf -kernel u-boot.bin -serial null -serial null -serial stdio
   e2kchar run -S -qmp tcp:127.0.0.1:4444,server=on,wait=off   wait for QMP 'cont'
+  e2kchar run -chardev rfc2217,id=con,host=127.0.0.1,port=7000 -serial chardev:con
+              console for pyserial's rfc2217://127.0.0.1:7000 (modem lines, BREAK)
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ options (QEMU spelling):
                     Default: channel A on mon:stdio (Ctrl-A x quits, Ctrl-A c: monitor).
   -chardev SPEC     backend,id=ID[,key=value...] e.g. ringbuf,id=r0,size=64k
                     or socket,id=s0,host=127.0.0.1,port=0,server=on,wait=off,history=64k
+                    or rfc2217,id=r0,host=127.0.0.1,port=7000[,wait=off]  (RFC 2217 server)
   -device SPEC      virtconsole,chardev=ID[,name=NAME][,id=DEV]  virtio-console port (slot 0)
                     virtserialport,chardev=ID,name=NAME[,id=DEV] named virtio-serial port
                     (with id=DEV, the guest opening/closing the port is QMP VSERPORT_CHANGE)

@@ -18,7 +18,20 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .backends import file, mux, null, pipe, pty, ringbuf, serial, socket, stdio, testdev, udp
+from .backends import (
+    file,
+    mux,
+    null,
+    pipe,
+    pty,
+    rfc2217,
+    ringbuf,
+    serial,
+    socket,
+    stdio,
+    testdev,
+    udp,
+)
 from .configbase import BackendConfig, FdAddress, InetAddress, UnixAddress
 from .qemuopts import (
     BOOL,
@@ -40,7 +53,7 @@ BACKENDS: dict[str, BackendOptions] = {
     opts.name: opts
     for opts in (null.OPTIONS, file.OPTIONS, pipe.OPTIONS, stdio.OPTIONS, ringbuf.OPTIONS,
                  ringbuf.MEMORY_OPTIONS, mux.OPTIONS, testdev.OPTIONS, socket.OPTIONS,
-                 udp.OPTIONS, pty.OPTIONS, serial.OPTIONS)
+                 udp.OPTIONS, pty.OPTIONS, serial.OPTIONS, rfc2217.OPTIONS)
 }
 
 #: CLI aliases for backend names (QEMU: tty -> serial).
