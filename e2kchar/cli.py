@@ -100,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("firmware", nargs="?", help="guest ELF or raw image (default: bundled demo)")
     ap.add_argument("-bios", help="firmware image (raw at the RAM base, or ELF)")
     ap.add_argument("-kernel", help="next stage, loaded at RAM base + 2 MiB")
+    ap.add_argument("-initrd", help="initial RAM disk (above the kernel, as QEMU puts it; "
+                    "/chosen linux,initrd-start/end)")
     ap.add_argument("-m", default="128M", help="RAM size (default 128M)")
     ap.add_argument("-append", default="", help="kernel command line (boot_info)")
     ap.add_argument("-chardev", action="append", default=[], metavar="SPEC",
@@ -268,7 +270,7 @@ def _check_sharing(reg: ChardevRegistry, plan: _Plan) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .machine import Machine, MachineError  # unicorn is imported only when running
-    from .machine.layout import RAM_BASE
+    from .machine.layout import KERNEL_OFFSET, RAM_BASE
 
     ram_size = parse_size(args.m)
     firmware = args.firmware or args.bios
@@ -278,7 +280,7 @@ def run(args: argparse.Namespace) -> int:
         firmware = str(bundled_firmware())
         if not Path(firmware).exists():
             raise CliError("the bundled firmware is missing from this installation")
-    for path in [firmware, args.kernel]:
+    for path in [firmware, args.kernel, args.initrd]:
         if path is None:
             continue
         if not Path(path).exists():
@@ -338,7 +340,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             machine.load(firmware)
             if args.kernel:
-                machine.load_raw(args.kernel, RAM_BASE + (2 << 20))
+                machine.load_raw(args.kernel, RAM_BASE + KERNEL_OFFSET)
+            if args.initrd:
+                machine.load_initrd(args.initrd, RAM_BASE + KERNEL_OFFSET)
             for path, addr in plan.loaders:
                 machine.load_raw(path, addr)
         except (OSError, ValueError, MachineError) as exc:

@@ -235,6 +235,10 @@ class Chardev(Generic[C]):
     def busy(self) -> bool:
         return bool(self.frontends())
 
+    def focused(self) -> Frontend | None:
+        """The frontend that gets input and events (on a mux: the one with the focus)."""
+        return self.be
+
     def frontend_open(self) -> bool:
         be = self.be
         return bool(be is not None and be.fe_open)

@@ -2,14 +2,19 @@
 
 Everything that depends on how the guest addresses memory goes through `translate()`:
 instruction fetch (trap reporting, retire, rdtime, wfi detection), the effective address of
-a rolled-back access, the trap vector check. Today the harness runs M-mode firmware with an
-identity map, so `translate()` returns its argument; paging (Sv39/48/57 walks of the
-guest's page tables when satp.MODE is on and the hart is below M) belongs there.
+a rolled-back access, the trap vector check. In M-mode, or with satp Bare, that is the
+identity; below M with satp.MODE on it is an Sv39/48/57 walk of the guest's tables
+(paging.py).
+
+TLB: M-mode firmware runs on the identity TLB ("virtual" mode, fast stores, pitfall 1 of
+docs/embedding.md). Its fill hook notices the first S/U-mode fill with paging on, answers
+it (and any fill until the next safe point) with a walk of its own, and asks for the switch
+to unicorn's own MMU (`settle()`, called by the run loop between emu_starts), which then
+does page walks, A/D updates, MPRV/SUM/MXR and page faults itself for the rest of the run.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -17,10 +22,13 @@ from typing import Any
 from unicorn import (
     UC_ARCH_RISCV,
     UC_MEM_FETCH,
+    UC_MEM_WRITE,
     UC_MODE_RISCV64,
     UC_PROT_ALL,
+    UC_PROT_EXEC,
     UC_PROT_READ,
     UC_PROT_WRITE,
+    UC_TLB_CPU,
     UC_TLB_VIRTUAL,
 )
 from unicorn import riscv_const as R
@@ -28,9 +36,11 @@ from unicorn.unicorn_py3.unicorn import Uc, UcError
 
 from . import ucfast
 from .errors import MachineError
+from .paging import Access as Access  # re-exported: retire.py and traps.py use it
+from .paging import Translation, satp_mode, walk
 from .ram import RamMemory
 from .rvinsn import WFI, insn_length
-from .rvpriv import PRIV_M, U64
+from .rvpriv import MSTATUS_MPP, PRIV_M, U64
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +55,9 @@ def check_tlb(tlb: str) -> None:
                            f"'cpu' (honours satp/PMP), not {tlb!r}")
 
 
-class Access(enum.Enum):
-    FETCH = "fetch"
-    LOAD = "load"
-    STORE = "store"
+MSTATUS_MPRV, MSTATUS_SUM, MSTATUS_MXR = 1 << 17, 1 << 18, 1 << 19
+_FILL_ACCESS = {UC_MEM_FETCH: Access.FETCH}
+_STORE_ACCESS = (UC_MEM_WRITE,)
 
 
 class Hart:
@@ -67,6 +76,11 @@ class Hart:
         self.uc: Uc  # made by power_on()
         #: where the next emu_start begins (the loop's copy of pc between emu_starts)
         self.pc = ram.base
+        #: the TLB in use now: "virtual" until a guest turns paging on, then "cpu"
+        self.tlb_now = tlb
+        self._switch_tlb = False
+        #: (page-aligned vaddr, access) of a fill the identity TLB refused (a page fault)
+        self.page_fault: tuple[int, Access] | None = None
 
     def on_power_on(self, install: Callable[[Uc], None]) -> None:
         """Run `install(uc)` on every new unicorn (before the next power_on())."""
@@ -75,6 +89,9 @@ class Hart:
     def power_on(self, code_pages: Iterable[int]) -> Uc:
         """A new CPU in its reset state, RAM and the registered installers mapped."""
         uc = Uc(UC_ARCH_RISCV, UC_MODE_RISCV64)
+        self.tlb_now = self.tlb
+        self._switch_tlb = False
+        self.page_fault = None
         if self.tlb == "virtual":
             # pitfall 1: the CPU TLB sends every store through the notdirty slow path
             uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
@@ -107,6 +124,15 @@ class Hart:
             self.uc.ctl_flush_tb()
         except UcError:
             log.debug("TB/TLB flush failed", exc_info=True)
+
+    def settle(self) -> None:
+        """Between emu_starts: switch to unicorn's MMU once a guest turned paging on."""
+        if self._switch_tlb:
+            self._switch_tlb = False
+            self.tlb_now = "cpu"
+            # (the entries filled so far are the walk's own, valid under this satp)
+            self.uc.ctl_set_tlb_mode(UC_TLB_CPU)
+            log.debug("paging on: unicorn's MMU from now on")
 
     def run(self) -> None:
         """Execute from `pc` until something stops the CPU (raises UcError)."""
@@ -161,10 +187,48 @@ class Hart:
     # ------------------------------------------------------------------------------------
     # memory as the hart sees it
 
-    def translate(self, vaddr: int, access: Access) -> int | None:
-        """Physical address of `vaddr` for `access`, None if it does not translate.
-        Identity: the harness runs with translation off (M-mode or satp bare)."""
-        return vaddr
+    def translate(self, vaddr: int, access: Access, priv: int | None = None) -> int | None:
+        """Physical address of `vaddr` for `access` as the hart sees it now (privilege,
+        satp, MPRV/SUM/MXR; `priv` overrides the privilege), None if it does not translate
+        (a page fault)."""
+        t = self._walk(vaddr & U64, access, set_ad=False, priv=priv)
+        return None if t is None else t.paddr
+
+    def _walk(self, vaddr: int, access: Access, set_ad: bool,
+              priv: int | None = None) -> Translation | None:
+        eff, satp, mstatus = self._mmu_state(access)
+        if priv is not None:
+            eff = priv
+        if eff == PRIV_M or satp_mode(satp) == 0:
+            return Translation(vaddr, True, True, True, 0)
+        return walk(self._ram.read_u64, satp, vaddr, access, eff,
+                    sum_=bool(mstatus & MSTATUS_SUM), mxr=bool(mstatus & MSTATUS_MXR),
+                    write64=self._ram.write_u64 if set_ad else None)
+
+    def _mmu_state(self, access: Access) -> tuple[int, int, int]:
+        """(effective privilege of `access`, satp, mstatus)."""
+        uc = self.uc
+        priv = int(uc.reg_read(R.UC_RISCV_REG_PRIV))
+        if priv != PRIV_M:
+            uc.reg_write(R.UC_RISCV_REG_PRIV, PRIV_M)
+        try:
+            mstatus = int(uc.reg_read(R.UC_RISCV_REG_MSTATUS))
+            satp = int(uc.reg_read(R.UC_RISCV_REG_SATP))
+        finally:
+            if priv != PRIV_M:
+                uc.reg_write(R.UC_RISCV_REG_PRIV, priv)
+        eff = priv
+        if priv == PRIV_M and access is not Access.FETCH and mstatus & MSTATUS_MPRV:
+            eff = (mstatus & MSTATUS_MPP) >> 11
+        return eff, satp, mstatus
+
+    def paging_on(self) -> bool:
+        """Is the hart translating addresses now (below M with satp.MODE on)?"""
+        priv = self.enter_m()
+        try:
+            return priv != PRIV_M and satp_mode(self.reg(R.UC_RISCV_REG_SATP)) != 0
+        finally:
+            self.restore_priv(priv)
 
     def fetch(self, vaddr: int) -> int | None:
         """The instruction at `vaddr` (16 or 32 bits), None outside RAM."""
@@ -175,13 +239,24 @@ class Hart:
         lo = int.from_bytes(ram.read(addr, 2), "little")
         if insn_length(lo) == 2:
             return lo
+        if (vaddr & 0xFFF) == 0xFFE:  # the upper half is on the next page
+            hi = self.read_halfword(vaddr + 2)
+            return None if hi is None else lo | hi << 16
         if not ram.contains(addr, 4):
             return None
         return int.from_bytes(ram.read(addr, 4), "little")
 
-    def executable(self, vaddr: int) -> bool:
-        """Can the hart fetch an instruction at `vaddr` (a trap vector)?"""
+    def read_halfword(self, vaddr: int) -> int | None:
+        """The 16 bits at `vaddr` as a fetch sees them, None if they do not translate."""
         addr = self.translate(vaddr, Access.FETCH)
+        if addr is None or not self._ram.contains(addr, 2):
+            return None
+        return int.from_bytes(self._ram.read(addr, 2), "little")
+
+    def executable(self, vaddr: int, priv: int | None = None) -> bool:
+        """Can the hart fetch an instruction at `vaddr` (a trap vector), at privilege
+        `priv` (default: the current one; a vector is fetched in the trap's target mode)?"""
+        addr = self.translate(vaddr, Access.FETCH, priv)
         return addr is not None and self._ram.contains(addr, 2)
 
     def after_wfi(self, pc: int) -> bool:
@@ -195,6 +270,9 @@ class Hart:
                       ud: Any) -> bool:
         # _tlb_fill inlined: this runs once per access when TLB indexes collide
         entry = entry_ptr.contents
+        if self.uc.reg_read(R.UC_RISCV_REG_PRIV) != PRIV_M and self._paged_fill(
+                vaddr, access, entry):
+            return self.page_fault is None
         page = vaddr & ~0xFFF
         entry.paddr = vaddr
         if access == UC_MEM_FETCH:
@@ -205,9 +283,37 @@ class Hart:
     def _tlb_fill(self, uc: Any, vaddr: int, access: int, entry: Any, ud: Any) -> bool:
         # identity map (M-mode firmware); only code pages are executable, so plain stores
         # skip unicorn's notdirty slow path (pitfall 1)
+        if uc.reg_read(R.UC_RISCV_REG_PRIV) != PRIV_M and self._paged_fill(vaddr, access, entry):
+            return self.page_fault is None
         page = vaddr & ~0xFFF
         entry.paddr = vaddr
         if access == UC_MEM_FETCH:
             self._code_pages.add(page)
         entry.perms = UC_PROT_ALL if page in self._code_pages else _PROT_RW
+        return True
+
+    def _paged_fill(self, vaddr: int, access: int, entry: Any) -> bool:
+        """An S/U-mode fill with paging on: walk (setting A/D as the hardware does), ask
+        for unicorn's MMU from the next safe point on; False if paging is off (identity)."""
+        acc = _FILL_ACCESS.get(access)
+        if acc is None:
+            acc = Access.STORE if access in _STORE_ACCESS else Access.LOAD
+        try:
+            eff, satp, mstatus = self._mmu_state(acc)
+            if eff == PRIV_M or satp_mode(satp) == 0:
+                return False
+            t = walk(self._ram.read_u64, satp, vaddr, acc, eff,
+                     sum_=bool(mstatus & MSTATUS_SUM), mxr=bool(mstatus & MSTATUS_MXR),
+                     write64=self._ram.write_u64)
+        except Exception:  # never raise into unicorn
+            log.exception("page walk at %#x failed", vaddr)
+            t = None
+        self._switch_tlb = True
+        if t is None:
+            self.page_fault = (vaddr, acc)
+            return True
+        self.page_fault = None
+        entry.paddr = t.paddr & ~0xFFF
+        entry.perms = ((UC_PROT_READ if t.readable else 0) | (UC_PROT_WRITE if t.writable else 0)
+                       | (UC_PROT_EXEC if t.executable else 0))
         return True

@@ -8,6 +8,8 @@ from construct import Const, Int16ul, Int32ul, Int64ul, PaddedString, Padding, S
 
 RAM_BASE = 0x8000_0000
 DEFAULT_RAM_SIZE = 128 << 20
+#: -kernel goes to RAM base + 2 MiB (where fw_jump jumps)
+KERNEL_OFFSET = 2 << 20
 PCI_MEM_BASE = 0x4000_0000
 PCI_MEM_SIZE = 1 << 30
 AM85C30_BAR1 = 0x4000_0000
@@ -46,6 +48,10 @@ EXIT_RESET = 0x7777
 AM85C30_PCI_VENDOR = 0x1FFF
 AM85C30_PCI_DEVICE = 0x8019
 AM85C30_PCI_DEVFN = (2, 2)  # 00:02.2
+#: 00:02.0, the IOHub's I2C/SPI + reset controller: configuration header only, there so that
+#: an enumerator that stops at a missing function 0 finds 00:02.2 (docs/interfaces.md)
+IOHUB_I2C_SPI_PCI_DEVICE = 0x8018
+IOHUB_I2C_SPI_PCI_DEVFN = (2, 0)
 
 CMDLINE_SIZE = 256
 

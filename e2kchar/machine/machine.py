@@ -200,6 +200,14 @@ class Machine:
             self._loader.load_raw(path, addr)
             self._new_code()
 
+    def load_initrd(self, path: str | Path,
+                    kernel_addr: int = L.RAM_BASE + L.KERNEL_OFFSET) -> tuple[int, int]:
+        """QEMU's -initrd: the file in RAM above the kernel at `kernel_addr` (where QEMU's
+        riscv boards put it) and /chosen linux,initrd-start/end in the device tree; returns
+        [start, end)."""
+        with self._control.lock:
+            return self._loader.load_initrd(path, kernel_addr)
+
     def _new_code(self) -> None:
         self.cpu.mark_code(self._loader.code_pages())
         self.cpu.flush()

@@ -80,3 +80,10 @@ def decode_rdtime(insn: int) -> int | None:
     if insn & 0xFFFFF07F == 0xC0102073:
         return insn >> 7 & 31
     return None
+
+
+def decode_amo_base(insn: int) -> int | None:
+    """rs1 of an atomic (LR/SC/AMO*: the address is rs1, no offset), or None."""
+    if insn & 0x7F == 0x2F:
+        return insn >> 15 & 31
+    return None

@@ -23,22 +23,25 @@ from unicorn import (
 from unicorn import riscv_const as R
 from unicorn.unicorn_py3.unicorn import Uc, UcError
 
-from .cpu import Hart
+from .cpu import Access, Hart
 from .result import RunResult
-from .rvinsn import decode_mem, decode_rdtime
+from .rvinsn import decode_amo_base, decode_mem, decode_rdtime, insn_length
 from .rvpriv import (
     C_EBREAK,
     CAUSE_BREAKPOINT,
     CAUSE_ECALL_M,
     CAUSE_ECALL_S,
     CAUSE_ECALL_U,
+    CAUSE_FETCH_PAGE,
     CAUSE_ILLEGAL,
     CAUSE_INSN_ACCESS,
     CAUSE_LOAD_ACCESS,
     CAUSE_LOAD_MISALIGNED,
+    CAUSE_LOAD_PAGE,
     CAUSE_NAMES,
     CAUSE_STORE_ACCESS,
     CAUSE_STORE_MISALIGNED,
+    CAUSE_STORE_PAGE,
     EBREAK,
     INTERRUPT_NAMES,
     MSTATUS_MIE,
@@ -57,6 +60,8 @@ from .stats import Stats
 
 TRAP_STORM = 20_000       # the same fault at the same pc this many times in a row
 VECTOR_STORM = 64          # the trap handler itself trapping this many times in a row
+_PAGE_FAULT = {Access.FETCH: CAUSE_FETCH_PAGE, Access.LOAD: CAUSE_LOAD_PAGE,
+               Access.STORE: CAUSE_STORE_PAGE}
 _ECALL_CAUSE = {PRIV_U: CAUSE_ECALL_U, PRIV_S: CAUSE_ECALL_S, PRIV_M: CAUSE_ECALL_M}
 
 
@@ -128,7 +133,7 @@ class TrapUnit:
             vec += 4 * cause
         what = (INTERRUPT_NAMES.get(cause, f"interrupt {cause}") if interrupt
                 else CAUSE_NAMES.get(cause, f"cause {cause}"))
-        if vec == 0 or not hart.executable(vec):
+        if vec == 0 or not hart.executable(vec, new_priv):
             hart.restore_priv(priv)
             self.report = RunResult(
                 "trap", 1, epc, code, tval,
@@ -161,6 +166,15 @@ class TrapUnit:
         if self.hook_stop is HookStop.INSN_TRAP:
             return pc  # the hook already moved pc to the trap vector
         hart = self._hart
+        if hart.page_fault is not None:
+            # the identity TLB's walk refused a fill (paging just turned on): pc is the
+            # faulting load/store, or the fetch that faulted
+            _page, access = hart.page_fault
+            hart.page_fault = None
+            cause = _PAGE_FAULT[access]
+            if self.deliver(cause, pc, self._page_fault_tval(cause, pc)):
+                return hart.read_pc()
+            return pc
         if err.errno in (UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED):
             # pc is the faulting load/store; its registers give the address
             cause = CAUSE_LOAD_ACCESS if err.errno == UC_ERR_READ_UNMAPPED else CAUSE_STORE_ACCESS
@@ -204,6 +218,26 @@ class TrapUnit:
             return 0
         return (self._hart.xreg(m.base) + m.imm) & U64
 
+    def _page_fault_tval(self, cause: int, epc: int) -> int:
+        """stval of a page fault (unicorn's hook does not pass it): the load/store/AMO's
+        effective address, decoded from the instruction; for a fetch, epc, or the next
+        page when a 4-byte instruction starting 2 bytes before it crosses into it."""
+        hart = self._hart
+        if cause == CAUSE_FETCH_PAGE:
+            if epc & 0xFFF == 0xFFE and hart.translate(epc, Access.FETCH) is not None:
+                lo = hart.read_halfword(epc)
+                if lo is not None and insn_length(lo) == 4:
+                    return (epc + 2) & U64
+            return epc
+        insn = hart.fetch(epc)
+        if insn is None:
+            return 0
+        m = decode_mem(insn)
+        if m is not None:
+            return (hart.xreg(m.base) + m.imm) & U64
+        base = decode_amo_base(insn)
+        return hart.xreg(base) if base is not None else 0
+
     def _on_intr(self, uc: Uc, intno: int, ud: Any) -> None:
         hart = self._hart
         # unicorn has already advanced pc by 4, even for compressed instructions (pitfall 5)
@@ -228,6 +262,8 @@ class TrapUnit:
             tval = self._mem_tval(epc)
         elif intno == CAUSE_INSN_ACCESS:
             tval = epc
+        elif intno in (CAUSE_FETCH_PAGE, CAUSE_LOAD_PAGE, CAUSE_STORE_PAGE):
+            tval = self._page_fault_tval(intno, epc)
         if not self.deliver(cause, epc, tval):
             self._fail_stop()
 
