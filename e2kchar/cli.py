@@ -52,6 +52,7 @@ options (QEMU spelling):
   -chardev SPEC     backend,id=ID[,key=value...] e.g. ringbuf,id=r0,size=64k
                     or socket,id=s0,host=127.0.0.1,port=0,server=on,wait=off,history=64k
                     or rfc2217,id=r0,host=127.0.0.1,port=7000[,wait=off]  (RFC 2217 server)
+                    or hub,id=h,chardevs.0=A,chardevs.1=B  (output to all, input from any)
   -device SPEC      virtconsole,chardev=ID[,name=NAME][,id=DEV]  virtio-console port (slot 0)
                     virtserialport,chardev=ID,name=NAME[,id=DEV] named virtio-serial port
                     (with id=DEV, the guest opening/closing the port is QMP VSERPORT_CHANGE)
