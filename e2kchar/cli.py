@@ -447,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv[1:])
     logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
                         format="e2kchar: %(levelname)s: %(message)s")
+    _show_notices()
     try:
         return run(args)
     except CliError as exc:
@@ -454,6 +455,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+#: loggers whose INFO lines QEMU prints on stderr whatever the verbosity (a pty's
+#: "char device redirected to /dev/pts/N (label ID)")
+NOTICE_LOGGERS = ("e2kchar.chardev.pty.notice",)
+
+
+def _show_notices() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    for name in NOTICE_LOGGERS:
+        notice = logging.getLogger(name)
+        notice.setLevel(logging.INFO)
+        notice.addHandler(handler)
+        notice.propagate = False  # printed once, also with -v
 
 
 if __name__ == "__main__":
