@@ -11,6 +11,8 @@ Examples:
               -serial chardev:c --timeout 30        boot log with host and guest times
   e2kchar run -bios fw_jump.elf -kernel u-boot.bin -serial null -serial null -serial stdio
   e2kchar run -S -qmp tcp:127.0.0.1:4444,server=on,wait=off   wait for QMP 'cont'
+  e2kchar run -chardev rfc2217,id=con,host=127.0.0.1,port=7000 -serial chardev:con
+              console for pyserial's rfc2217://127.0.0.1:7000 (modem lines, BREAK)
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ options (QEMU spelling):
                     Default: channel A on mon:stdio (Ctrl-A x quits, Ctrl-A c: monitor).
   -chardev SPEC     backend,id=ID[,key=value...] e.g. ringbuf,id=r0,size=64k
                     or socket,id=s0,host=127.0.0.1,port=0,server=on,wait=off,history=64k
+                    or rfc2217,id=r0,host=127.0.0.1,port=7000[,wait=off]  (RFC 2217 server)
+                    or hub,id=h,chardevs.0=A,chardevs.1=B  (output to all, input from any)
   -device SPEC      virtconsole,chardev=ID[,name=NAME][,id=DEV]  virtio-console port (slot 0)
                     virtserialport,chardev=ID,name=NAME[,id=DEV] named virtio-serial port
                     (with id=DEV, the guest opening/closing the port is QMP VSERPORT_CHANGE)
@@ -462,6 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv[1:])
     logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
                         format="e2kchar: %(levelname)s: %(message)s")
+    _show_notices()
     try:
         return run(args)
     except CliError as exc:
@@ -469,6 +474,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+#: loggers whose INFO lines QEMU prints on stderr whatever the verbosity (a pty's
+#: "char device redirected to /dev/pts/N (label ID)")
+NOTICE_LOGGERS = ("e2kchar.chardev.pty.notice",)
+
+
+def _show_notices() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    for name in NOTICE_LOGGERS:
+        notice = logging.getLogger(name)
+        notice.setLevel(logging.INFO)
+        notice.addHandler(handler)
+        notice.propagate = False  # printed once, also with -v
 
 
 if __name__ == "__main__":

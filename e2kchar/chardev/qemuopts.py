@@ -192,6 +192,7 @@ class QapiReader:
             "boolean": isinstance(value, bool),
             "integer": isinstance(value, int) and not isinstance(value, bool),
             "object": isinstance(value, dict),
+            "array": isinstance(value, list),
         }[kind]
         if not ok:
             raise ChardevError(

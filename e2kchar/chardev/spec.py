@@ -18,7 +18,21 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .backends import file, mux, null, pipe, pty, ringbuf, serial, socket, stdio, testdev, udp
+from .backends import (
+    file,
+    hub,
+    mux,
+    null,
+    pipe,
+    pty,
+    rfc2217,
+    ringbuf,
+    serial,
+    socket,
+    stdio,
+    testdev,
+    udp,
+)
 from .configbase import BackendConfig, FdAddress, InetAddress, UnixAddress
 from .qemuopts import (
     BOOL,
@@ -40,7 +54,8 @@ BACKENDS: dict[str, BackendOptions] = {
     opts.name: opts
     for opts in (null.OPTIONS, file.OPTIONS, pipe.OPTIONS, stdio.OPTIONS, ringbuf.OPTIONS,
                  ringbuf.MEMORY_OPTIONS, mux.OPTIONS, testdev.OPTIONS, socket.OPTIONS,
-                 udp.OPTIONS, pty.OPTIONS, serial.OPTIONS)
+                 udp.OPTIONS, pty.OPTIONS, serial.OPTIONS, rfc2217.OPTIONS,
+                 hub.OPTIONS)
 }
 
 #: CLI aliases for backend names (QEMU: tty -> serial).
@@ -65,6 +80,14 @@ _QEMU_ORDER = (
 )
 
 
+class _Keys(dict[str, str]):
+    """The -chardev keys, plus a hub's numbered members (chardevs.0, chardevs.1, ...)."""
+
+    def __contains__(self, key: object) -> bool:
+        return super().__contains__(key) or (
+            isinstance(key, str) and hub.MEMBER_KEY.match(key) is not None)
+
+
 def _all_keys() -> dict[str, str]:
     keys = dict(_COMMON_KEYS) | _FOREIGN_KEYS
     for opts in BACKENDS.values():
@@ -72,7 +95,7 @@ def _all_keys() -> dict[str, str]:
             if keys.setdefault(key, kind) != kind:
                 raise AssertionError(f"-chardev key {key!r} declared with two kinds")
     rank = {key: i for i, key in enumerate(_QEMU_ORDER)}
-    return dict(sorted(keys.items(), key=lambda kv: rank.get(kv[0], len(rank))))
+    return _Keys(sorted(keys.items(), key=lambda kv: rank.get(kv[0], len(rank))))
 
 
 #: every -chardev key and its kind (QEMU checks keys against the union of all backends')

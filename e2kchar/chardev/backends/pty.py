@@ -1,13 +1,19 @@
 """pty: a host pseudo-terminal whose slave (/dev/pts/N) a terminal program opens.
 
-We keep only the master. Whether someone has the slave open is polled (POLLHUP on the
-master means nobody) every 100 ms: OPENED when a user opens it and, unlike QEMU, CLOSED
-when the last one closes it. Output while nobody is attached is dropped (QEMU), or kept in
-a bounded history=BYTES buffer and replayed when the slave is next opened.
+We keep only the master. Whether someone has the slave open shows as POLLHUP on the
+master (nobody); it is checked at once when inotify reports an open or close of the slave
+(so a terminal program that opens it gets output within milliseconds), and every 100 ms as
+a fallback: OPENED when a user opens it and, unlike QEMU, CLOSED when the last one closes
+it. Output while nobody is attached is dropped (QEMU), or kept in a bounded history=BYTES
+buffer and replayed when the slave is next opened. As QEMU 9.2+, the slave's name is
+announced on the "e2kchar.chardev.pty.notice" logger (``e2kchar run`` prints it on stderr) and
+``path=LINK`` makes a symlink to it, removed when the chardev goes.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import errno
 import logging
 import os
@@ -21,10 +27,12 @@ from ..base import Chardev
 from ..configbase import BackendConfig
 from ..history import History
 from ..ioloop import FdWatch, TimerHandle
-from ..qemuopts import SIZE, BackendOptions, Opts, QapiReader, Split, opt_size
+from ..qemuopts import SIZE, STR, BackendOptions, Opts, QapiReader, Split, opt_size
 from ..types import READ_BUF_LEN, ChardevError, ChardevEvent
 
 log = logging.getLogger("e2kchar.chardev.pty")  # its name before the move to backends/
+#: what QEMU prints on stderr unconditionally (``e2kchar run`` shows it without -v)
+notice = logging.getLogger("e2kchar.chardev.pty.notice")
 
 POLL_INTERVAL = 0.1
 
@@ -48,6 +56,7 @@ def make_raw(fd: int) -> None:
 class PtyConfig(BackendConfig):
     TYPE: ClassVar[str] = "pty"
     history: int | None = None
+    path: str | None = None  # QEMU 9.2+: a symlink to the slave
 
 
 class PtyChardev(Chardev[PtyConfig]):
@@ -67,6 +76,8 @@ class PtyChardev(Chardev[PtyConfig]):
         self._timer: TimerHandle | None = None
         self._history = History(0)
         self._replay = bytearray()
+        self._inotify: SlaveWatch | None = None
+        self._link: tuple[str, int, int] | None = None
 
     def open(self) -> bool:
         self._history = History(self.config.history)
@@ -89,9 +100,47 @@ class PtyChardev(Chardev[PtyConfig]):
         self.master = master
         self.pty_path = path
         self.filename = f"pty:{path}"
-        log.info("char device redirected to %s (label %s)", path, self.label)
+        if self.config.path:
+            self._make_link(self.config.path, path)
+        notice.info("char device redirected to %s (label %s)", path, self.label)
+        self._inotify = SlaveWatch.create(path)
+        if self._inotify is not None:
+            self._inotify.watch = FdWatch(self.ioloop, self._on_slave_event)
+            self._inotify.watch.arm(self._inotify.fd)
         self._timer = self.ioloop.call_later(0, self._poll)
         return False
+
+    def _make_link(self, link: str, target: str) -> None:
+        try:
+            os.symlink(target, link)
+            st = os.lstat(link)
+        except OSError as exc:
+            os.close(self.master)
+            self.master = -1
+            raise ChardevError(f"Failed to create PTY symlink: {exc.strerror}") from None
+        self._link = (link, st.st_dev, st.st_ino)
+
+    def _remove_link(self) -> None:
+        link, self._link = self._link, None
+        if link is None:
+            return
+        path, dev, ino = link
+        try:
+            st = os.lstat(path)
+            if (st.st_dev, st.st_ino) == (dev, ino):
+                os.unlink(path)
+        except OSError:
+            pass
+
+    def _on_slave_event(self) -> None:
+        watch = self._inotify
+        if watch is None or self.closed:
+            return
+        watch.drain()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._poll()
 
     def query_extra(self) -> dict[str, Any]:
         return {"pty": self.pty_path}
@@ -233,6 +282,10 @@ class PtyChardev(Chardev[PtyConfig]):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._inotify is not None:
+            self._inotify.close()
+            self._inotify = None
+        self._remove_link()
         if self.master >= 0:
             self._read_watch.disarm()
             self._write_watch.disarm()
@@ -242,24 +295,82 @@ class PtyChardev(Chardev[PtyConfig]):
                 self.master = -1
 
 
+class SlaveWatch:
+    """inotify on the slave's /dev/pts node: IN_OPEN / IN_CLOSE tell when a program opens
+    or closes it (Linux; None elsewhere, the 100 ms poll then does it alone)."""
+
+    IN_OPEN = 0x20
+    IN_CLOSE = 0x08 | 0x10
+    IN_NONBLOCK = os.O_NONBLOCK
+    IN_CLOEXEC = 0o2000000
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.watch: FdWatch | None = None
+
+    @classmethod
+    def create(cls, path: str) -> SlaveWatch | None:
+        libc = _libc()
+        if libc is None:
+            return None
+        fd = libc.inotify_init1(cls.IN_NONBLOCK | cls.IN_CLOEXEC)
+        if fd < 0:
+            return None
+        if libc.inotify_add_watch(fd, os.fsencode(path), cls.IN_OPEN | cls.IN_CLOSE) < 0:
+            os.close(fd)
+            return None
+        return cls(fd)
+
+    def drain(self) -> None:
+        try:
+            while os.read(self.fd, 4096):
+                pass
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        if self.watch is not None:
+            self.watch.disarm()
+        os.close(self.fd)
+
+
+_LIBC: Any = None
+
+
+def _libc() -> Any:
+    global _LIBC
+    if _LIBC is None:
+        lib: Any
+        try:
+            lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            lib.inotify_init1.argtypes = [ctypes.c_int]
+            lib.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
+        except (OSError, AttributeError):
+            lib = False
+        _LIBC = lib
+    return _LIBC or None
+
+
 # -- options --------------------------------------------------------------------------
 
 
 def _from_opts(opts: Opts, common: dict[str, Any]) -> PtyConfig:
-    return PtyConfig(history=opt_size(opts, "history"), **common)
+    return PtyConfig(history=opt_size(opts, "history"), path=opts.get("path"), **common)
 
 
 def _from_qapi(d: QapiReader, common: dict[str, Any], where: str) -> PtyConfig:
-    return PtyConfig(history=d.take("history", "integer"), **common)
+    return PtyConfig(history=d.take("history", "integer"), path=d.take("path", "string"),
+                     **common)
 
 
 def _to_opts(c: PtyConfig) -> list[tuple[str, Any]]:
-    return [("history", c.history)]
+    return [("path", c.path), ("history", c.history)]
 
 
 def _legacy(text: str, mon: bool, split: Split) -> Opts | None:
     return {"backend": "pty"} if text == "pty" else None
 
 
-OPTIONS = BackendOptions(config=PtyConfig, chardev=PtyChardev, keys={"history": SIZE},
+OPTIONS = BackendOptions(config=PtyConfig, chardev=PtyChardev,
+                         keys={"history": SIZE, "path": STR},
                          from_opts=_from_opts, from_qapi=_from_qapi, to_opts=_to_opts, legacy=_legacy)
