@@ -64,6 +64,8 @@ from ..websocket import (
 )
 
 log = logging.getLogger("e2kchar.chardev.socket")  # its name before the move to backends/
+#: what QEMU prints on stderr whatever the verbosity (``e2kchar run`` shows it without -v)
+notice = logging.getLogger("e2kchar.chardev.socket.notice")
 
 #: sizeof(sockaddr_un.sun_path) on Linux
 UNIX_PATH_MAX = 108
@@ -252,7 +254,7 @@ class SocketChardev(Chardev[SocketConfig]):
             self._set_disconnected_filename()
             if cfg.wait:
                 # said before the first client can be accepted, as QEMU prints it
-                log.info("QEMU waiting for connection on: %s", self.filename)
+                notice.info("QEMU waiting for connection on: %s", self.filename)
             self._start_listening()
             return False
         self._set_disconnected_filename()
