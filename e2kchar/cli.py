@@ -23,6 +23,7 @@ import math
 import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -183,6 +184,12 @@ def _chardev_by_id(reg: ChardevRegistry, ident: str | None, what: str) -> Any:
     return chr_
 
 
+def _need(opts: dict[str, str], key: str, driver: str) -> None:
+    """A serial device without its chardev would be a port wired to nothing, silently."""
+    if not opts.get(key):
+        raise CliError(f"-device {driver} needs {key}=ID")
+
+
 def _plan_devices(reg: ChardevRegistry, args: argparse.Namespace, plan: _Plan) -> None:
     for spec in args.device:
         try:
@@ -190,6 +197,10 @@ def _plan_devices(reg: ChardevRegistry, args: argparse.Namespace, plan: _Plan) -
         except ChardevError as exc:
             raise CliError(f"-device {spec}: {exc}") from None
         driver = opts.get("driver", "")
+        if driver in ("virtconsole", "virtserialport", "ns16550a", "lms"):
+            _need(opts, "chardev", driver)
+        elif driver == "am85c30":
+            _need(opts, "chardev-a", driver)
         if driver in ("virtconsole", "virtserialport"):
             chr_ = _chardev_by_id(reg, opts.get("chardev"), f"-device {driver}")
             name = opts.get("name")
@@ -309,8 +320,25 @@ def _run(args: argparse.Namespace, signals: HostSignals, firmware: str, ram_size
     servers: list[Any] = []
     monitor = None
     capture = None
+    started = time.monotonic()
+    # SIGALRM handlers can only be set on the main thread (run() may be called elsewhere)
+    alarm = (args.timeout is not None and args.timeout > 0
+             and threading.current_thread() is threading.main_thread())
     try:
-        plan = _plan(reg, args)
+        try:
+            if alarm:
+                # a wait=on server blocks in _plan until its client comes: --timeout
+                # counts from here, as timeout(1) would
+                signal.signal(signal.SIGALRM, _wait_expired)
+                signal.setitimer(signal.ITIMER_REAL, args.timeout)
+            plan = _plan(reg, args)
+        except _WaitTimeout:
+            print(f"e2kchar: the run timed out after {args.timeout:g} s", file=sys.stderr)
+            return EXIT_TIMEOUT
+        finally:
+            if alarm:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, signal.SIG_DFL)
         quit_status: list[int] = []
 
         def quit_now(status: int = 0) -> None:
@@ -377,7 +405,7 @@ def _run(args: argparse.Namespace, signals: HostSignals, firmware: str, ram_size
                 raise CliError("-S needs a monitor to say 'cont' (-qmp, -mon or mon:)")
             vm.prelaunch()
         signals.running()  # from now on a signal stops the machine (any thread)
-        deadline = None if args.timeout is None else time.monotonic() + args.timeout
+        deadline = None if args.timeout is None else started + args.timeout
         result = None
         while not quit_status:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -406,6 +434,14 @@ def _run(args: argparse.Namespace, signals: HostSignals, firmware: str, ram_size
         if machine is not None and hasattr(machine, "close"):
             machine.close()
         reg.close()
+
+
+class _WaitTimeout(Exception):
+    """--timeout expired while a server waited for its first client."""
+
+
+def _wait_expired(signum: int, frame: Any) -> None:
+    raise _WaitTimeout
 
 
 def _console_labels(reg: ChardevRegistry, plan: _Plan) -> list[str]:
@@ -477,8 +513,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 #: loggers whose INFO lines QEMU prints on stderr whatever the verbosity (a pty's
-#: "char device redirected to /dev/pts/N (label ID)")
-NOTICE_LOGGERS = ("e2kchar.chardev.pty.notice",)
+#: "char device redirected to /dev/pts/N (label ID)", a waiting server's "QEMU waiting for
+#: connection on: ...")
+NOTICE_LOGGERS = ("e2kchar.chardev.pty.notice", "e2kchar.chardev.socket.notice")
 
 
 def _show_notices() -> None:

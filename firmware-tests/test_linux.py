@@ -240,7 +240,7 @@ def _boot_to_file(fw_jump: Path, kernel: Path, tmp_path: Path, swaps: int) -> tu
     proc = subprocess.Popen(
         [*E2KCHAR, *boot_args(fw_jump, kernel), "-serial", "null", "-serial", "null",
          "-chardev", f"file,id=log,path={parts[0]}", "-serial", "chardev:log",
-         "-qmp", f"unix:{sock},server=on,wait=off", "--timeout", "60"],
+         "-qmp", f"unix:{sock},server=on,wait=off", "-S", "--timeout", "60"],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def booted() -> bool:
@@ -258,6 +258,9 @@ def _boot_to_file(fw_jump: Path, kernel: Path, tmp_path: Path, swaps: int) -> tu
                     raise
                 await asyncio.sleep(0.005)
         try:
+            # -S: the guest waits for 'cont', so the swaps start with the boot however
+            # slowly this client connects on a loaded machine
+            await qmp.execute("cont")
             deadline = time.monotonic() + 40
             while not booted():
                 assert time.monotonic() < deadline, "no shell within 40 s"

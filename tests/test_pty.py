@@ -23,7 +23,7 @@ def open_slave(path: str) -> int:
 
 def test_pty_reports_path_and_tracks_the_slave(reg, recorder, caplog):
     caplog.set_level("INFO", logger="e2kchar.chardev.pty")
-    ret = reg.add("p", {"type": "pty", "data": {}})
+    ret = reg.add("p", {"type": "pty", "data": {"history": 0}})  # QEMU's drop behaviour
     path = ret["pty"]
     assert path.startswith("/dev/pts/") and os.path.exists(path)
     assert reg.query()[0]["filename"] == f"pty:{path}"
@@ -188,3 +188,16 @@ def test_e2kchar_run_announces_the_pty_on_stderr():
                            "--timeout", "1"], capture_output=True, timeout=60)
     assert re.match(rb"char device redirected to /dev/pts/\d+ \(label serial0\)\n",
                     proc.stderr), proc.stderr
+
+
+def test_pty_history_by_default_and_logfile(reg, recorder, tmp_path):
+    log = tmp_path / "p.log"
+    chr_ = reg.new("p", f"pty,logfile={log}")
+    rec = attach(reg, recorder, chr_)
+    rec.fe.write_all(b"before open ")
+    fd = open_slave(chr_.pty_path)
+    assert reg.run_until(lambda: OPENED in rec.events)
+    rec.fe.write_all(b"live")
+    assert read_exact(fd, 16) == b"before open live"
+    os.close(fd)
+    assert log.read_bytes() == b"before open live"

@@ -4,8 +4,8 @@ We keep only the master. Whether someone has the slave open shows as POLLHUP on 
 master (nobody); it is checked at once when inotify reports an open or close of the slave
 (so a terminal program that opens it gets output within milliseconds), and every 100 ms as
 a fallback: OPENED when a user opens it and, unlike QEMU, CLOSED when the last one closes
-it. Output while nobody is attached is dropped (QEMU), or kept in a bounded history=BYTES
-buffer and replayed when the slave is next opened. As QEMU 9.2+, the slave's name is
+it. Output while nobody is attached is kept in a bounded history=BYTES buffer (64 KiB by
+default) and replayed when the slave is next opened; history=0 drops it, as QEMU does. As QEMU 9.2+, the slave's name is
 announced on the "e2kchar.chardev.pty.notice" logger (``e2kchar run`` prints it on stderr) and
 ``path=LINK`` makes a symlink to it, removed when the chardev goes.
 """
@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 from ..base import Chardev
 from ..configbase import BackendConfig
-from ..history import History
+from ..history import DEFAULT_LIMIT, History
 from ..ioloop import FdWatch, TimerHandle
 from ..qemuopts import SIZE, STR, BackendOptions, Opts, QapiReader, Split, opt_size
 from ..types import READ_BUF_LEN, ChardevError, ChardevEvent
@@ -80,7 +80,8 @@ class PtyChardev(Chardev[PtyConfig]):
         self._link: tuple[str, int, int] | None = None
 
     def open(self) -> bool:
-        self._history = History(self.config.history)
+        history = self.config.history
+        self._history = History(DEFAULT_LIMIT if history is None else history)
         try:
             master, slave = os.openpty()
         except OSError as exc:

@@ -2,8 +2,9 @@
 
 One connection at a time: a server stops accepting while a client is attached and re-arms
 its listener when the client leaves; a client with reconnect-ms retries on a timer. The
-guest's output is a non-blocking send from the CPU thread; while nobody is connected it is
-dropped (QEMU) or, with history=BYTES, kept in a bounded buffer replayed to the next peer.
+guest's output is a non-blocking send from the CPU thread; while nobody is connected a
+server keeps it in a bounded buffer (history=BYTES, 64 KiB by default) replayed to the next
+peer; history=0 drops it, as QEMU does (a client socket drops unless history= is given).
 Input stops while the frontend cannot take more and resumes on accept_input.
 """
 
@@ -24,7 +25,7 @@ from typing import Any, ClassVar
 
 from ..base import Chardev
 from ..configbase import BackendConfig, FdAddress, InetAddress, SocketAddress, UnixAddress
-from ..history import History
+from ..history import DEFAULT_LIMIT, History
 from ..ioloop import FdWatch, TimerHandle
 from ..qemuopts import (
     BOOL,
@@ -64,6 +65,8 @@ from ..websocket import (
 )
 
 log = logging.getLogger("e2kchar.chardev.socket")  # its name before the move to backends/
+#: what QEMU prints on stderr whatever the verbosity (``e2kchar run`` shows it without -v)
+notice = logging.getLogger("e2kchar.chardev.socket.notice")
 
 #: sizeof(sockaddr_un.sun_path) on Linux
 UNIX_PATH_MAX = 108
@@ -231,7 +234,8 @@ class SocketChardev(Chardev[SocketConfig]):
             reconnect_ms = (cfg.reconnect or 0) * 1000
         if reconnect_ms < 0:
             raise ChardevError("'reconnect-ms' must not be negative")
-        self._history = History(cfg.history)
+        self._history = History(cfg.history if cfg.history is not None or not self.is_listen
+                                else DEFAULT_LIMIT)
         if cfg.tls_creds:
             raise ChardevError(f"No TLS credentials with id '{cfg.tls_creds}'")
         if self.is_websocket and not self.is_listen:
@@ -253,7 +257,7 @@ class SocketChardev(Chardev[SocketConfig]):
             self._set_disconnected_filename()
             if cfg.wait:
                 # said before the first client can be accepted, as QEMU prints it
-                log.info("QEMU waiting for connection on: %s", self.filename)
+                notice.info("QEMU waiting for connection on: %s", self.filename)
             self._start_listening()
             return False
         self._set_disconnected_filename()
