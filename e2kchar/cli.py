@@ -33,6 +33,7 @@ from typing import Any
 from .chardev.registry import ChardevRegistry
 from .chardev.types import ChardevError
 from .errors import E2kcharError
+from .hostsignals import HostSignal, HostSignals
 from .options import parse_chardev, parse_legacy, split_opts
 
 log = logging.getLogger("e2kchar")
@@ -78,7 +79,7 @@ def parse_size(text: str) -> int:
         if t and t[-1] in units:
             return int(float(t[:-1]) * units[t[-1]])
         return int(t) << 20
-    except ValueError:
+    except (ValueError, OverflowError):  # "infk", "1e400k": not a size
         raise CliError(f"invalid RAM size '{text}'") from None
 
 
@@ -109,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("-chardev", action="append", default=[], metavar="SPEC",
                     help="a character device (see below)")
     ap.add_argument("-serial", action="append", default=[], metavar="SPEC",
-                    help="the next serial port's backend (see below)")
+                    help="the next serial port's backend (see below); as in QEMU, "
+                         "tcp::PORT (no host) listens on all addresses, not only loopback")
     ap.add_argument("-device", action="append", default=[], metavar="SPEC",
                     help="bind a frontend to a chardev, or load a file (see below)")
     ap.add_argument("-qmp", action="append", default=[], metavar="SPEC",
@@ -281,9 +283,6 @@ def _check_sharing(reg: ChardevRegistry, plan: _Plan) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .machine import Machine, MachineError  # unicorn is imported only when running
-    from .machine.layout import KERNEL_OFFSET, RAM_BASE
-
     ram_size = parse_size(args.m)
     firmware = args.firmware or args.bios
     if args.firmware and args.bios:
@@ -301,6 +300,20 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(f"cannot read '{path}': not a regular file")
         if not os.access(path, os.R_OK):
             raise CliError(f"cannot read '{path}': permission denied")
+
+    # signals first: before any chardev, socket or pty link exists (as QEMU)
+    with HostSignals() as signals:
+        try:
+            return _run(args, signals, firmware, ram_size)
+        except HostSignal as sig:
+            print(f"e2kchar: {signal.Signals(sig.signum).name} during start-up",
+                  file=sys.stderr)
+            return 128 + sig.signum
+
+
+def _run(args: argparse.Namespace, signals: HostSignals, firmware: str, ram_size: int) -> int:
+    from .machine import Machine, MachineError  # unicorn is imported only when running
+    from .machine.layout import KERNEL_OFFSET, RAM_BASE
 
     reg = ChardevRegistry(coalesce_output=True)
     machine = None
@@ -333,10 +346,14 @@ def run(args: argparse.Namespace) -> int:
             if machine is not None:
                 machine.stop()
 
-        def on_sigterm(*_: object) -> None:
+        def on_signal(signum: int) -> None:
+            # SIGTERM and SIGHUP end the run as QEMU does (a host-signal shutdown,
+            # status 0); SIGINT too, with status 130 as before
             if monitor is not None:
                 monitor.emit_event("SHUTDOWN", {"guest": False, "reason": "host-signal"})
-            quit_now(0)
+            quit_now(130 if signum == signal.SIGINT else 0)
+
+        signals.on_signal = on_signal
 
         reg.on_exit(quit_now)
         vm = MachineControl(None, quit_now)
@@ -387,9 +404,10 @@ def run(args: argparse.Namespace) -> int:
             if monitor is None:
                 raise CliError("-S needs a monitor to say 'cont' (-qmp, -mon or mon:)")
             vm.prelaunch()
-        signal.signal(signal.SIGTERM, on_sigterm)
+        signals.running()  # from now on a signal stops the machine (any thread)
         deadline = None if args.timeout is None else started + args.timeout
-        while True:
+        result = None
+        while not quit_status:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             result = machine.run(timeout=left)
             if result.reason != "reset" or quit_status:
@@ -397,7 +415,8 @@ def run(args: argparse.Namespace) -> int:
             machine.reset()  # the guest asked for a reboot (exit device 0x7777)
             if monitor is not None:
                 monitor.emit_event("RESET", {"guest": True, "reason": "guest-reset"})
-        if monitor is not None and result.reason == "exit" and not quit_status:
+        if (monitor is not None and result is not None and result.reason == "exit"
+                and not quit_status):
             monitor.emit_event("SHUTDOWN", {"guest": True, "reason": "guest-shutdown"})
         return _exit_status(result, quit_status, args)
     except (ChardevError, MachineError) as exc:

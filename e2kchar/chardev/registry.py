@@ -132,6 +132,9 @@ class ChardevRegistry:
             except (ImportError, AttributeError):
                 raise ChardevError(
                     f"chardev backend '{type_name}' is not available yet") from None
+            except OSError as exc:  # e.g. out of fds while loading the module
+                raise ChardevError(f"chardev backend '{type_name}' could not be loaded: "
+                                   f"{exc.strerror or exc}") from None
             self._backends[type_name] = cls
             return cls
         return entry
@@ -337,7 +340,11 @@ class ChardevRegistry:
                 except (binascii.Error, ValueError):
                     raise ChardevError("Base64 data contains invalid characters") from None
             else:
-                raw = data.encode("utf-8", "surrogateescape")
+                try:
+                    raw = data.encode("utf-8", "surrogateescape")
+                except UnicodeEncodeError:  # a lone surrogate JSON let through
+                    raise ChardevError("Invalid parameter 'data': not a valid UTF-8 "
+                                       "string") from None
             ring.ring_put(raw)
 
         self.ioloop.run_sync(run)

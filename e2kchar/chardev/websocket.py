@@ -134,6 +134,8 @@ def handshake_response(headers: dict[str, str]) -> bytes:
     key = headers.get("sec-websocket-key")
     if not key:
         raise HandshakeError("missing Sec-WebSocket-Key")
+    if not key.isascii():
+        raise HandshakeError("Cannot parse Sec-WebSocket-Key")
     lines = ["HTTP/1.1 101 Switching Protocols", "Server: QEMU VNC",
              f"Date: {formatdate(usegmt=True)}", "Upgrade: websocket",
              "Connection: Upgrade", f"Sec-WebSocket-Accept: {accept_key(key)}"]
@@ -144,10 +146,11 @@ def handshake_response(headers: dict[str, str]) -> bytes:
 
 
 def bad_request(reason: str) -> bytes:
-    body = f"Websocket handshake failed: {reason}\r\n"
+    # (the reason may quote a client's non-ASCII path: escaped, never an encode error)
+    body = f"Websocket handshake failed: {reason}\r\n".encode("ascii", "backslashreplace")
     return (f"HTTP/1.1 400 Bad Request\r\nServer: QEMU VNC\r\nConnection: close\r\n"
-            f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n{body}"
-            ).encode("ascii")
+            f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode("ascii") + body
 
 
 class FrameDecoder:

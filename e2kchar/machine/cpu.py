@@ -8,9 +8,9 @@ identity; below M with satp.MODE on it is an Sv39/48/57 walk of the guest's tabl
 
 TLB: M-mode firmware runs on the identity TLB ("virtual" mode, fast stores, pitfall 1 of
 docs/embedding.md). Its fill hook notices the first S/U-mode fill with paging on, answers
-it (and any fill until the next safe point) with a walk of its own, and asks for the switch
-to unicorn's own MMU (`settle()`, called by the run loop between emu_starts), which then
-does page walks, A/D updates, MPRV/SUM/MXR and page faults itself for the rest of the run.
+it with a walk of its own and switches to unicorn's own MMU (a pointer swap in unicorn),
+which then does page walks, A/D updates, MPRV/SUM/MXR and page faults itself for the rest
+of the run (until the next power_on).
 """
 
 from __future__ import annotations
@@ -78,7 +78,6 @@ class Hart:
         self.pc = ram.base
         #: the TLB in use now: "virtual" until a guest turns paging on, then "cpu"
         self.tlb_now = tlb
-        self._switch_tlb = False
         #: (page-aligned vaddr, access) of a fill the identity TLB refused (a page fault)
         self.page_fault: tuple[int, Access] | None = None
 
@@ -90,7 +89,6 @@ class Hart:
         """A new CPU in its reset state, RAM and the registered installers mapped."""
         uc = Uc(UC_ARCH_RISCV, UC_MODE_RISCV64)
         self.tlb_now = self.tlb
-        self._switch_tlb = False
         self.page_fault = None
         if self.tlb == "virtual":
             # pitfall 1: the CPU TLB sends every store through the notdirty slow path
@@ -124,15 +122,6 @@ class Hart:
             self.uc.ctl_flush_tb()
         except UcError:
             log.debug("TB/TLB flush failed", exc_info=True)
-
-    def settle(self) -> None:
-        """Between emu_starts: switch to unicorn's MMU once a guest turned paging on."""
-        if self._switch_tlb:
-            self._switch_tlb = False
-            self.tlb_now = "cpu"
-            # (the entries filled so far are the walk's own, valid under this satp)
-            self.uc.ctl_set_tlb_mode(UC_TLB_CPU)
-            log.debug("paging on: unicorn's MMU from now on")
 
     def run(self) -> None:
         """Execute from `pc` until something stops the CPU (raises UcError)."""
@@ -293,8 +282,9 @@ class Hart:
         return True
 
     def _paged_fill(self, vaddr: int, access: int, entry: Any) -> bool:
-        """An S/U-mode fill with paging on: walk (setting A/D as the hardware does), ask
-        for unicorn's MMU from the next safe point on; False if paging is off (identity)."""
+        """An S/U-mode fill with paging on: switch to unicorn's MMU for the fills after it
+        and answer this one with a walk (setting A/D as the hardware does); False if paging
+        is off (the identity map then)."""
         acc = _FILL_ACCESS.get(access)
         if acc is None:
             acc = Access.STORE if access in _STORE_ACCESS else Access.LOAD
@@ -302,13 +292,17 @@ class Hart:
             eff, satp, mstatus = self._mmu_state(acc)
             if eff == PRIV_M or satp_mode(satp) == 0:
                 return False
+            if self.tlb_now != "cpu":
+                # unicorn's MMU from the next fill on (a pointer swap in unicorn, safe in a
+                # hook): its page faults are precise, a refused fill here is not
+                self.tlb_now = "cpu"
+                self.uc.ctl_set_tlb_mode(UC_TLB_CPU)
             t = walk(self._ram.read_u64, satp, vaddr, acc, eff,
                      sum_=bool(mstatus & MSTATUS_SUM), mxr=bool(mstatus & MSTATUS_MXR),
                      write64=self._ram.write_u64)
         except Exception:  # never raise into unicorn
             log.exception("page walk at %#x failed", vaddr)
             t = None
-        self._switch_tlb = True
         if t is None:
             self.page_fault = (vaddr, acc)
             return True

@@ -10,9 +10,10 @@
 - mmio.py: the MMIO callbacks (the hot path), kick.py: the kick protocol;
 - runloop.py: run() and the kicker thread over the run state of state.py.
 
-A paging guest needs, on the CPU side only: page walks in `Hart.translate` (fetch, retire,
-the trap-vector check and wfi detection already go through it), S-mode delivery and stval
-in traps.py, and the TLB mode choice in `Hart.power_on`.
+Paging guests (Linux) run with no option: cpu.py switches from the identity TLB to
+unicorn's MMU when a guest turns satp on, and `Hart.translate` walks the guest's Sv39/48/57
+tables (paging.py) for fetch, retire, the trap-vector check and wfi detection; traps.py
+gives page faults their stval.
 
 Threads. run() executes the guest on the caller's thread (the CPU thread). Devices are
 reached through their read/write interface from MMIO callbacks on that thread; host input

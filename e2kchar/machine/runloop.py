@@ -203,7 +203,6 @@ class RunLoop:
             with control.lock:
                 control.state = RunState.IN_GUEST
             err: UcError | None = None
-            hart.settle()
             traps.begin()
             try:
                 self._stats.emu_starts += 1

@@ -87,3 +87,8 @@ def decode_amo_base(insn: int) -> int | None:
     if insn & 0x7F == 0x2F:
         return insn >> 15 & 31
     return None
+
+
+def is_amo_store(insn: int) -> bool:
+    """SC or an AMO (a store/AMO fault), not LR (a load)."""
+    return insn & 0x7F == 0x2F and insn >> 27 != 0b00010

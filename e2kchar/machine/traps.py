@@ -25,7 +25,7 @@ from unicorn.unicorn_py3.unicorn import Uc, UcError
 
 from .cpu import Access, Hart
 from .result import RunResult
-from .rvinsn import decode_amo_base, decode_mem, decode_rdtime, insn_length
+from .rvinsn import decode_amo_base, decode_mem, decode_rdtime, insn_length, is_amo_store
 from .rvpriv import (
     C_EBREAK,
     CAUSE_BREAKPOINT,
@@ -263,6 +263,10 @@ class TrapUnit:
         elif intno == CAUSE_INSN_ACCESS:
             tval = epc
         elif intno in (CAUSE_FETCH_PAGE, CAUSE_LOAD_PAGE, CAUSE_STORE_PAGE):
+            if intno == CAUSE_LOAD_PAGE:
+                insn = hart.fetch(epc)
+                if insn is not None and is_amo_store(insn):
+                    cause = CAUSE_STORE_PAGE  # unicorn reports an AMO's fault as a load's
             tval = self._page_fault_tval(intno, epc)
         if not self.deliver(cause, epc, tval):
             self._fail_stop()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -16,9 +18,27 @@ def open_or_fail(path: str, flags: int, mode: int = 0o666) -> int:
     try:
         return os.open(path, flags | os.O_CLOEXEC, mode)
     except OSError as exc:
-        raise ChardevError(f"Could not open '{path}': {exc.strerror}") from None
+        why = exc.strerror
+        if exc.errno == errno.ENXIO and flags & os.O_NONBLOCK:
+            why = f"{why} (a FIFO with no reader)"
+        raise ChardevError(f"Could not open '{path}': {why}") from None
     except ValueError as exc:  # an embedded NUL
         raise ChardevError(f"Could not open '{path}': {exc}") from None
+
+
+def open_input(path: str) -> int:
+    """Open an input file without blocking: a FIFO with no writer yet is opened O_RDWR (as
+    the pipe backend does), so the open returns at once and input starts when a writer
+    comes; anything else O_RDONLY."""
+    fd = open_or_fail(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        fifo = stat.S_ISFIFO(os.fstat(fd).st_mode)
+    except OSError:
+        fifo = False
+    if fifo:
+        os.close(fd)
+        fd = open_or_fail(path, os.O_RDWR | os.O_NONBLOCK)
+    return fd
 
 
 @dataclass(kw_only=True)
@@ -37,7 +57,9 @@ class FileChardev(FdChardev[FileConfig]):
         append = bool(cfg.append) or self.reopen
         # Open without O_TRUNC and truncate only once everything opened, and remove a file
         # we created if the input cannot be opened: a failed add must not touch the disk.
-        flags = os.O_WRONLY | (os.O_APPEND if append else 0)
+        # O_NONBLOCK: a FIFO with no reader fails at once (ENXIO) instead of blocking the
+        # I/O loop until someone opens it.
+        flags = os.O_WRONLY | os.O_NONBLOCK | (os.O_APPEND if append else 0)
         created = False
         try:
             out_fd = os.open(cfg.out, flags | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
@@ -48,7 +70,7 @@ class FileChardev(FdChardev[FileConfig]):
         in_fd = -1
         if cfg.in_ is not None:
             try:
-                in_fd = open_or_fail(cfg.in_, os.O_RDONLY)
+                in_fd = open_input(cfg.in_)
             except ChardevError:
                 os.close(out_fd)
                 if created:

@@ -42,6 +42,7 @@ from ..qemuopts import (
     opt_size,
     qapi_addr,
 )
+from ..ratelog import log_limited
 from ..telnet import TELNET_NEGOTIATION, TN3270_NEGOTIATION, TelnetFilter
 from ..types import READ_BUF_LEN, ChardevError, ChardevEvent
 from ..websocket import (
@@ -154,6 +155,8 @@ class SocketChardev(Chardev[SocketConfig]):
 
     TYPE = "socket"
     closed_on_finalize = True
+    #: output bytes beyond which a websocket ping gets no pong (a client that never reads)
+    WS_PONG_BACKLOG: ClassVar[int] = 65536
 
     @classmethod
     def exclusive_resource(cls, config: Any) -> object | None:
@@ -895,7 +898,14 @@ class SocketChardev(Chardev[SocketConfig]):
                 if payload:
                     self._inq.append(payload)
             elif opcode == OP_PING:
-                self._send_control(encode_frame(OP_PONG, payload))
+                # RFC 6455 5.5.3 lets a pong answer only the latest ping: while the client
+                # does not read, its pings get none, so a ping flood cannot grow the backlog
+                if len(self._outbuf) <= self.WS_PONG_BACKLOG:
+                    self._send_control(encode_frame(OP_PONG, payload))
+                else:
+                    log_limited(log, logging.WARNING, (id(self), "pong"),
+                                "%s: websocket client pings but does not read; pongs "
+                                "skipped", self.label)
             elif opcode == OP_CLOSE:
                 self._send_and_close(encode_frame(
                     OP_CLOSE, close_payload(CLOSE_NORMAL, "peer requested close")))
@@ -905,6 +915,11 @@ class SocketChardev(Chardev[SocketConfig]):
 
     # ------------------------------------------------------------------------------------
     # control and teardown
+
+    @property
+    def output_backlog(self) -> int:
+        """Bytes waiting for the peer to read (bounded for control frames)."""
+        return len(self._outbuf)
 
     def chr_disconnect(self) -> None:
         self._disconnect()
