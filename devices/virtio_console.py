@@ -51,6 +51,10 @@ CTRL_BACKLOG_LIMIT = 4096
 CTRL_MSG_MAX = 4096
 #: guest output is copied out of guest memory and written in pieces of at most this size
 TX_CHUNK = 4 << 20
+#: guest bytes one notify (or one writable watch) copies at most; the rest goes on from
+#: the port's writable watch, so a hostile chain (all of RAM, posted 128 times) cannot keep
+#: the CPU thread in one QUEUE_NOTIFY for hours
+TX_BUDGET = 2 * TX_CHUNK
 
 ConsoleConfig = Struct("cols" / Int16ul, "rows" / Int16ul, "max_nr_ports" / Int32ul,
                        "emerg_wr" / Int32ul)
@@ -94,7 +98,8 @@ class Port:
         self.tx_view: memoryview | None = None
         self.backlog = bytearray()      # emergency-write bytes the backend did not take yet
         #: bytes each way, and how often guest output was throttled by a full backend
-        self.stats = {"rx_bytes": 0, "tx_bytes": 0, "throttles": 0}
+        self.stats = {"rx_bytes": 0, "tx_bytes": 0, "throttles": 0,
+                      "budget_yields": 0}
 
     @property
     def fe(self) -> CharBackend | None:
@@ -394,6 +399,7 @@ class VirtioConsole(VirtioDevice):
             return
         vq = self.queues[port.tx_queue]
         pushed = False
+        budget = TX_BUDGET
         try:
             while True:
                 fe = port.fe
@@ -404,10 +410,15 @@ class VirtioConsole(VirtioDevice):
                 if port.tx_view is None:
                     if port.tx_elem is not None:
                         if port.tx_rest:
+                            if budget <= 0 and fe is not None:
+                                port.stats["budget_yields"] += 1
+                                port.out.wait_writable(lambda: self._flush_tx(port))
+                                break
                             addr, n = port.tx_rest.pop(0)
                             if n > TX_CHUNK:  # bound what one huge descriptor copies at once
                                 port.tx_rest.insert(0, (addr + TX_CHUNK, n - TX_CHUNK))
                                 n = TX_CHUNK
+                            budget -= n
                             port.tx_view = memoryview(vq.read_segments([(addr, n)])[0])
                             continue
                         vq.push(port.tx_elem, 0)

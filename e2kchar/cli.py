@@ -11,6 +11,8 @@ Examples:
               -serial chardev:c --timeout 30        boot log with host and guest times
   e2kchar run -bios fw_jump.elf -kernel u-boot.bin -serial null -serial null -serial stdio
   e2kchar run -S -qmp tcp:127.0.0.1:4444,server=on,wait=off   wait for QMP 'cont'
+  e2kchar run -chardev rfc2217,id=con,host=127.0.0.1,port=7000 -serial chardev:con
+              console for pyserial's rfc2217://127.0.0.1:7000 (modem lines, BREAK)
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import math
 import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -30,6 +33,7 @@ from typing import Any
 from .chardev.registry import ChardevRegistry
 from .chardev.types import ChardevError
 from .errors import E2kcharError
+from .hostsignals import HostSignal, HostSignals
 from .options import parse_chardev, parse_legacy, split_opts
 
 log = logging.getLogger("e2kchar")
@@ -49,6 +53,8 @@ options (QEMU spelling):
                     Default: channel A on mon:stdio (Ctrl-A x quits, Ctrl-A c: monitor).
   -chardev SPEC     backend,id=ID[,key=value...] e.g. ringbuf,id=r0,size=64k
                     or socket,id=s0,host=127.0.0.1,port=0,server=on,wait=off,history=64k
+                    or rfc2217,id=r0,host=127.0.0.1,port=7000[,wait=off]  (RFC 2217 server)
+                    or hub,id=h,chardevs.0=A,chardevs.1=B  (output to all, input from any)
   -device SPEC      virtconsole,chardev=ID[,name=NAME][,id=DEV]  virtio-console port (slot 0)
                     virtserialport,chardev=ID,name=NAME[,id=DEV] named virtio-serial port
                     (with id=DEV, the guest opening/closing the port is QMP VSERPORT_CHANGE)
@@ -73,7 +79,7 @@ def parse_size(text: str) -> int:
         if t and t[-1] in units:
             return int(float(t[:-1]) * units[t[-1]])
         return int(t) << 20
-    except ValueError:
+    except (ValueError, OverflowError):  # "infk", "1e400k": not a size
         raise CliError(f"invalid RAM size '{text}'") from None
 
 
@@ -97,12 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("firmware", nargs="?", help="guest ELF or raw image (default: bundled demo)")
     ap.add_argument("-bios", help="firmware image (raw at the RAM base, or ELF)")
     ap.add_argument("-kernel", help="next stage, loaded at RAM base + 2 MiB")
+    ap.add_argument("-initrd", help="initial RAM disk (above the kernel, as QEMU puts it; "
+                    "/chosen linux,initrd-start/end)")
     ap.add_argument("-m", default="128M", help="RAM size (default 128M)")
     ap.add_argument("-append", default="", help="kernel command line (boot_info)")
     ap.add_argument("-chardev", action="append", default=[], metavar="SPEC",
                     help="a character device (see below)")
     ap.add_argument("-serial", action="append", default=[], metavar="SPEC",
-                    help="the next serial port's backend (see below)")
+                    help="the next serial port's backend (see below); as in QEMU, "
+                         "tcp::PORT (no host) listens on all addresses, not only loopback")
     ap.add_argument("-device", action="append", default=[], metavar="SPEC",
                     help="bind a frontend to a chardev, or load a file (see below)")
     ap.add_argument("-qmp", action="append", default=[], metavar="SPEC",
@@ -175,6 +184,12 @@ def _chardev_by_id(reg: ChardevRegistry, ident: str | None, what: str) -> Any:
     return chr_
 
 
+def _need(opts: dict[str, str], key: str, driver: str) -> None:
+    """A serial device without its chardev would be a port wired to nothing, silently."""
+    if not opts.get(key):
+        raise CliError(f"-device {driver} needs {key}=ID")
+
+
 def _plan_devices(reg: ChardevRegistry, args: argparse.Namespace, plan: _Plan) -> None:
     for spec in args.device:
         try:
@@ -182,6 +197,10 @@ def _plan_devices(reg: ChardevRegistry, args: argparse.Namespace, plan: _Plan) -
         except ChardevError as exc:
             raise CliError(f"-device {spec}: {exc}") from None
         driver = opts.get("driver", "")
+        if driver in ("virtconsole", "virtserialport", "ns16550a", "lms"):
+            _need(opts, "chardev", driver)
+        elif driver == "am85c30":
+            _need(opts, "chardev-a", driver)
         if driver in ("virtconsole", "virtserialport"):
             chr_ = _chardev_by_id(reg, opts.get("chardev"), f"-device {driver}")
             name = opts.get("name")
@@ -264,9 +283,6 @@ def _check_sharing(reg: ChardevRegistry, plan: _Plan) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .machine import Machine, MachineError  # unicorn is imported only when running
-    from .machine.layout import RAM_BASE
-
     ram_size = parse_size(args.m)
     firmware = args.firmware or args.bios
     if args.firmware and args.bios:
@@ -275,7 +291,7 @@ def run(args: argparse.Namespace) -> int:
         firmware = str(bundled_firmware())
         if not Path(firmware).exists():
             raise CliError("the bundled firmware is missing from this installation")
-    for path in [firmware, args.kernel]:
+    for path in [firmware, args.kernel, args.initrd]:
         if path is None:
             continue
         if not Path(path).exists():
@@ -285,13 +301,44 @@ def run(args: argparse.Namespace) -> int:
         if not os.access(path, os.R_OK):
             raise CliError(f"cannot read '{path}': permission denied")
 
+    # signals first: before any chardev, socket or pty link exists (as QEMU)
+    with HostSignals() as signals:
+        try:
+            return _run(args, signals, firmware, ram_size)
+        except HostSignal as sig:
+            print(f"e2kchar: {signal.Signals(sig.signum).name} during start-up",
+                  file=sys.stderr)
+            return 128 + sig.signum
+
+
+def _run(args: argparse.Namespace, signals: HostSignals, firmware: str, ram_size: int) -> int:
+    from .machine import Machine, MachineError  # unicorn is imported only when running
+    from .machine.layout import KERNEL_OFFSET, RAM_BASE
+
     reg = ChardevRegistry(coalesce_output=True)
     machine = None
     servers: list[Any] = []
     monitor = None
     capture = None
+    started = time.monotonic()
+    # SIGALRM handlers can only be set on the main thread (run() may be called elsewhere)
+    alarm = (args.timeout is not None and args.timeout > 0
+             and threading.current_thread() is threading.main_thread())
     try:
-        plan = _plan(reg, args)
+        try:
+            if alarm:
+                # a wait=on server blocks in _plan until its client comes: --timeout
+                # counts from here, as timeout(1) would
+                signal.signal(signal.SIGALRM, _wait_expired)
+                signal.setitimer(signal.ITIMER_REAL, args.timeout)
+            plan = _plan(reg, args)
+        except _WaitTimeout:
+            print(f"e2kchar: the run timed out after {args.timeout:g} s", file=sys.stderr)
+            return EXIT_TIMEOUT
+        finally:
+            if alarm:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, signal.SIG_DFL)
         quit_status: list[int] = []
 
         def quit_now(status: int = 0) -> None:
@@ -299,10 +346,14 @@ def run(args: argparse.Namespace) -> int:
             if machine is not None:
                 machine.stop()
 
-        def on_sigterm(*_: object) -> None:
+        def on_signal(signum: int) -> None:
+            # SIGTERM and SIGHUP end the run as QEMU does (a host-signal shutdown,
+            # status 0); SIGINT too, with status 130 as before
             if monitor is not None:
                 monitor.emit_event("SHUTDOWN", {"guest": False, "reason": "host-signal"})
-            quit_now(0)
+            quit_now(130 if signum == signal.SIGINT else 0)
+
+        signals.on_signal = on_signal
 
         reg.on_exit(quit_now)
         vm = MachineControl(None, quit_now)
@@ -335,7 +386,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             machine.load(firmware)
             if args.kernel:
-                machine.load_raw(args.kernel, RAM_BASE + (2 << 20))
+                machine.load_raw(args.kernel, RAM_BASE + KERNEL_OFFSET)
+            if args.initrd:
+                machine.load_initrd(args.initrd, RAM_BASE + KERNEL_OFFSET)
             for path, addr in plan.loaders:
                 machine.load_raw(path, addr)
         except (OSError, ValueError, MachineError) as exc:
@@ -351,9 +404,10 @@ def run(args: argparse.Namespace) -> int:
             if monitor is None:
                 raise CliError("-S needs a monitor to say 'cont' (-qmp, -mon or mon:)")
             vm.prelaunch()
-        signal.signal(signal.SIGTERM, on_sigterm)
-        deadline = None if args.timeout is None else time.monotonic() + args.timeout
-        while True:
+        signals.running()  # from now on a signal stops the machine (any thread)
+        deadline = None if args.timeout is None else started + args.timeout
+        result = None
+        while not quit_status:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             result = machine.run(timeout=left)
             if result.reason != "reset" or quit_status:
@@ -361,7 +415,8 @@ def run(args: argparse.Namespace) -> int:
             machine.reset()  # the guest asked for a reboot (exit device 0x7777)
             if monitor is not None:
                 monitor.emit_event("RESET", {"guest": True, "reason": "guest-reset"})
-        if monitor is not None and result.reason == "exit" and not quit_status:
+        if (monitor is not None and result is not None and result.reason == "exit"
+                and not quit_status):
             monitor.emit_event("SHUTDOWN", {"guest": True, "reason": "guest-shutdown"})
         return _exit_status(result, quit_status, args)
     except (ChardevError, MachineError) as exc:
@@ -379,6 +434,14 @@ def run(args: argparse.Namespace) -> int:
         if machine is not None and hasattr(machine, "close"):
             machine.close()
         reg.close()
+
+
+class _WaitTimeout(Exception):
+    """--timeout expired while a server waited for its first client."""
+
+
+def _wait_expired(signum: int, frame: Any) -> None:
+    raise _WaitTimeout
 
 
 def _console_labels(reg: ChardevRegistry, plan: _Plan) -> list[str]:
@@ -439,6 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv[1:])
     logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
                         format="e2kchar: %(levelname)s: %(message)s")
+    _show_notices()
     try:
         return run(args)
     except CliError as exc:
@@ -446,6 +510,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+#: loggers whose INFO lines QEMU prints on stderr whatever the verbosity (a pty's
+#: "char device redirected to /dev/pts/N (label ID)", a waiting server's "QEMU waiting for
+#: connection on: ...")
+NOTICE_LOGGERS = ("e2kchar.chardev.pty.notice", "e2kchar.chardev.socket.notice")
+
+
+def _show_notices() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    for name in NOTICE_LOGGERS:
+        notice = logging.getLogger(name)
+        notice.setLevel(logging.INFO)
+        notice.addHandler(handler)
+        notice.propagate = False  # printed once, also with -v
 
 
 if __name__ == "__main__":

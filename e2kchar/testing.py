@@ -373,8 +373,8 @@ def boot(firmware: str | Path | None = None, *, serial: Sequence[str | None] = (
     reg = registry if registry is not None else ChardevRegistry()
     machine = None
     try:
-        for spec in chardevs:
-            reg.create(parse_chardev(spec))
+        for chardev_spec in chardevs:
+            reg.create(parse_chardev(chardev_spec))
         bound: list[Any] = []
         for n, spec in enumerate(serial):
             if spec is None:

@@ -119,3 +119,18 @@ def test_irq_echo_bulk_binary_no_loss(kind, registry, machine, consoles, build_d
     rng = random.Random(16550)
     sent = bytes(b for b in rng.randbytes(9000) if b != 0x04)[:8192] + b"\x04"
     _run_echo(registry, machine, consoles, build_driver, kind, sent)
+
+
+def test_irq_echo_without_eot_exit_is_a_loopback(registry, machine, consoles, build_driver):
+    """EOT_EXITS=0: EOT is echoed like any byte and the guest keeps running (a loopback
+    for clients that send every byte value, such as pyserial's own tests)."""
+    con = consoles("ringbuf", "com1")
+    m = machine(serial=[None, None, con.chr])
+    m.load(build_driver("ns16550_irq_echo", defines={"EOT_EXITS": 0}))
+    run = BackgroundRun(m, 3)
+    wait_until(registry, lambda: con.data().startswith(b"ready\n"), 10, "ready")
+    sent = bytes(range(256))
+    con.feed(sent)
+    wait_until(registry, lambda: con.data() == b"ready\n" + sent, 10, "echo")
+    assert not run.done()
+    assert run.result().reason == "timeout"

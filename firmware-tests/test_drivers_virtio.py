@@ -46,7 +46,7 @@ def test_port0_input_echo(kind, registry, machine, consoles, build_driver):
 
 
 def test_no_virtio_device_without_ports(registry, machine, build_driver):
-    """With no port the console still sits in slot 0 (ARCHITECTURE.md 6): the driver finds
+    """With no port the console still sits in slot 0 (docs/interfaces.md): the driver finds
     it, its output for the missing port 0 is dropped, and it finishes with exit 0."""
     m = machine(serial=[None, None, None])
     m.load(build_driver("virtio_console"))

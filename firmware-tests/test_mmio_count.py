@@ -1,4 +1,4 @@
-"""No MMIO access is ever duplicated or lost (unicorn-harness-notes pitfall 2), even while
+"""No MMIO access is ever duplicated or lost (docs/embedding.md: a stop repeats one), even while
 the host kicks the CPU: the guest makes a known number of accesses to a counting device
 while other threads pause/resume the machine and raise interrupts."""
 

@@ -57,6 +57,7 @@ def test_timeout_exits_124(build_driver):
     (["/nonexistent.elf"], "cannot read '/nonexistent.elf': no such file"),
     (["/"], "cannot read '/': not a regular file"),
     (["-kernel", "/nonexistent.bin"], "cannot read '/nonexistent.bin'"),
+    (["-initrd", "/nonexistent.cpio"], "cannot read '/nonexistent.cpio'"),
     (["-bios", "/etc/hostname", "/etc/hostname"], "either FIRMWARE or -bios"),
     (["-m", "lots"], "invalid RAM size 'lots'"),
     (["-m", "0"], "RAM size 0"),

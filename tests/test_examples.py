@@ -46,3 +46,25 @@ def test_unicorn_riscv_16550_echo_goes_through_the_interrupt(reg, tmp_path, caps
     finally:
         machine.close()
     assert out.read_bytes() == BANNER + b"ABC\n"
+
+
+def test_unicorn_aarch64_16550_takes_the_irq_for_the_cpu(reg, tmp_path, capsys) -> None:
+    ex = _load("unicorn_aarch64_16550")
+    banner = b"hello from aarch64 on an e2kchar ns16550a\n"
+    assert ex.main([]) == banner + b"PING\n"
+    assert capsys.readouterr().out == (banner + b"PING\n").decode()
+
+    out, src = tmp_path / "out", tmp_path / "in"
+    src.write_bytes(b"Arm 64\n")
+    machine = ex.TinyArmMachine(reg.new("u", f"file,path={out},input-path={src}"))
+    try:
+        machine.load(ex.guest_program())
+        machine.run()
+        # the echo exists only in the IRQ handler: the host took the exception at least
+        # once, and each of the seven bytes raised the line
+        assert machine.irqs_taken >= 1
+        assert machine.irq.raises == 7
+        assert not machine.irq.level
+    finally:
+        machine.close()
+    assert out.read_bytes() == banner + b"ARM 64\n"

@@ -23,7 +23,7 @@ def open_slave(path: str) -> int:
 
 def test_pty_reports_path_and_tracks_the_slave(reg, recorder, caplog):
     caplog.set_level("INFO", logger="e2kchar.chardev.pty")
-    ret = reg.add("p", {"type": "pty", "data": {}})
+    ret = reg.add("p", {"type": "pty", "data": {"history": 0}})  # QEMU's drop behaviour
     path = ret["pty"]
     assert path.startswith("/dev/pts/") and os.path.exists(path)
     assert reg.query()[0]["filename"] == f"pty:{path}"
@@ -129,3 +129,75 @@ def test_pty_no_fd_leak():
         reg.close()
     assert events == [OPENED, CLOSED, CLOSED]  # and CLOSED at finalize, as QEMU
     assert fd_count() == before
+
+
+def test_pty_path_symlink_and_swap_announcement(reg, recorder, caplog, tmp_path):
+    """QEMU 9.2+: path=LINK links to the slave (gone with the chardev); every pty, also one
+    a chardev-change makes, is announced as QEMU prints it."""
+    caplog.set_level("INFO", logger="e2kchar.chardev.pty")
+    link = tmp_path / "console"
+    chr_ = reg.new("p", f"pty,path={link}")
+    assert os.readlink(link) == chr_.pty_path
+    assert f"char device redirected to {chr_.pty_path} (label p)" in caplog.text
+    import pytest
+
+    from e2kchar import ChardevError
+    with pytest.raises(ChardevError, match="Failed to create PTY symlink: File exists"):
+        reg.new("q", f"pty,path={link}")
+    assert "q" not in reg.labels()
+    reg.remove("p")
+    assert not os.path.lexists(link)
+    reg.new("r", "ringbuf")
+    rec = attach(reg, recorder, reg.find("r"))
+    caplog.clear()
+    ret = reg.change("r", {"type": "pty", "data": {"path": str(link)}})
+    assert os.readlink(link) == ret["pty"]
+    assert f"char device redirected to {ret['pty']} (label r)" in caplog.text
+    rec.fe.deinit()
+    reg.close()
+    assert not os.path.lexists(link)
+
+
+def test_pty_opened_slave_gets_output_within_milliseconds(reg, recorder):
+    """No 100 ms poll: the open is seen through inotify and history replays at once."""
+    import time
+    chr_ = reg.new("p", "pty,history=64")
+    rec = attach(reg, recorder, chr_)
+    rec.fe.write_all(b"x")
+    worst = 0.0
+    for _ in range(5):
+        t0 = time.monotonic()
+        fd = open_slave(chr_.pty_path)
+        assert read_exact(fd, 1) == b"x"
+        worst = max(worst, time.monotonic() - t0)
+        os.close(fd)
+        assert reg.run_until(lambda: CLOSED in rec.events)
+        rec.events.clear()
+        rec.fe.write_all(b"x")
+    assert worst < 0.05, worst
+
+
+
+def test_e2kchar_run_announces_the_pty_on_stderr():
+    """As QEMU prints it, without -v: the line scripts and test harnesses look for."""
+    import re
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "e2kchar", "run", "-serial", "pty",
+                           "--timeout", "1"], capture_output=True, timeout=60)
+    assert re.match(rb"char device redirected to /dev/pts/\d+ \(label serial0\)\n",
+                    proc.stderr), proc.stderr
+
+
+def test_pty_history_by_default_and_logfile(reg, recorder, tmp_path):
+    log = tmp_path / "p.log"
+    chr_ = reg.new("p", f"pty,logfile={log}")
+    rec = attach(reg, recorder, chr_)
+    rec.fe.write_all(b"before open ")
+    fd = open_slave(chr_.pty_path)
+    assert reg.run_until(lambda: OPENED in rec.events)
+    rec.fe.write_all(b"live")
+    assert read_exact(fd, 16) == b"before open live"
+    os.close(fd)
+    assert log.read_bytes() == b"before open live"

@@ -58,7 +58,7 @@ def test_send_break_reaches_the_frontend(reg, recorder):
 
 
 def test_unavailable_backend_is_a_clear_error(reg):
-    reg._backends["ringbuf"] = "e2kchar.chardev.nonexistent:Nothing"
+    reg.register_backend("ringbuf", "e2kchar.chardev.nonexistent:Nothing")
     with pytest.raises(ChardevError, match="chardev backend 'ringbuf' is not available yet"):
         reg.new("x", "ringbuf")
     assert reg.query() == []

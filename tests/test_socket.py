@@ -41,6 +41,9 @@ def recv_exact(sock: socket.socket, n: int, timeout: float = 5.0) -> bytes:
 
 
 def server(reg, label="s", extra=""):
+    # history=0: these tests pin QEMU's behaviour (the default keeps 64 KiB for late peers)
+    if "history=" not in extra:
+        extra += ",history=0"
     return reg.new(label, f"socket,host=127.0.0.1,port=0,server=on,wait=off{extra}")
 
 
@@ -554,8 +557,8 @@ def test_history_replayed_to_late_client(reg, recorder):
     cl.close()
 
 
-def test_no_history_by_default(reg, recorder):
-    chr_ = server(reg)
+def test_no_history_with_history_0(reg, recorder):
+    chr_ = server(reg)  # history=0
     rec = attach(reg, recorder, chr_)
     rec.fe.write_all(b"lost")
     cl = connect(chr_)
@@ -801,3 +804,20 @@ def test_websocket_client_told_when_the_chardev_goes_away(reg, recorder):
     assert op == 0x8 and payload[:2] == struct.pack(">H", 1001)
     assert recv_exact(cl, 1) == b""
     cl.close()
+
+
+def test_history_by_default_and_logfile_without_client(reg, recorder, tmp_path):
+    """Nothing lost while nobody listens: a server keeps 64 KiB by default for the next
+    client, and its logfile= records everything whether or not a client is attached."""
+    log = tmp_path / "s.log"
+    chr_ = reg.new("s", f"socket,host=127.0.0.1,port=0,server=on,wait=off,logfile={log}")
+    rec = attach(reg, recorder, chr_)
+    rec.fe.write_all(b"early ")
+    cl = connect(chr_)
+    assert reg.run_until(lambda: OPENED in rec.events)
+    rec.fe.write_all(b"late")
+    assert recv_exact(cl, 10) == b"early late"
+    cl.close()
+    assert reg.run_until(lambda: CLOSED in rec.events)
+    rec.fe.write_all(b" after")
+    assert reg.run_until(lambda: log.read_bytes() == b"early late after")

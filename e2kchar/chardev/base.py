@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
-from .config import BackendConfig
+from .configbase import BackendConfig
 from .logfile import LogFile
 from .types import READ_BUF_LEN, ChardevError, ChardevEvent
 
@@ -133,6 +133,11 @@ class Chardev(Generic[C]):
         self._obuf = bytearray()
         self._flush_scheduled = False
         self._flush_waiting = False
+        #: the backend's last output error (strerror) while it is failing, else None
+        self.output_error: str | None = None
+        #: accepted (coalesced) output bytes a failing backend dropped; bytes it refused
+        #: outright are counted by the frontend's OutQueue
+        self.dropped_bytes = 0
 
     @property
     def registry(self) -> ChardevHost:
@@ -235,6 +240,10 @@ class Chardev(Generic[C]):
     def busy(self) -> bool:
         return bool(self.frontends())
 
+    def focused(self) -> Frontend | None:
+        """The frontend that gets input and events (on a mux: the one with the focus)."""
+        return self.be
+
     def frontend_open(self) -> bool:
         be = self.be
         return bool(be is not None and be.fe_open)
@@ -320,11 +329,14 @@ class Chardev(Generic[C]):
                     res = -errno.EAGAIN
                 except OSError as exc:
                     res = -(exc.errno or errno.EIO)
+                    self.output_failed(exc, 0)  # refused: the frontend counts its drop
                 if res == -errno.EAGAIN and write_all and not self.closing:
                     time.sleep(0.0001)
                     continue
                 if res <= 0:
                     break
+                if self.output_error is not None:
+                    self.output_recovered()
                 off += res
                 if not write_all:
                     break
@@ -376,18 +388,41 @@ class Chardev(Generic[C]):
         """Hand buffered output to the backend; True once the buffer is empty."""
         obuf = self._obuf
         while obuf:
+            failed: OSError | None = None
             try:
                 n = self.chr_write(memoryview(obuf))
             except BlockingIOError:
                 return False
             except OSError as exc:
-                log.warning("%s: output error, %d bytes dropped: %s", self.label, len(obuf), exc)
+                failed = OSError(exc.errno, exc.strerror)  # without the traceback
+            if failed is not None:
+                # cleared only here, with no traceback left: its frames hold views of the
+                # buffer, and a buffer with views cannot be resized (BufferError)
+                self.output_failed(failed, len(obuf))
                 obuf.clear()
                 return True
             if n <= 0:
                 return False
+            if self.output_error is not None:
+                self.output_recovered()
             del obuf[:n]
         return True
+
+    def output_failed(self, exc: OSError, dropped: int) -> None:
+        """The backend refused output for good (not EAGAIN): logged once per state change,
+        dropped bytes counted."""
+        self.dropped_bytes += dropped
+        text = exc.strerror or str(exc)
+        if self.output_error != text:
+            self.output_error = text
+            log.warning("%s: output failed: %s; output is dropped (and counted) until the "
+                        "backend takes it again", self.label, text)
+
+    def output_recovered(self) -> None:
+        """The backend took output again after output_failed: logged once."""
+        log.warning("%s: output works again (%d bytes dropped meanwhile)", self.label,
+                    self.dropped_bytes)
+        self.output_error = None
 
     def retire_output(self, flush: bool = True) -> bytes:
         """Stop taking output (the chardev is being swapped out) and return what its
@@ -514,6 +549,9 @@ class Chardev(Generic[C]):
             if self._obuf:
                 log.warning("%s: closing with %d bytes of output undelivered", self.label,
                             len(self._obuf))
+            if self.dropped_bytes:
+                log.warning("%s: %d bytes of output were dropped (%s)", self.label,
+                            self.dropped_bytes, self.output_error or "backend failed")
             self.closed = True
             self._watches.clear()
         if self._read_recheck is not None:

@@ -1,7 +1,8 @@
 """CharBackend: a device model's handle on its chardev (QEMU's qemu_chr_fe_* API).
 
 The device never caches the Chardev: after a hotswap ``fe.chardev`` is the new backend, and
-writes issued while the swap happens land exactly once on the old or the new one.
+writes issued while the swap happens land exactly once on the old or the new one (see
+e2kchar.chardev.hotswap for the whole algorithm; the late-writer half is ``_do_write``).
 """
 
 from __future__ import annotations

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from .types import ChardevError
 
+#: what a pty or a listening socket keeps by default while nobody is attached (history=0:
+#: nothing, as QEMU); enough for a boot log's last screens
+DEFAULT_LIMIT = 64 * 1024
+
 
 class History:
     """A bounded FIFO of bytes; limit 0 keeps nothing (QEMU's drop behaviour)."""

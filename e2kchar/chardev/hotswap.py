@@ -44,8 +44,9 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
+from .backends.mux import MuxConfig
 from .base import Chardev
-from .config import BackendConfig, MuxConfig
+from .configbase import BackendConfig
 from .frontend import CharBackend
 from .types import ChardevError, ChardevEvent
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from .ratelog import log_limited
 from .types import ChardevError
 
 log = logging.getLogger(__name__)
@@ -26,20 +27,65 @@ class TimerHandle:
 
     def __init__(self, ioloop: IOLoop) -> None:
         self._ioloop = ioloop
-        self._handle: asyncio.TimerHandle | None = None
+        #: the asyncio timer, set by IOLoop.call_later on the I/O thread
+        self.timer: asyncio.TimerHandle | None = None
         self.cancelled = False
-
-    def start(self, loop: asyncio.AbstractEventLoop, delay: float,
-              fire: Callable[[], None]) -> None:
-        """Arm on the I/O thread (IOLoop.call_later does it) unless already cancelled."""
-        if not self.cancelled:
-            self._handle = loop.call_later(delay, fire)
 
     def cancel(self) -> None:
         self.cancelled = True
-        handle = self._handle
+        handle = self.timer
         if handle is not None:
             self._ioloop.call_soon(handle.cancel)
+
+
+class FdWatch:
+    """One fd's readable (or writable) interest on the I/O loop, registered at most once.
+
+    A backend keeps one per fd and direction instead of a flag and paired add/remove calls;
+    ``disarm`` removes the fd that was armed even if the backend has moved on to another.
+    Call on the I/O thread.
+    """
+
+    def __init__(self, ioloop: IOLoop, callback: Callable[[], None], *,
+                 write: bool = False) -> None:
+        self._ioloop = ioloop
+        self._callback = callback
+        self._write = write
+        self._fd = -1
+
+    @property
+    def armed(self) -> bool:
+        return self._fd >= 0
+
+    def arm(self, fd: int) -> bool:
+        """Watch fd (again: no-op); False when it cannot be polled (a regular file)."""
+        if fd < 0:
+            return False
+        if self._fd == fd:
+            return True
+        self.disarm()
+        add = self._ioloop.add_writer if self._write else self._ioloop.add_reader
+        if not add(fd, self._callback):
+            return False
+        self._fd = fd
+        return True
+
+    def disarm(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            if self._write:
+                self._ioloop.remove_writer(fd)
+            else:
+                self._ioloop.remove_reader(fd)
+
+
+def _report(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """asyncio's own error reports (an accept out of fds, every retry) rate-limited per
+    message and exception type: one line with its traceback, then a count."""
+    message = context.get("message", "asyncio error")
+    exc = context.get("exception")
+    log_limited(log, logging.ERROR, ("asyncio", message, type(exc)), "%s: %s", message,
+                exc if exc is not None else "", exc_info=exc)
 
 
 class IOLoop:
@@ -47,6 +93,7 @@ class IOLoop:
 
     def __init__(self, name: str = "e2kchar-io") -> None:
         self.loop = asyncio.new_event_loop()
+        self.loop.set_exception_handler(_report)
         self._activity = threading.Condition()
         self._closed = False
         ready = threading.Event()
@@ -100,7 +147,8 @@ class IOLoop:
         handle = TimerHandle(self)
 
         def arm() -> None:
-            handle.start(self.loop, delay, fire)
+            if not handle.cancelled:
+                handle.timer = self.loop.call_later(delay, fire)
 
         def fire() -> None:
             if not handle.cancelled:

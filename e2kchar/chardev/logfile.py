@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from collections.abc import Callable
@@ -18,7 +19,9 @@ class LogFile:
     def __init__(self, path: str, append: bool, timestamp: bool,
                  guest_clock: Callable[[], Callable[[], float] | None] | None = None) -> None:
         self.path = path
-        flags = os.O_WRONLY | os.O_CLOEXEC | (os.O_APPEND if append else 0)
+        # O_NONBLOCK: a FIFO with no reader fails at once (ENXIO) instead of blocking the
+        # I/O loop, and the CPU thread never blocks in a write a reader controls
+        flags = os.O_WRONLY | os.O_CLOEXEC | os.O_NONBLOCK | (os.O_APPEND if append else 0)
         try:
             # Truncation is deferred to commit() and a file we created is removed again by
             # discard(), so that a failed add leaves the file system as it was.
@@ -29,7 +32,10 @@ class LogFile:
                 self.fd = os.open(path, flags | os.O_CREAT, 0o666)
                 self.created = False
         except OSError as exc:
-            raise ChardevError(f"Unable to open logfile {path}: {exc.strerror}") from None
+            why = exc.strerror
+            if exc.errno == errno.ENXIO:
+                why = f"{why} (a FIFO with no reader)"
+            raise ChardevError(f"Unable to open logfile {path}: {why}") from None
         except ValueError as exc:  # an embedded NUL
             raise ChardevError(f"Unable to open logfile {path}: {exc}") from None
         self.append = append
@@ -37,6 +43,16 @@ class LogFile:
         self.guest_clock = guest_clock
         self.at_line_start = True
         self.committed = False
+        #: output waiting for a slow reader (a FIFO, a pipe), at most BACKLOG bytes
+        self.pending = bytearray()
+        #: bytes never written: the backlog was full, or the file failed (ENOSPC, EIO)
+        self.dropped = 0
+        #: why output is being dropped now, else None (logged once per change)
+        self.error: str | None = None
+
+    #: bytes kept for a reader that is not reading; beyond them output is dropped (counted).
+    #: The writer (the CPU thread) never blocks in a write a reader controls.
+    BACKLOG = 65536
 
     def commit(self) -> None:
         if not self.committed:
@@ -46,7 +62,6 @@ class LogFile:
                     os.ftruncate(self.fd, 0)
                 except OSError:
                     pass
-            os.set_blocking(self.fd, True)
 
     def _stamp(self) -> bytes:
         host = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
@@ -69,19 +84,67 @@ class LogFile:
                 out += line
                 self.at_line_start = line.endswith(b"\n")
             data = bytes(out)
+        if self.pending and not self._drain():
+            self._keep(data)
+            return
         view = memoryview(data)
         while view:
             try:
                 n = os.write(self.fd, view)
             except InterruptedError:
                 continue
-            except OSError as exc:  # best effort, as QEMU does
-                log.warning("logfile %s: %s", self.path, exc)
+            except BlockingIOError:
+                self._keep(bytes(view))
+                return
+            except OSError as exc:  # best effort, as QEMU does: dropped, counted, logged once
+                self._failed(exc.strerror or str(exc), len(view))
                 return
             view = view[n:]
+        if self.error is not None:
+            log.warning("logfile %s: written again (%d bytes dropped meanwhile)", self.path,
+                        self.dropped)
+            self.error = None
+
+    def _drain(self) -> bool:
+        """Write what waits for the reader, without blocking; True once nothing waits."""
+        pending = self.pending
+        while pending:
+            try:
+                n = os.write(self.fd, pending)
+            except InterruptedError:
+                continue
+            except BlockingIOError:
+                return False
+            except OSError as exc:
+                self._failed(exc.strerror or str(exc), len(pending))
+                pending.clear()
+                return True
+            del pending[:n]
+        return True
+
+    def _keep(self, data: bytes) -> None:
+        room = self.BACKLOG - len(self.pending)
+        if room > 0:
+            self.pending += data[:room]
+        if len(data) > room:
+            self._failed("the reader is not reading", len(data) - max(room, 0))
+
+    def _failed(self, why: str, dropped: int) -> None:
+        self.dropped += dropped
+        if self.error != why:
+            self.error = why
+            log.warning("logfile %s: %s; log output is dropped (and counted) until it can "
+                        "be written again", self.path, why)
 
     def close(self) -> None:
         if self.fd >= 0:
+            self._drain()
+            if self.pending:
+                self._failed("the reader is not reading", len(self.pending))
+                self.pending.clear()
+            if self.dropped:
+                log.warning("logfile %s: %d bytes of log output were dropped (%s)", self.path,
+                            self.dropped, self.error)
             os.close(self.fd)
             self.fd = -1
 

@@ -28,6 +28,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .ratelog import log_limited
+
 if TYPE_CHECKING:
     from .base import Watch
     from .frontend import CharBackend
@@ -81,9 +83,10 @@ class OutQueue:
             if self.drop_when_gone and not fe.backend_connected:
                 return len(data)
             return 0
-        log.warning("%s: backend write failed (%s); %d byte(s) dropped", self.name,
-                    errno.errorcode.get(-n, n), len(data))
         self.dropped += len(data)
+        log_limited(log, logging.WARNING, (id(self), n),
+                    "%s: backend write failed (%s); %d byte(s) dropped so far", self.name,
+                    errno.errorcode.get(-n, n), self.dropped)
         return len(data)
 
     # ------------------------------------------------------------------------------------
@@ -153,7 +156,8 @@ class OutQueue:
         when that would pass ``limit``, and nothing is queued."""
         with self.lock:
             if self.limit is not None and len(self._buf) + len(data) > self.limit:
-                log.warning("%s: output dropped: the chardev is not draining", self.name)
+                log_limited(log, logging.WARNING, (id(self), "limit"),
+                            "%s: output dropped: the chardev is not draining", self.name)
                 return False
             self._buf += data
             self.flush()

@@ -14,32 +14,21 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from ..options import ChardevSpec, check_id, from_qapi, parse_spec
 from . import hotswap
+from .backends.mux import MuxConfig
+from .backends.ringbuf import RingbufChardev
 from .base import Chardev
-from .config import ALIASES, BackendConfig, MuxConfig
+from .configbase import BackendConfig
 from .frontend import CharBackend
 from .ioloop import IOLoop
 from .logfile import LogFile
+from .spec import ALIASES, BACKENDS, ChardevSpec, check_id, from_qapi, parse_spec
 from .types import ChardevError, ChardevEvent
 
 log = logging.getLogger(__name__)
 
-#: type name -> "module:Class" (imported on first use, so a missing backend is a clear error)
-BUILTIN_BACKENDS: dict[str, str] = {
-    "null": "e2kchar.chardev.null:NullChardev",
-    "file": "e2kchar.chardev.file:FileChardev",
-    "pipe": "e2kchar.chardev.pipe:PipeChardev",
-    "stdio": "e2kchar.chardev.stdio:StdioChardev",
-    "ringbuf": "e2kchar.chardev.ringbuf:RingbufChardev",
-    "memory": "e2kchar.chardev.ringbuf:MemoryChardev",
-    "mux": "e2kchar.chardev.mux:MuxChardev",
-    "testdev": "e2kchar.chardev.testdev:TestdevChardev",
-    "socket": "e2kchar.chardev.socket:SocketChardev",
-    "udp": "e2kchar.chardev.udp:UdpChardev",
-    "pty": "e2kchar.chardev.pty:PtyChardev",
-    "serial": "e2kchar.chardev.serial:SerialChardev",
-}
+#: type name -> Chardev class of every built-in backend (a user's may be added per registry)
+BUILTIN_BACKENDS: dict[str, type[Chardev]] = {name: o.chardev for name, o in BACKENDS.items()}
 
 _B64_OK = re.compile(r"[A-Za-z0-9+/=\n]*\Z")
 
@@ -123,11 +112,15 @@ class ChardevRegistry:
     # ------------------------------------------------------------------------------------
     # backend classes
 
-    def register_backend(self, type_name: str, cls: type[Chardev]) -> None:
-        """Make a user-written backend class creatable by type name (QAPI dicts)."""
+    def register_backend(self, type_name: str, cls: type[Chardev] | str) -> None:
+        """Make a user-written backend class creatable by type name (QAPI dicts); a
+        "module:Class" string is imported on first use (an unavailable one is then a
+        clear error, not an import failure at start-up)."""
         self._backends[type_name] = cls
 
+
     def backend_class(self, type_name: str) -> type[Chardev]:
+        """The class opening type_name (an alias resolved); ChardevError if unknown."""
         type_name = ALIASES.get(type_name, type_name)
         entry = self._backends.get(type_name)
         if entry is None:
@@ -135,10 +128,13 @@ class ChardevRegistry:
         if isinstance(entry, str):
             module, _, name = entry.partition(":")
             try:
-                cls = getattr(importlib.import_module(module), name)
+                cls: type[Chardev] = getattr(importlib.import_module(module), name)
             except (ImportError, AttributeError):
                 raise ChardevError(
                     f"chardev backend '{type_name}' is not available yet") from None
+            except OSError as exc:  # e.g. out of fds while loading the module
+                raise ChardevError(f"chardev backend '{type_name}' could not be loaded: "
+                                   f"{exc.strerror or exc}") from None
             self._backends[type_name] = cls
             return cls
         return entry
@@ -280,7 +276,8 @@ class ChardevRegistry:
         return self.ioloop.run_sync(run)
 
     def change(self, id: str, backend: dict[str, Any]) -> dict[str, Any]:
-        """chardev-change: hotswap the backend under a frontend, with rollback on veto."""
+        """chardev-change: hotswap the backend under a frontend, with rollback on veto
+        (the algorithm is e2kchar.chardev.hotswap)."""
         if not isinstance(id, str):
             raise ChardevError("Invalid parameter type for 'id', expected: string")
         config = from_qapi(backend)
@@ -318,9 +315,7 @@ class ChardevRegistry:
 
         self.ioloop.run_sync(run)
 
-    def _ringbuf(self, device: str) -> Any:
-        from .ringbuf import RingbufChardev
-
+    def _ringbuf(self, device: str) -> RingbufChardev:
         chr_ = self._chardevs.get(device)
         if chr_ is None:
             raise ChardevError(f"Device '{device}' not found")
@@ -345,7 +340,11 @@ class ChardevRegistry:
                 except (binascii.Error, ValueError):
                     raise ChardevError("Base64 data contains invalid characters") from None
             else:
-                raw = data.encode("utf-8", "surrogateescape")
+                try:
+                    raw = data.encode("utf-8", "surrogateescape")
+                except UnicodeEncodeError:  # a lone surrogate JSON let through
+                    raise ChardevError("Invalid parameter 'data': not a valid UTF-8 "
+                                       "string") from None
             ring.ring_put(raw)
 
         self.ioloop.run_sync(run)

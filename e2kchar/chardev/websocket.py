@@ -74,7 +74,7 @@ def encode_frame(opcode: int, payload: bytes, mask: bytes | None = None) -> byte
     """One final frame (servers send unmasked; a mask is for test clients)."""
     n = len(payload)
     len7, ext = (n, None) if n < 126 else (126, n) if n < 65536 else (127, n)
-    header = FrameHeader.build({
+    header: bytes = FrameHeader.build({
         "head": {"fin": True, "rsv": 0, "opcode": opcode, "masked": mask is not None,
                  "len7": len7},
         "ext_len": ext, "mask": mask,
@@ -134,6 +134,8 @@ def handshake_response(headers: dict[str, str]) -> bytes:
     key = headers.get("sec-websocket-key")
     if not key:
         raise HandshakeError("missing Sec-WebSocket-Key")
+    if not key.isascii():
+        raise HandshakeError("Cannot parse Sec-WebSocket-Key")
     lines = ["HTTP/1.1 101 Switching Protocols", "Server: QEMU VNC",
              f"Date: {formatdate(usegmt=True)}", "Upgrade: websocket",
              "Connection: Upgrade", f"Sec-WebSocket-Accept: {accept_key(key)}"]
@@ -144,10 +146,11 @@ def handshake_response(headers: dict[str, str]) -> bytes:
 
 
 def bad_request(reason: str) -> bytes:
-    body = f"Websocket handshake failed: {reason}\r\n"
+    # (the reason may quote a client's non-ASCII path: escaped, never an encode error)
+    body = f"Websocket handshake failed: {reason}\r\n".encode("ascii", "backslashreplace")
     return (f"HTTP/1.1 400 Bad Request\r\nServer: QEMU VNC\r\nConnection: close\r\n"
-            f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n{body}"
-            ).encode("ascii")
+            f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode("ascii") + body
 
 
 class FrameDecoder:

@@ -7,11 +7,13 @@
 
 run() executes the guest on the calling thread; stop(), pause()/resume() and reset() may
 be called from any thread. Devices are reached only through their read/write/IrqLine
-interface (ARCHITECTURE.md section 5); the map, boot_info and interrupt numbers are those
-of ARCHITECTURE.md section 6. Design notes are in the docstring of machine.py.
+interface; the map, boot_info and interrupt numbers are those of docs/interfaces.md.
+How the machine is put together is in the docstring of machine.py.
 """
 
 from .elf import ElfError
-from .machine import Machine, MachineError, RunResult
+from .errors import MachineError
+from .machine import Machine
+from .result import RunResult
 
 __all__ = ["Machine", "MachineError", "RunResult", "ElfError"]

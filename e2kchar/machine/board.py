@@ -48,7 +48,7 @@ def _create(cls_name: str, factory: Callable[..., Any], **kw: Any) -> Any:
 
 
 class Board:
-    """Devices, map and interrupt wiring of the E2K machine (docs/architecture.md)."""
+    """Devices, map and interrupt wiring of the E2K machine (docs/interfaces.md)."""
 
     def __init__(self, ram: RamMemory, clock: GuestClock, serial: list[Chardev | None],
                  lms: Chardev | None, *, on_plic_output: Callable[[int, bool], object],
@@ -74,7 +74,11 @@ class Board:
 
     def _build(self, serial: list[Chardev | None], lms: Chardev | None) -> None:
         add = self._regions.append
-        # PCI: the Am85C30 at 00:02.2 with BAR1 at the bottom of the PCI MEM window
+        # PCI: function 0 of slot 2 (multifunction), the Am85C30 at 00:02.2 with BAR1 at the
+        # bottom of the PCI MEM window
+        self.pci.add(*L.IOHUB_I2C_SPI_PCI_DEVFN, PciFunction(
+            vendor=L.AM85C30_PCI_VENDOR, device=L.IOHUB_I2C_SPI_PCI_DEVICE, class_code=0x0C,
+            subclass=0x80, prog_if=0, int_pin=0, multifunction=True))
         am_fn = PciFunction(vendor=L.AM85C30_PCI_VENDOR, device=L.AM85C30_PCI_DEVICE,
                             class_code=0x07, subclass=0x00, prog_if=0x02,
                             bars={1: (L.AM85C30_BAR1, L.AM85C30_BAR_SIZE)},

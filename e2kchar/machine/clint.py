@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from .clock import GuestClock
 from .layout import TIMEBASE_HZ
@@ -104,11 +105,11 @@ class Clint:
         if cb is not None:
             cb()
 
-    def state(self) -> dict:
+    def state(self) -> dict[str, Any]:
         with self._lock:
             return dict(msip=self.msip, mtimecmp=self.mtimecmp, mtime=self.mtime())
 
-    def load_state(self, st: dict) -> None:
+    def load_state(self, st: dict[str, Any]) -> None:
         with self._lock:
             self.msip = st["msip"]
             self.mtimecmp = st["mtimecmp"]

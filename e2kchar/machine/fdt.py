@@ -103,7 +103,7 @@ class FdtNode:
         return out
 
     def u32(self, prop: str) -> int:
-        return struct.unpack(">I", self.props[prop][:4])[0]
+        return int(struct.unpack(">I", self.props[prop][:4])[0])
 
     def strings(self, prop: str) -> list[str]:
         return [s.decode() for s in self.props[prop].split(b"\0")[:-1]]
@@ -171,7 +171,7 @@ def parse_dtb(blob: bytes) -> FdtNode:
             raise FdtError("structure block ends early")
         (v,) = struct.unpack_from(">I", blob, pos)
         pos += 4
-        return v
+        return int(v)
 
     while True:
         tok = word()
@@ -209,8 +209,8 @@ def parse_dtb(blob: bytes) -> FdtNode:
 
 
 def machine_tree(*, ram_size: int, cmdline: str = "", virtio_slots: int = L.VIRTIO_SLOTS,
-                 isa: str = "rv64imac") -> FdtNode:
-    """The E2K machine as stock RISC-V firmware needs to see it (stock-firmware-notes)."""
+                 isa: str = "rv64imac", initrd: tuple[int, int] | None = None) -> FdtNode:
+    """The E2K machine as stock RISC-V firmware needs to see it (docs/interfaces.md)."""
     INTC, PLIC, TEST = 1, 2, 3
     root = FdtNode("")
     root.set("#address-cells", 2).set("#size-cells", 2)
@@ -220,6 +220,10 @@ def machine_tree(*, ram_size: int, cmdline: str = "", virtio_slots: int = L.VIRT
     chosen = root.add("chosen", stdout_path=f"{serial_path}:115200n8")
     if cmdline:
         chosen.set("bootargs", cmdline)
+    if initrd is not None:
+        # 64-bit values (QEMU 7.2 writes one cell; Linux reads either length)
+        chosen.set("linux,initrd-start", cells(initrd[0] >> 32, initrd[0]))
+        chosen.set("linux,initrd-end", cells(initrd[1] >> 32, initrd[1]))
     root.add("aliases", serial0=serial_path)
     cpus = root.add("cpus", timebase_frequency=L.TIMEBASE_HZ)
     cpus.set("#address-cells", 1).set("#size-cells", 0)
@@ -247,6 +251,16 @@ def machine_tree(*, ram_size: int, cmdline: str = "", virtio_slots: int = L.VIRT
         soc.add(f"virtio_mmio@{base:x}", compatible="virtio,mmio",
                 reg=reg64((base, L.VIRTIO_SLOT_SIZE)), interrupt_parent=PLIC,
                 interrupts=L.IRQ_VIRTIO0 + n)
+    pci = soc.add(f"pci@{L.ECAM_BASE:x}", compatible="pci-host-ecam-generic", device_type="pci",
+                  reg=reg64((L.ECAM_BASE, L.ECAM_SIZE)), bus_range=[0, 0],
+                  linux__pci_domain=0, dma_coherent=None)
+    pci.set("#address-cells", 3).set("#size-cells", 2).set("#interrupt-cells", 1)
+    # MEM window, 32-bit non-prefetchable, PCI address = CPU address
+    pci.set("ranges", cells(0x0200_0000, 0, L.PCI_MEM_BASE, L.PCI_MEM_BASE >> 32, L.PCI_MEM_BASE,
+                            L.PCI_MEM_SIZE >> 32, L.PCI_MEM_SIZE))
+    # slot 2, INTA -> the Am85C30's PLIC source (the only PCI function with an interrupt)
+    pci.set("interrupt-map-mask", cells(0xF800, 0, 0, 7))
+    pci.set("interrupt-map", cells(L.AM85C30_PCI_DEVFN[0] << 11, 0, 0, 1, PLIC, L.IRQ_AM85C30))
     soc.add(f"lms@{L.IO_BASE + L.LMS_PORT:x}", compatible="mcst,lms-console",
             reg=reg64((L.IO_BASE + L.LMS_PORT, 5)))
     root.add("poweroff", compatible="syscon-poweroff", regmap=TEST, offset=0,
@@ -255,8 +269,10 @@ def machine_tree(*, ram_size: int, cmdline: str = "", virtio_slots: int = L.VIRT
     return root
 
 
-def machine_dtb(*, ram_size: int, cmdline: str = "", virtio_slots: int = L.VIRTIO_SLOTS) -> bytes:
-    blob = build_dtb(machine_tree(ram_size=ram_size, cmdline=cmdline, virtio_slots=virtio_slots))
+def machine_dtb(*, ram_size: int, cmdline: str = "", virtio_slots: int = L.VIRTIO_SLOTS,
+                initrd: tuple[int, int] | None = None) -> bytes:
+    blob = build_dtb(machine_tree(ram_size=ram_size, cmdline=cmdline, virtio_slots=virtio_slots,
+                                  initrd=initrd))
     if len(blob) > L.FDT_MAX_SIZE:
         raise ValueError(f"device tree is {len(blob)} bytes, more than fits below boot_info")
     return blob

@@ -1,4 +1,4 @@
-"""The E2K machine map (ARCHITECTURE.md section 6) and the boot_info block, declared once."""
+"""The E2K machine map (docs/interfaces.md) and the boot_info block, declared once."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from construct import Const, Int16ul, Int32ul, Int64ul, PaddedString, Padding, S
 
 RAM_BASE = 0x8000_0000
 DEFAULT_RAM_SIZE = 128 << 20
+#: -kernel goes to RAM base + 2 MiB (where fw_jump jumps)
+KERNEL_OFFSET = 2 << 20
 PCI_MEM_BASE = 0x4000_0000
 PCI_MEM_SIZE = 1 << 30
 AM85C30_BAR1 = 0x4000_0000
@@ -46,10 +48,14 @@ EXIT_RESET = 0x7777
 AM85C30_PCI_VENDOR = 0x1FFF
 AM85C30_PCI_DEVICE = 0x8019
 AM85C30_PCI_DEVFN = (2, 2)  # 00:02.2
+#: 00:02.0, the IOHub's I2C/SPI + reset controller: configuration header only, there so that
+#: an enumerator that stops at a missing function 0 finds 00:02.2 (docs/interfaces.md)
+IOHUB_I2C_SPI_PCI_DEVICE = 0x8018
+IOHUB_I2C_SPI_PCI_DEVFN = (2, 0)
 
 CMDLINE_SIZE = 256
 
-#: boot_info (little-endian), exactly the table in ARCHITECTURE.md section 6
+#: boot_info (little-endian), exactly the table in docs/interfaces.md
 BootInfo = Struct(
     "signature" / Const(0x8086, Int16ul),
     "version" / Int16ul,
@@ -94,7 +100,7 @@ def build_boot_info(ram_size: int, cmdline: str = "") -> bytes:
     if len(raw) >= CMDLINE_SIZE:
         raise ValueError(f"-append command line is {len(raw)} bytes; at most "
                          f"{CMDLINE_SIZE - 1} fit in boot_info")
-    return BootInfo.build(dict(
+    return bytes(BootInfo.build(dict(
         version=1, ram_size=ram_size, serial_base=AM85C30_BAR1, io_base=IO_BASE,
         virtio_base=VIRTIO_BASE, virtio_slots=VIRTIO_SLOTS, intc_base=INTC_BASE,
-        exit_base=EXIT_BASE, timer_base=TIMER_BASE, ram_base=RAM_BASE, cmdline=cmdline))
+        exit_base=EXIT_BASE, timer_base=TIMER_BASE, ram_base=RAM_BASE, cmdline=cmdline)))

@@ -37,6 +37,8 @@ class ImageLoader:
         self._cmdline = cmdline
         self._images: list[Image] = []
         self.entry = ram.base
+        #: [start, end) of the initial RAM disk, for /chosen linux,initrd-start/end
+        self.initrd: tuple[int, int] | None = None
 
     def load(self, path: str | Path) -> int:
         """Load an ELF (PT_LOAD segments; entry = e_entry) or a raw image at the RAM base;
@@ -71,6 +73,20 @@ class ImageLoader:
         self._add(img)
         return img
 
+    def load_initrd(self, path: str | Path, kernel_addr: int) -> tuple[int, int]:
+        """An initial RAM disk where QEMU 7.2's riscv boards put it: the kernel's address
+        plus half the RAM, at most 128 MiB (hw/riscv/boot.c riscv_load_initrd). Returns
+        [start, end); the device tree's /chosen gets linux,initrd-start/end."""
+        data = self._read_file(path)
+        start = kernel_addr + min(self._ram.size // 2, 128 << 20)
+        img = Image(start, data, len(data), False)
+        self._check(img, path)
+        self._images = [i for i in self._images if self.initrd is None or i.addr != self.initrd[0]]
+        self._add(img)
+        self.initrd = (start, start + len(data))
+        self.write_boot_blocks()
+        return self.initrd
+
     def code_pages(self) -> set[int]:
         """Pages of the executable images (the rest of RAM starts out as data)."""
         pages: set[int] = set()
@@ -80,8 +96,8 @@ class ImageLoader:
         return pages
 
     def write_boot_blocks(self) -> None:
-        """The device tree and boot_info at the top of RAM (docs/architecture.md, the map)."""
-        dtb = machine_dtb(ram_size=self._ram.size, cmdline=self._cmdline)
+        """The device tree and boot_info at the top of RAM (docs/interfaces.md, entry convention)."""
+        dtb = machine_dtb(ram_size=self._ram.size, cmdline=self._cmdline, initrd=self.initrd)
         self._ram.write(self._layout.fdt_addr, dtb)
         self._ram.write(self._layout.boot_info_addr, self._boot_info)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol, runtime_checkable
 
 from .layout import EXIT_FAIL, EXIT_PASS, EXIT_RESET
 
@@ -13,17 +13,46 @@ log = logging.getLogger(__name__)
 
 
 class Device(Protocol):
-    """The device interface of ARCHITECTURE.md section 5."""
+    """The device interface (docs/interfaces.md): what the MMIO dispatch calls."""
 
     def read(self, offset: int, size: int) -> int: ...
 
     def write(self, offset: int, size: int, value: int) -> None: ...
 
 
+#: one offset's dispatch: (device read, device write, offset within the device)
+Op = tuple[Callable[[int, int], int], Callable[[int, int, int], None], int]
+#: a window keeps at most this many resolved offsets in `ops` (a guest probing a large
+#: window must not grow it without bound)
+OPS_LIMIT = 4096
+
+
+@runtime_checkable
+class DispatchingWindow(Protocol):
+    """A window in front of other devices (I/O ports, a PCI BAR) that publishes its
+    dispatch, so the MMIO callbacks reach the device behind it without a call through the
+    window: `ops` maps offsets to Ops and is kept current by the window (it may drop
+    entries at any time); `resolve` gives the Op of an offset not in it."""
+
+    ops: dict[int, Op]
+
+    def resolve(self, offset: int) -> Op: ...
+
+
+def hole_read(offset: int, size: int) -> int:
+    """Nothing decodes here: all-ones, as a floating bus reads."""
+    return (1 << (8 * size)) - 1
+
+
+def hole_write(offset: int, size: int, value: int) -> None:
+    """Nothing decodes here: the write is dropped."""
+
+
 class ExitDevice:
     """SiFive-test layout: 0x5555 pass, (code<<16)|0x3333 fail, 0x7777 reset.
 
-    on_exit(kind, code) with kind "exit" or "reset"; other values are logged and ignored."""
+    2- and 4-byte writes at offset 0 count, as on QEMU's sifive_test (OpenSBI 1.1's driver
+    writes 16 bits; a 16-bit fail carries no code, so it exits 0 there too). on_exit(kind, code) with kind "exit" or "reset"; other values are logged and ignored."""
 
     def __init__(self, on_exit: Callable[[str, int], object] | None = None) -> None:
         self.on_exit = on_exit
@@ -36,10 +65,10 @@ class ExitDevice:
         return 0
 
     def write(self, offset: int, size: int, value: int) -> None:
-        if offset != 0 or size < 4:
+        if offset != 0 or size < 2:
             log.warning("exit device: %d-byte write of %#x at +%#x ignored", size, value, offset)
             return
-        value &= 0xFFFFFFFF
+        value &= 0xFFFF if size == 2 else 0xFFFFFFFF
         low = value & 0xFFFF
         if low == EXIT_PASS:
             event = ("exit", 0)
@@ -84,15 +113,18 @@ class PortWindow:
         self.name = name
         self.ports: list[tuple[int, int, Device]] = []
         self.table: dict[int, tuple[int, Device]] = {}   # offset -> (port base, device)
-        #: offset -> (device read, device write, offset within the device): what a hot
-        #: MMIO callback needs, looked up once per access
-        self.ops: dict[int, tuple[Any, Any, int]] = {}
+        #: offset -> Op of the port there (DispatchingWindow)
+        self.ops: dict[int, Op] = {}
 
     def map(self, start: int, length: int, dev: Device) -> None:
         self.ports.append((start, length, dev))
         for off in range(start, start + length):
             self.table[off] = (start, dev)
             self.ops[off] = (dev.read, dev.write, off - start)
+
+    def resolve(self, offset: int) -> Op:
+        """A hole (DispatchingWindow): reads all-ones, ignores writes."""
+        return hole_read, hole_write, offset
 
     def _find(self, offset: int) -> tuple[int, Device] | None:
         hit = self.table.get(offset)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import logging
 import struct
+from collections.abc import Callable
 
 from construct import Int8ul, Int16ul, Int32ul, Struct
 
-from .misc import Device
+from .misc import OPS_LIMIT, Device, Op, hole_read, hole_write
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,17 @@ class PciFunction:
                         header_type=0x80 if multifunction else 0)
         #: bar index -> (initial address, size); 32-bit non-prefetchable memory BARs
         self.bar_spec = dict(bars or {})
+        self._watchers: list[Callable[[], object]] = []
         self.reset()
+
+    def watch(self, callback: Callable[[], object]) -> None:
+        """Call `callback()` after every config change (a BAR window drops its dispatch)."""
+        self._watchers.append(callback)
+
+    def _changed(self) -> None:
+        self.generation = getattr(self, "generation", 0) + 1
+        for callback in self._watchers:
+            callback()
 
     def reset(self) -> None:
         bars = [0] * 6
@@ -52,10 +63,10 @@ class PciFunction:
         self.config = bytearray(4096)
         self.config[:len(hdr)] = hdr
         #: bumped on every config change, so BAR windows can cache their decode decision
-        self.generation = getattr(self, "generation", 0) + 1
+        self._changed()
 
     def bar(self, index: int) -> int:
-        return struct.unpack_from("<I", self.config, BAR_OFF + 4 * index)[0] & ~0xF
+        return int(struct.unpack_from("<I", self.config, BAR_OFF + 4 * index)[0]) & ~0xF
 
     @property
     def mem_enabled(self) -> bool:
@@ -72,7 +83,7 @@ class PciFunction:
             return
         for i, byte in enumerate((value & ((1 << 8 * size) - 1)).to_bytes(size, "little")):
             self._write_byte(reg + i, byte)
-        self.generation += 1
+        self._changed()
 
     def _write_byte(self, reg: int, byte: int) -> None:
         if reg in (4, 5):
@@ -137,6 +148,17 @@ class BarWindow:
         self.name = name
         self._warned = False
         self._decided = (-1, False)  # (config generation, decodes): checked per access
+        #: offset -> Op while the decision holds (DispatchingWindow): the device's own
+        #: methods while the BAR decodes, a hole otherwise; emptied on every config change
+        self.ops: dict[int, Op] = {}
+        function.watch(self.ops.clear)
+
+    def resolve(self, offset: int) -> Op:
+        op: Op = ((self.device.read, self.device.write, offset)  # type: ignore[union-attr]
+                  if self._decodes() else (hole_read, hole_write, offset))
+        if len(self.ops) < OPS_LIMIT:
+            self.ops[offset] = op
+        return op
 
     def _decodes(self) -> bool:
         gen, ok = self._decided

@@ -1,11 +1,12 @@
 """A PLIC-layout interrupt controller: priorities, pending, per-context enables, threshold,
-claim/complete. Context 0 is M-mode hart 0, context 1 S-mode hart 0 (ARCHITECTURE.md 6)."""
+claim/complete. Context 0 is M-mode hart 0, context 1 S-mode hart 0 (docs/interfaces.md)."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +63,15 @@ class Plic:
 
     # -- the guest's side --------------------------------------------------------------
 
-    def _enabled(self, ctx: int, src: int) -> bool:
+    def enabled(self, ctx: int, src: int) -> bool:
+        """Has context `ctx` enabled source `src`?"""
         return bool(self.enable[ctx][src // 32] >> (src % 32) & 1)
 
     def _best(self, ctx: int) -> int:
         best, best_prio = 0, self.threshold[ctx]
         for src in range(1, self.num_sources):
             if (self.pending[src] and self.priority[src] > best_prio
-                    and self._enabled(ctx, src)):
+                    and self.enabled(ctx, src)):
                 best, best_prio = src, self.priority[src]
         return best
 
@@ -162,20 +164,20 @@ class Plic:
         if not 0 < src < self.num_sources or not self.claimed[src]:
             log.debug("PLIC: completion of unclaimed source %d ignored", src)
             return
-        if not self._enabled(ctx, src):
+        if not self.enabled(ctx, src):
             return  # spec: completion for a source not enabled for the context is ignored
         self.claimed[src] = False
         if self.level[src]:
             self.pending[src] = True
         self._update()
 
-    def state(self) -> dict:
+    def state(self) -> dict[str, Any]:
         with self._lock:
             return dict(priority=list(self.priority), level=list(self.level),
                         pending=list(self.pending), claimed=list(self.claimed),
                         enable=[list(e) for e in self.enable], threshold=list(self.threshold))
 
-    def load_state(self, st: dict) -> None:
+    def load_state(self, st: dict[str, Any]) -> None:
         with self._lock:
             self.priority = list(st["priority"])
             self.level = list(st["level"])

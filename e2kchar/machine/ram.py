@@ -36,6 +36,16 @@ class RamMemory:
         off = self._off(addr, n)
         return self._buf[off:off + n]
 
+    def read_u64(self, addr: int) -> int | None:
+        """A little-endian doubleword (a page-table entry), None outside RAM."""
+        if not self.contains(addr, 8):
+            return None
+        off = addr - self.base
+        return int.from_bytes(self._buf[off:off + 8], "little")
+
+    def write_u64(self, addr: int, value: int) -> None:
+        self.write(addr, value.to_bytes(8, "little"))
+
     def write(self, addr: int, data: bytes) -> None:
         off = self._off(addr, len(data))
         self._buf[off:off + len(data)] = bytes(data)

@@ -46,7 +46,10 @@ def decode_mem(insn: int) -> MemInsn | None:
         return None
     c = insn & 0xFFFF
     op, f3 = c & 3, c >> 13 & 7
-    b = lambda hi, lo: c >> lo & ((1 << (hi - lo + 1)) - 1)  # noqa: E731
+
+    def b(hi: int, lo: int) -> int:
+        return c >> lo & ((1 << (hi - lo + 1)) - 1)
+
     if op == 0:
         rdp, rs1p = b(4, 2) + 8, b(9, 7) + 8
         imm_w = b(5, 5) << 6 | b(12, 10) << 3 | b(6, 6) << 2
@@ -77,3 +80,15 @@ def decode_rdtime(insn: int) -> int | None:
     if insn & 0xFFFFF07F == 0xC0102073:
         return insn >> 7 & 31
     return None
+
+
+def decode_amo_base(insn: int) -> int | None:
+    """rs1 of an atomic (LR/SC/AMO*: the address is rs1, no offset), or None."""
+    if insn & 0x7F == 0x2F:
+        return insn >> 15 & 31
+    return None
+
+
+def is_amo_store(insn: int) -> bool:
+    """SC or an AMO (a store/AMO fault), not LR (a load)."""
+    return insn & 0x7F == 0x2F and insn >> 27 != 0b00010

@@ -306,7 +306,7 @@ def _ringbuf_read(mon: Monitor, args: dict[str, Any]) -> str:
 
 def _ringbuf_peek(mon: Monitor, args: dict[str, Any]) -> str:
     """Extension: the ring's content without consuming it (a reader keeps its place)."""
-    from ..chardev.ringbuf import RingbufChardev
+    from ..chardev.backends.ringbuf import RingbufChardev
 
     device = args["device"]
     chr_ = mon.registry.find(device)

@@ -53,9 +53,10 @@ def tokenize(line: str) -> list[str]:
                 c = line[i]
                 if c == "\\" and i + 1 < n:
                     i += 1
-                    c = {"n": "\n", "r": "\r", "\\": "\\", "'": "'", '"': '"'}.get(line[i])
-                    if c is None:
+                    esc = {"n": "\n", "r": "\r", "\\": "\\", "'": "'", '"': '"'}.get(line[i])
+                    if esc is None:
                         raise HmpError(f"unsupported escape code: '\\{line[i]}'")
+                    c = esc
                 word.append(c)
                 i += 1
             if i >= n:
@@ -353,7 +354,7 @@ class HumanMonitor:
             # a monitor next to a guest console on a mux does not steal the focus:
             # Ctrl-A c switches to it
             chr_ = fe.chardev
-            steal = chr_ is None or not chr_.is_mux or chr_.focused() is None  # type: ignore[attr-defined]
+            steal = chr_ is None or not chr_.is_mux or chr_.focused() is None
             fe.set_handlers(self._can_read, self._read, self._event, self._be_change,
                             focus=steal)
 
@@ -386,7 +387,7 @@ class HumanMonitor:
         chr_ = fe.chardev if fe is not None else None
         if chr_ is None or not chr_.is_mux:
             return True
-        return chr_.focused() is fe  # type: ignore[attr-defined]
+        return chr_.focused() is fe
 
     def _greet(self) -> None:
         if self.banner and not self._greeted:

@@ -22,6 +22,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from ..chardev.config import InetAddress, SocketConfig, UnixAddress
+from ..chardev.ratelog import log_limited
 from ..chardev.types import ChardevError
 from ..errors import E2kcharError
 from ..options import parse_spec
@@ -458,6 +459,7 @@ class QmpServer:
             raise ChardevError("QMP server is closed")
         config = self.parse_address(spec)
         addr = config.addr
+        assert isinstance(addr, (InetAddress, UnixAddress))  # parse_address refused the rest
         if not config.server:
             await self._connect_out(addr)
             self.address = addr.path if isinstance(addr, UnixAddress) else (addr.host, int(addr.port))
@@ -529,7 +531,8 @@ class QmpServer:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._closed or len(self._sessions) >= self.max_clients:
-            log.warning("QMP: refusing a client (%d connected)", len(self._sessions))
+            log_limited(log, logging.WARNING, (id(self), "refuse"),
+                        "QMP: refusing a client (%d connected)", len(self._sessions))
             writer.transport.abort()
             return
         session = QmpSession(self, reader, writer)

@@ -1,5 +1,5 @@
-/* e2kchar guest support: the E2K machine map for the RV64 stand-in CPU (ARCHITECTURE.md
- * section 6), MMIO accessors, CSRs and the exit device. Build with -DMAP_VIRT for QEMU's
+/* e2kchar guest support: the E2K machine map for the RV64 stand-in CPU (docs/interfaces.md),
+ * MMIO accessors, CSRs and the exit device. Build with -DMAP_VIRT for QEMU's
  * riscv `virt` map (benchmarks run the same driver source on both). Our own clean-room code. */
 #ifndef E2K_H
 #define E2K_H

@@ -7,11 +7,16 @@
  * summary "rx=N irqs=M thri=T spurious=S".
  * When the echo queue is full the driver throttles (RDI off) instead of dropping input.
  * FCR_VALUE sets the FIFO control (default: FIFOs on, trigger 1 byte).
+ * EOT_EXITS=0 echoes EOT like any byte and never ends the run (a loopback for pyserial's
+ * own tests, which send every byte value).
  * Exit codes: 0 ok, 7 unexpected trap. */
 #include "drv_util.h"
 #include "drv_uart.h"
 
 #define B COM1_BASE
+#ifndef EOT_EXITS
+#define EOT_EXITS 1
+#endif
 #ifndef FCR_VALUE
 #define FCR_VALUE (UART_FCR_ENABLE | UART_FCR_CLEAR_RCVR | UART_FCR_CLEAR_XMIT)
 #endif
@@ -53,7 +58,7 @@ static void uart_interrupt(void)
                 }
                 u8 c = uart_in(B, UART_RBR);
                 rx_count++;
-                if (c == 0x04)
+                if (EOT_EXITS && c == 0x04)
                     done = 1;
                 else
                     txq[tx_head++ % sizeof(txq)] = c;

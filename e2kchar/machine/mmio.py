@@ -1,0 +1,102 @@
+"""MMIO dispatch: the unicorn callbacks for every device window, made from one template.
+
+These callbacks run for every guest MMIO access, so they are tuned (BENCHMARKS.md, "Second
+round"): registered with unicorn directly (ucfast), everything they need bound in closure
+cells, value masks from a table, the kick record kept only for 4-byte accesses (the halves
+of a split 64-bit access that retire.py may have to complete), slotted counters.
+
+Every window is dispatched through one table, offset -> (device read, device write, offset
+within the device), a plain dict (the fastest lookup there is); an offset not in it asks
+`resolve()`. A window in front of other devices (the I/O ports, the Am85C30's PCI BAR: a
+misc.DispatchingWindow) publishes its own table, so the callback calls the device behind
+it directly; any other device gets an entry per offset as the offset is first used. A
+device must return an int (the `& mask` turns anything else into a logged error and a 0).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from unicorn.unicorn_py3.unicorn import Uc
+
+from . import ucfast
+from .board import Region
+from .kick import KickProtocol
+from .misc import OPS_LIMIT, Device, DispatchingWindow, Op
+from .stats import Stats
+
+log = logging.getLogger(__name__)
+
+#: value mask per access size (unicorn's MMIO callbacks see 1, 2, 4 and 8 bytes)
+_SIZE_MASKS = tuple((1 << (8 * n)) - 1 for n in range(9))
+
+
+def op_table(device: Device) -> tuple[dict[int, Op], Callable[[int], Op]]:
+    """A window's dispatch table and how an offset not in it resolves."""
+    if isinstance(device, DispatchingWindow):
+        return device.ops, device.resolve
+    table: dict[int, Op] = {}
+    read, write = device.read, device.write
+
+    def resolve(off: int) -> Op:
+        op = (read, write, off)
+        if len(table) < OPS_LIMIT:
+            table[off] = op
+        return op
+
+    return table, resolve
+
+
+class MmioDispatch:
+    """Maps the board's regions into a unicorn, each with its two callbacks."""
+
+    def __init__(self, kick: KickProtocol, stats: Stats) -> None:
+        self._kick = kick
+        self._stats = stats
+
+    def map(self, uc: Uc, region: Region) -> None:
+        rd, wr = self._callbacks(region.name, region.base, *op_table(region.device))
+        ucfast.mmio_map(uc, region.base, region.size, rd, wr)
+
+    def _callbacks(self, name: str, base: int, table: dict[int, Op],
+                   resolve: Callable[[int], Op]) -> tuple[
+            Callable[[Any, int, int, Any], int], Callable[[Any, int, int, int, Any], None]]:
+        stats = self._stats
+        kick = self._kick
+        masks = _SIZE_MASKS
+
+        def rd(handle: Any, off: int, size: int, ud: Any) -> int:
+            try:
+                read, _, doff = table[off]
+            except KeyError:
+                read, _, doff = resolve(off)
+            try:
+                value = read(doff, size) & masks[size]
+            except Exception:
+                log.exception("%s: read of %d bytes at +%#x failed", name, size, off)
+                value = 0
+            stats.mmio_reads += 1
+            if kick.pending:
+                kick.took("r", base + off, size, value)
+            if size == 4:
+                kick.last = ("r", base + off, size, value)
+            return value
+
+        def wr(handle: Any, off: int, size: int, value: int, ud: Any) -> None:
+            try:
+                _, write, doff = table[off]
+            except KeyError:
+                _, write, doff = resolve(off)
+            try:
+                write(doff, size, value)
+            except Exception:
+                log.exception("%s: write of %d bytes at +%#x failed", name, size, off)
+            stats.mmio_writes += 1
+            if kick.pending:
+                kick.took("w", base + off, size, value)
+            if size == 4:
+                kick.last = ("w", base + off, size, value)
+
+        return rd, wr

@@ -1,0 +1,60 @@
+"""unicorn registrations that bypass the Python binding's wrappers (ctypes callbacks
+registered directly): its two wrapper layers cost about a third of each MMIO access.
+
+This is the one module that touches the binding's internals (`uc._uch`, the engine
+handle); each helper falls back to the public API if the binding differs. The ctypes
+callback objects must live as long as the engine: they are kept here, per Uc.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from unicorn import UC_HOOK_TLB_FILL
+from unicorn.unicorn_py3.unicorn import Uc, UcError
+
+#: Uc -> the ctypes callbacks registered on it (dropped with the Uc)
+_keep: weakref.WeakKeyDictionary[Uc, list[Any]] = weakref.WeakKeyDictionary()
+
+
+def _keep_alive(uc: Uc, *objs: Any) -> None:
+    _keep.setdefault(uc, []).extend(objs)
+
+
+def mmio_map(uc: Uc, base: int, size: int, rd: Callable[..., int],
+             wr: Callable[..., None]) -> None:
+    """mmio_map with callbacks called as (handle, offset, size[, value], ud). They must
+    never raise."""
+    try:
+        from unicorn.unicorn_py3 import unicorn as ucmod
+        read_t, write_t = ucmod.MMIO_READ_CFUNC, ucmod.MMIO_WRITE_CFUNC
+        rd_ptr, wr_ptr = read_t(rd), write_t(wr)
+        status = ucmod.uclib.uc_mmio_map(uc._uch, base, size, rd_ptr, None, wr_ptr, None)
+    except (ImportError, AttributeError, TypeError):
+        uc.mmio_map(base, size, lambda u, o, s, d: rd(None, o, s, d), None,
+                    lambda u, o, s, v, d: wr(None, o, s, v, d), None)
+        return
+    if status != 0:
+        raise UcError(status)
+    _keep_alive(uc, rd_ptr, wr_ptr)
+
+
+def hook_tlb_fill(uc: Uc, raw: Callable[..., bool], slow: Callable[..., bool]) -> None:
+    """UC_HOOK_TLB_FILL over the whole address space, `raw` called as (handle, vaddr,
+    access, entry pointer, ud); `slow` is the public API's callback for the fallback."""
+    try:
+        from unicorn.unicorn_py3 import unicorn as ucmod
+        fptr = ucmod.HOOK_TLB_FILL_CFUNC(raw)
+        handle = ctypes.c_size_t()  # uc_hook_h
+        status = ucmod.uclib.uc_hook_add(uc._uch, ctypes.byref(handle), UC_HOOK_TLB_FILL, fptr,
+                                         ctypes.c_void_p(0), ctypes.c_uint64(1),
+                                         ctypes.c_uint64(0))
+    except (ImportError, AttributeError, TypeError):
+        uc.hook_add(UC_HOOK_TLB_FILL, slow)
+        return
+    if status != 0:
+        raise UcError(status)
+    _keep_alive(uc, fptr)

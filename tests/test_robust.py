@@ -1,0 +1,299 @@
+"""Hostile peers, file systems and guests (issue 15): real FIFOs, /dev/full, real signals."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+
+import pytest
+from e2kchar.devices import IrqLine, Ns16550a, VirtualClock
+
+from e2kchar import CharBackend, ChardevError, ChardevRegistry
+
+THR, LSR = 0, 5
+PINGS = 20000
+
+
+def _polled_bytes(uart: Ns16550a, n: int) -> None:
+    for i in range(n):
+        while not uart.read(LSR, 1) & 0x20:
+            pass
+        uart.write(THR, 1, 0x41 + i % 26)
+
+
+@pytest.mark.parametrize("coalesce", [False, True])
+def test_enospc_output_reported_once_and_never_raises(caplog, coalesce):
+    """F1: file out=/dev/full (ENOSPC): the guest's writes never raise, the error is logged
+    once, the dropped bytes are counted, and closing at exit works."""
+    caplog.set_level(logging.WARNING)
+    reg = ChardevRegistry(coalesce_output=coalesce)
+    try:
+        chr_ = reg.new("s", "file,path=/dev/full,append=on")
+        uart = Ns16550a(chardev=chr_, irq=IrqLine(), clock=VirtualClock())
+        deadline = time.monotonic() + 1.0
+        sent = 0
+        while time.monotonic() < deadline:
+            _polled_bytes(uart, 500)
+            sent += 500
+        reg.run_until(lambda: chr_.flush(0), 1)
+        assert chr_.output_error is not None and "No space" in chr_.output_error
+        assert chr_.dropped_bytes == (sent if coalesce else 0)
+    finally:
+        reg.close()
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) <= 2, [r.getMessage() for r in warnings][:5]
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+def test_epipe_write_all_reports_error_not_exception(caplog):
+    """F1: EPIPE on a pipe whose reader is gone, through CharBackend.write_all."""
+    caplog.set_level(logging.WARNING)
+    r, w = os.pipe()
+    os.close(r)
+    with ChardevRegistry() as reg:
+        reg.add("p", {"type": "file", "data": {"out": f"/proc/self/fd/{w}"}})
+        fe = CharBackend(reg.find("p"))
+        for _ in range(2000):
+            fe.write(b"x" * 100)
+        assert fe.write_all(b"y" * 100) in (100, -32)
+        assert reg.run_until(lambda: reg.find("p").output_error is not None, 1)
+    os.close(w)
+    assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) <= 2
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+def _within(seconds: float, fn):
+    """Run fn on a thread; fail (instead of hanging the suite) if it takes longer."""
+    box: list[object] = []
+
+    def run() -> None:
+        try:
+            box.append(fn())
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test
+            box.append(exc)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), f"blocked for more than {seconds} s"
+    return box[0]
+
+
+def test_fifo_without_peer_never_blocks_open(tmp_path):
+    """F2: file out=/in=/logfile= on a FIFO nobody has open returns at once: a clear error
+    for output (no reader), input that starts when a writer comes."""
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)
+    with ChardevRegistry() as reg:
+        err = _within(2, lambda: reg.add("o", {"type": "file", "data": {"out": fifo}}))
+        assert isinstance(err, ChardevError) and "no reader" in str(err)
+        err = _within(2, lambda: reg.add("l", {"type": "null", "data": {"logfile": fifo}}))
+        assert isinstance(err, ChardevError) and "no reader" in str(err)
+        _within(2, lambda: reg.add("i", {"type": "file", "data": {"out": str(tmp_path / "o"),
+                                                                  "in": fifo}}))
+        got = bytearray()
+        fe = CharBackend(reg.find("i"))
+        fe.set_handlers(can_read=lambda: 4096, read=got.extend)
+        # the loop still serves others meanwhile
+        assert _within(2, lambda: reg.add("n", {"type": "null", "data": {}})) is not None
+        wfd = _within(2, lambda: os.open(fifo, os.O_WRONLY))
+        os.write(wfd, b"hello")
+        assert reg.run_until(lambda: bytes(got) == b"hello", 2)
+        os.close(wfd)
+
+
+def test_logfile_reader_that_stops_reading_never_blocks_the_writer(caplog, tmp_path):
+    """F3: a logfile FIFO whose reader never reads: output goes on (the writer never blocks),
+    the log keeps a bounded backlog, the rest is counted as dropped and logged once."""
+    caplog.set_level(logging.WARNING)
+    fifo = str(tmp_path / "log.fifo")
+    os.mkfifo(fifo)
+    rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        with ChardevRegistry() as reg:
+            reg.add("n", {"type": "null", "data": {"logfile": fifo}})
+            chr_ = reg.find("n")
+            fe = CharBackend(chr_)
+
+            def flood() -> None:
+                for _ in range(1000):
+                    assert fe.write_all(b"x" * 1000) == 1000
+
+            _within(5, flood)
+            log = chr_.logfile
+            assert log is not None and 0 < len(log.pending) <= log.BACKLOG
+            assert log.dropped >= 1000 * 1000 - 65536 - log.BACKLOG
+            got = b""
+            while chunk := _nonblocking_read(rfd):
+                got += chunk
+            fe.write_all(b"y" * 10)  # the reader caught up: the backlog goes out first
+            for _ in range(3):
+                while chunk := _nonblocking_read(rfd):
+                    got += chunk
+                fe.write_all(b"\n")  # each write also retries what waits
+            assert b"x" * 1000 in got and b"y" * 10 + b"\n" in got
+    finally:
+        os.close(rfd)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) <= 3, warnings
+
+
+def _nonblocking_read(fd: int) -> bytes:
+    try:
+        return os.read(fd, 1 << 20)
+    except BlockingIOError:
+        return b""
+
+
+def test_clear_errors_instead_of_tracebacks():
+    """L3: -m infk / 1e400k, a lone surrogate for ringbuf-write, a non-ASCII websocket key."""
+    from e2kchar.cli import CliError, parse_size
+
+    for text in ("infk", "1e400k", "-infM", "nank"):
+        with pytest.raises(CliError, match="invalid RAM size"):
+            parse_size(text)
+    with ChardevRegistry() as reg:
+        reg.new("rb", "ringbuf,size=64")
+        with pytest.raises(ChardevError, match="not a valid UTF-8 string"):
+            reg.ringbuf_write("rb", "a\ud800b")
+        chr_ = reg.new("w", "socket,host=127.0.0.1,port=0,server=on,wait=off,websocket=on")
+        for path, key in (("/", "\u043a\u043b\u044e\u0447"), ("/\u00e9", "dGhlIHNhbXBsZSBub25jZQ==")):
+            cl = socket.create_connection(("127.0.0.1", int(chr_.addr.port)), timeout=5)
+            cl.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                       "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                       f"Sec-WebSocket-Key: {key}\r\n\r\n".encode())
+            resp = b""
+            while chunk := cl.recv(4096):
+                resp += chunk
+            cl.close()
+            assert resp.startswith(b"HTTP/1.1 400 Bad Request\r\n"), resp
+
+
+def test_websocket_ping_flood_from_a_client_that_never_reads_is_bounded():
+    """F6: 20,000 pings of 125 bytes (2.5 MB of pongs owed) from a client that never reads:
+    the backlog stays bounded."""
+    import base64
+    import struct
+
+    from e2kchar.chardev.websocket import encode_frame
+
+    with ChardevRegistry() as reg:
+        chr_ = reg.new("w", "socket,host=127.0.0.1,port=0,server=on,wait=off,websocket=on")
+        cl = socket.socket()
+        cl.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        cl.connect(("127.0.0.1", int(chr_.addr.port)))
+        key = base64.b64encode(os.urandom(16)).decode()
+        cl.sendall(("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n").encode())
+        assert reg.run_until(lambda: chr_.connected, 5)
+        ping = encode_frame(0x9, b"p" * 125, struct.pack(">I", 0x12345678))
+        cl.settimeout(5)
+        sent = 0
+        for _ in range(PINGS):
+            cl.sendall(ping)  # the server keeps reading: only its pongs back up
+            sent += 1
+        time.sleep(0.3)
+        backlog = chr_.output_backlog
+        cl.close()
+    assert sent > 5000
+    assert backlog <= chr_.WS_PONG_BACKLOG + 200, backlog
+
+
+def test_hostile_virtqueue_notify_is_bounded():
+    """F5: the same head posted 128 times, each chain one descriptor over all of guest RAM
+    (8 MiB here, 1 GiB in all): one QUEUE_NOTIFY returns quickly; the rest goes on from
+    the I/O loop, which stays responsive, and every chain completes."""
+    import struct
+    import sys
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    from test_virtio_console import Rig
+    from virtio_guest import RAM_BASE, RAM_SIZE
+
+    with ChardevRegistry() as reg:
+        rig = Rig(reg, ports=[("c0", "null", None, True)])
+        rig.handshake([0])
+        q = rig.g.queues[1]
+        head = q.add(outs=[b"x"], publish=False)
+        q.write_desc(q.desc, head, RAM_BASE, RAM_SIZE, 0, 0)  # the chain covers all of RAM
+        posts = min(128, q.num)
+        for _ in range(posts - 1):  # (add() posted it once)
+            q.publish(head)
+        t0 = time.monotonic()
+        q.kick()
+        took = time.monotonic() - t0
+        assert took < 0.5, took
+        t0 = time.monotonic()
+        assert reg.add("n", {"type": "null", "data": {}}) is not None  # the loop answers
+        assert time.monotonic() - t0 < 1
+        rig.wait(lambda: q.used_idx() == posts, 60)
+        assert rig.con.port(0).stats["budget_yields"] > 0
+        assert struct.unpack("<H", rig.mem.read(q.used + 2, 2))[0] == posts
+
+
+_OUT_OF_FDS = """
+import logging, os, sys, time
+from e2kchar import ChardevRegistry
+from e2kchar.monitor.commands import Monitor
+from e2kchar.monitor.qmp import QmpServer
+logging.basicConfig(format="%(levelname)s %(message)s")
+qmp, sock = sys.argv[1], sys.argv[2]
+with ChardevRegistry() as reg:
+    server = QmpServer(reg, monitor=Monitor(reg))
+    server.listen(f"unix:{qmp},server=on,wait=off")
+    reg.new("s", f"socket,path={sock},server=on,wait=off")
+    fds = []
+    try:
+        while True:
+            fds.append(os.open("/dev/null", os.O_RDONLY))
+    except OSError:
+        pass
+    print("ready", flush=True)
+    sys.stdin.readline()
+    for fd in fds:
+        os.close(fd)
+    server.close()
+"""
+
+
+def test_out_of_fds_accepts_log_a_few_lines_not_thousands(tmp_path):
+    """L1: both kinds of listener (QMP on asyncio, a socket chardev) while the process is
+    out of fds, with clients connecting for 3 s: a handful of log lines, not thousands."""
+    import subprocess
+    import sys
+
+    qmp, sock = str(tmp_path / "q.sock"), str(tmp_path / "s.sock")
+    proc = subprocess.Popen([sys.executable, "-c", _OUT_OF_FDS, qmp, sock],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline() == b"ready\n"
+        clients = []
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            for path in (qmp, sock):
+                c = socket.socket(socket.AF_UNIX)
+                c.setblocking(False)
+                try:
+                    c.connect(path)
+                except OSError:
+                    pass
+                clients.append(c)
+            time.sleep(0.01)
+            if len(clients) > 150:
+                for c in clients[:100]:
+                    c.close()
+                del clients[:100]
+        for c in clients:
+            c.close()
+        _, err = proc.communicate(b"\n", timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = err.decode(errors="replace").splitlines()
+    assert len([ln for ln in lines if ln.startswith(("ERROR", "WARNING"))]) <= 6, lines[:40]
+    assert len(lines) < 120, lines[:40]
