@@ -76,7 +76,8 @@ class OutQueue:
         fe = self.fe
         if fe is None:
             return len(data) if self.drop_when_gone else 0
-        n = fe.write(data)  # type: ignore[arg-type]  (empty data: 0, then 0 again below)
+        # empty data: 0, then 0 again below
+        n = fe.write(data)  # type: ignore[arg-type]
         if n > 0:
             return n
         if n in _RETRY:
