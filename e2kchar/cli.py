@@ -150,14 +150,24 @@ class MachineControl:
         self.machine = machine
         self._on_quit = on_quit
         self._state = "running"
+        self._launch = threading.Lock()
+        self._launch_held = False
 
     def status(self) -> str:
         return self._state
 
-    def prelaunch(self) -> None:
-        """-S: the CPU waits for `cont` before its first instruction."""
-        self.machine.pause()
+    def hold_launch(self) -> None:
+        """-S, before any monitor listens: the status is prelaunch from the start, as on
+        QEMU, and a `cont` that comes before prelaunch() releases the launch for it."""
         self._state = "prelaunch"
+        self._launch_held = True
+
+    def prelaunch(self) -> None:
+        """-S: the CPU waits for `cont` before its first instruction (unless a client
+        said `cont` while the machine was still being loaded)."""
+        with self._launch:
+            if self._launch_held:
+                self.machine.pause()
 
     def stop(self) -> None:
         if self.machine.pause() is False:
@@ -165,8 +175,10 @@ class MachineControl:
         self._state = "paused"
 
     def cont(self) -> None:
-        self.machine.resume()
-        self._state = "running"
+        with self._launch:
+            self._launch_held = False
+            self.machine.resume()
+            self._state = "running"
 
     def system_reset(self) -> None:
         self.machine.reset()
@@ -360,6 +372,10 @@ def _run(args: argparse.Namespace, signals: HostSignals, firmware: str, ram_size
         machine = Machine(registry=reg, ram_size=ram_size, append=args.append,
                           serial=plan.serial, lms=plan.lms, clock="host")
         vm.machine = machine
+        if args.prelaunch:
+            if not (args.qmp or plan.monitors):
+                raise CliError("-S needs a monitor to say 'cont' (-qmp, -mon or mon:)")
+            vm.hold_launch()  # before a monitor can take 'cont' or 'query-status'
         if args.qmp or plan.monitors:
             from .monitor.commands import Monitor
 
@@ -401,8 +417,6 @@ def _run(args: argparse.Namespace, signals: HostSignals, firmware: str, ram_size
             for label in _console_labels(reg, plan):
                 capture.add(label)
         if args.prelaunch:
-            if monitor is None:
-                raise CliError("-S needs a monitor to say 'cont' (-qmp, -mon or mon:)")
             vm.prelaunch()
         signals.running()  # from now on a signal stops the machine (any thread)
         deadline = None if args.timeout is None else started + args.timeout

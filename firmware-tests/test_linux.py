@@ -244,7 +244,8 @@ def _boot_to_file(fw_jump: Path, kernel: Path, tmp_path: Path, swaps: int) -> tu
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def booted() -> bool:
-        return any(b"shell ready" in p.read_bytes() for p in parts if p.exists())
+        # a swap can split the banner between two files: look at the log joined up
+        return b"shell ready" in b"".join(p.read_bytes() for p in parts if p.exists())
 
     async def scenario() -> None:
         qmp = QMPClient("linux-test")
