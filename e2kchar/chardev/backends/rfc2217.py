@@ -213,15 +213,8 @@ class Rfc2217Chardev(SocketChardev):
         if self._manager is None or pending >= RX_SLACK:
             super()._peek_or_pause(sock)
             return
-        try:
-            data = sock.recv(READ_BUF_LEN)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self._disconnect()
-            return
-        if not data:
-            self._disconnect()
+        data = self._recv(sock, READ_BUF_LEN)
+        if data is None:
             return
         self._process_input(sock, data)
         self.schedule_read_recheck(0.01)

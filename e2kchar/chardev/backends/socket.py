@@ -811,32 +811,32 @@ class SocketChardev(Chardev[SocketConfig]):
         if n <= 0:
             self._peek_or_pause(sock)
             return
-        try:
-            data = sock.recv(min(n, READ_BUF_LEN))
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            log.info("%s: read failed: %s", self.label, _strerror(exc))
-            self._disconnect()
-            return
-        if not data:
-            self._disconnect()
+        data = self._recv(sock, min(n, READ_BUF_LEN))
+        if data is None:
             return
         self._process_input(sock, data)
         if self._sock is sock:
             self._deliver_pending()
 
-    def _peek_or_pause(self, sock: socket.socket) -> None:
-        """The frontend is full: notice a hang-up anyway, else wait until it has room."""
+    def _recv(self, sock: socket.socket, size: int, flags: int = 0) -> bytes | None:
+        """One non-blocking recv: the bytes, or None when there are none yet or the peer
+        has gone (the connection is then already torn down)."""
         try:
-            data = sock.recv(1, socket.MSG_PEEK)
+            data = sock.recv(size, flags)
         except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
+            return None
+        except OSError as exc:
+            log.info("%s: read failed: %s", self.label, _strerror(exc))
             self._disconnect()
-            return
+            return None
         if not data:
             self._disconnect()
+            return None
+        return data
+
+    def _peek_or_pause(self, sock: socket.socket) -> None:
+        """The frontend is full: notice a hang-up anyway, else wait until it has room."""
+        if self._recv(sock, 1, socket.MSG_PEEK) is None:
             return
         self._pause_reader()
         self.schedule_read_recheck(0.01 if self.reader_attached() else 0.1)
@@ -852,15 +852,8 @@ class SocketChardev(Chardev[SocketConfig]):
     # -- websocket -----------------------------------------------------------------------
 
     def _read_ws_handshake(self, sock: socket.socket) -> None:
-        try:
-            data = sock.recv(READ_BUF_LEN)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self._disconnect()
-            return
-        if not data:
-            self._disconnect()
+        data = self._recv(sock, READ_BUF_LEN)
+        if data is None:
             return
         req = self._ws_request
         assert req is not None
