@@ -8,7 +8,9 @@ accept_input), so a device never has to drop host input.
 
 from __future__ import annotations
 
+import importlib.util
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +20,20 @@ from e2kchar import ChardevRegistry
 from e2kchar.chardev.ringbuf import RingbufChardev
 
 RETRY_S = 0.005
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_tool(filename: str) -> Any:
+    """tools/ is not a package: import tools/FILENAME by path, once per session."""
+    name = "e2kchar_tool_" + Path(filename).stem
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / filename)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
 
 
 class InputRingbuf(RingbufChardev):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import os
 import re
 import subprocess
@@ -23,9 +22,9 @@ from typing import Any
 
 import pytest
 import stock_firmware
+from fw_support import load_tool
 from qemu.qmp import QMPClient
 
-ROOT = Path(__file__).resolve().parent.parent
 E2KCHAR = [sys.executable, "-m", "e2kchar", "run"]
 PROMPT = b"\n# "
 READY = b"e2kchar init: shell ready\r\n# "
@@ -36,22 +35,10 @@ BAR_LINE = "pci 0000:00:02.2: BAR 1 [mem 0x40000000-0x40000fff]: assigned"
 pytestmark = pytest.mark.timeout(1200)
 
 
-def _build_module() -> Any:
-    name = "e2kchar_build_linux"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / "build_linux.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.fixture(scope="session")
 def kernel() -> Path:
     """The test kernel's Image (built once, then cached outside the checkout)."""
-    mod = _build_module()
+    mod = load_tool("build_linux.py")
     try:
         return Path(mod.build())
     except mod.LinuxBuildError as exc:
