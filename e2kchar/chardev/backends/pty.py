@@ -27,6 +27,7 @@ from ..base import Chardev
 from ..configbase import BackendConfig
 from ..history import DEFAULT_LIMIT, History
 from ..ioloop import FdWatch, TimerHandle
+from ..ownedpath import OwnedPath
 from ..qemuopts import SIZE, STR, BackendOptions, Opts, QapiReader, Split, opt_size
 from ..types import READ_BUF_LEN, ChardevError, ChardevEvent
 
@@ -77,7 +78,7 @@ class PtyChardev(Chardev[PtyConfig]):
         self._history = History(0)
         self._replay = bytearray()
         self._inotify: SlaveWatch | None = None
-        self._link: tuple[str, int, int] | None = None
+        self._link: OwnedPath | None = None
 
     def open(self) -> bool:
         history = self.config.history
@@ -114,24 +115,17 @@ class PtyChardev(Chardev[PtyConfig]):
     def _make_link(self, link: str, target: str) -> None:
         try:
             os.symlink(target, link)
-            st = os.lstat(link)
+            owned = OwnedPath.of(link)
         except OSError as exc:
             os.close(self.master)
             self.master = -1
             raise ChardevError(f"Failed to create PTY symlink: {exc.strerror}") from None
-        self._link = (link, st.st_dev, st.st_ino)
+        self._link = owned
 
     def _remove_link(self) -> None:
         link, self._link = self._link, None
-        if link is None:
-            return
-        path, dev, ino = link
-        try:
-            st = os.lstat(path)
-            if (st.st_dev, st.st_ino) == (dev, ino):
-                os.unlink(path)
-        except OSError:
-            pass
+        if link is not None:
+            link.remove()
 
     def _on_slave_event(self) -> None:
         watch = self._inotify

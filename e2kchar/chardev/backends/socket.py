@@ -27,6 +27,7 @@ from ..base import Chardev
 from ..configbase import BackendConfig, FdAddress, InetAddress, SocketAddress, UnixAddress
 from ..history import DEFAULT_LIMIT, History
 from ..ioloop import FdWatch, TimerHandle
+from ..ownedpath import OwnedPath
 from ..qemuopts import (
     BOOL,
     NUM,
@@ -192,7 +193,7 @@ class SocketChardev(Chardev[SocketConfig]):
         self._reconnect_ms = 0
         self._connect_error_reported = False
         self._connections = 0  # connections made so far, for chr_wait_connected
-        self._unix_owned: tuple[str, int, int] | None = None
+        self._unix_owned: OwnedPath | None = None
         self._telnet: TelnetFilter | None = None
         self._ws_request: bytearray | None = None
         self._ws_decoder: FrameDecoder | None = None
@@ -364,8 +365,7 @@ class SocketChardev(Chardev[SocketConfig]):
         self._listen = sock
         if not addr.abstract:
             try:
-                st = os.stat(addr.path)
-                self._unix_owned = (addr.path, st.st_dev, st.st_ino)
+                self._unix_owned = OwnedPath.of(addr.path)
             except OSError:
                 pass
 
@@ -966,16 +966,9 @@ class SocketChardev(Chardev[SocketConfig]):
             self._stop_listening()
             self._listen.close()
             self._listen = None
-        owned = self._unix_owned
+        owned, self._unix_owned = self._unix_owned, None
         if owned is not None:
-            self._unix_owned = None
-            path, dev, ino = owned
-            try:
-                st = os.lstat(path)
-                if (st.st_dev, st.st_ino) == (dev, ino):
-                    os.unlink(path)
-            except OSError:
-                pass
+            owned.remove()
 
 
 # -- options --------------------------------------------------------------------------
