@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from e2kchar import ChardevRegistry
@@ -14,6 +16,20 @@ def reg():
         yield registry
     finally:
         registry.close()
+
+
+@pytest.fixture
+def fifos(tmp_path):
+    """A pipe chardev's base path with its .in/.out fifos, and our write and read ends."""
+    base = tmp_path / "p"
+    os.mkfifo(f"{base}.in")
+    os.mkfifo(f"{base}.out")
+    # keep our own ends open for the test's lifetime
+    wr = os.open(f"{base}.in", os.O_RDWR)
+    rd = os.open(f"{base}.out", os.O_RDWR | os.O_NONBLOCK)
+    yield str(base), wr, rd
+    os.close(wr)
+    os.close(rd)
 
 
 class Recorder:

@@ -4,6 +4,7 @@ backend) and feeds flow-controlled input, as a real backend would."""
 from __future__ import annotations
 
 import errno
+import os
 import threading
 
 from e2kchar.chardev.ringbuf import RingbufChardev
@@ -95,3 +96,16 @@ def write_during_swap_window(monkeypatch, guest_write, refuse: bool = False) -> 
         return orig(self, fe)
 
     monkeypatch.setattr(RecChardev, "attach_frontend", attach)
+
+
+def drain(fd: int) -> bytes:
+    """Everything a non-blocking read end holds now (up to EOF)."""
+    out = bytearray()
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return bytes(out)
+        if not chunk:
+            return bytes(out)
+        out += chunk

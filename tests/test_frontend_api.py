@@ -8,34 +8,10 @@ import threading
 import time
 
 import pytest
+from recording import drain
 
 from e2kchar import CharBackend, ChardevError, ChardevEvent, ChardevIoctl, SerialParams, Tiocm
 from e2kchar.chardev.ringbuf import RingbufChardev
-
-
-@pytest.fixture
-def fifos(tmp_path):
-    base = tmp_path / "p"
-    os.mkfifo(f"{base}.in")
-    os.mkfifo(f"{base}.out")
-    # keep our own ends open for the test's lifetime
-    wr = os.open(f"{base}.in", os.O_RDWR)
-    rd = os.open(f"{base}.out", os.O_RDWR | os.O_NONBLOCK)
-    yield str(base), wr, rd
-    os.close(wr)
-    os.close(rd)
-
-
-def drain(fd: int) -> bytes:
-    out = bytearray()
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except BlockingIOError:
-            return bytes(out)
-        if not chunk:
-            return bytes(out)
-        out += chunk
 
 
 def test_opened_replayed_on_set_handlers(reg, recorder):

@@ -2,39 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 
 import pytest
+from recording import drain
 
 from e2kchar import CharBackend, ChardevRegistry
 from e2kchar.chardev.outqueue import OutQueue
 
 
 @pytest.fixture
-def pipe(tmp_path):
+def pipe(fifos):
     """A pipe chardev's path and our (non-blocking) read end of its output fifo."""
-    base = tmp_path / "p"
-    os.mkfifo(f"{base}.in")
-    os.mkfifo(f"{base}.out")
-    wr = os.open(f"{base}.in", os.O_RDWR)
-    rd = os.open(f"{base}.out", os.O_RDWR | os.O_NONBLOCK)
-    yield str(base), rd
-    os.close(wr)
-    os.close(rd)
-
-
-def drain(fd: int) -> bytes:
-    out = bytearray()
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except BlockingIOError:
-            return bytes(out)
-        if not chunk:
-            return bytes(out)
-        out += chunk
+    base, _wr, rd = fifos
+    return base, rd
 
 
 def stall(fe: CharBackend) -> None:
