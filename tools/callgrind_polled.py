@@ -39,9 +39,14 @@ def _child(device: str, nbytes: int) -> int:
 
 
 def _instructions(device: str, nbytes: int) -> int:
+    return collected([__file__, "--child", device, str(nbytes)])
+
+
+def collected(argv: list[str]) -> int:
+    """Instructions callgrind counts for `python argv...` (tools/bench_virtio_console.py too)."""
     with tempfile.TemporaryDirectory() as tmp:
         cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/cg.out",
-               sys.executable, __file__, "--child", device, str(nbytes)]
+               sys.executable, *argv]
         p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         raise SystemExit(f"callgrind run failed ({p.returncode}):\n{p.stderr[-2000:]}")
