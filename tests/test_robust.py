@@ -182,6 +182,8 @@ def test_websocket_ping_flood_from_a_client_that_never_reads_is_bounded():
 
     with ChardevRegistry() as reg:
         chr_ = reg.new("w", "socket,host=127.0.0.1,port=0,server=on,wait=off,websocket=on")
+        fe = CharBackend(chr_)  # a frontend, so that the server reads the pings at all
+        fe.set_handlers(can_read=lambda: 4096, read=lambda data: None)
         cl = socket.socket()
         cl.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         cl.connect(("127.0.0.1", int(chr_.addr.port)))
@@ -297,3 +299,65 @@ def test_out_of_fds_accepts_log_a_few_lines_not_thousands(tmp_path):
     lines = err.decode(errors="replace").splitlines()
     assert len([ln for ln in lines if ln.startswith(("ERROR", "WARNING"))]) <= 6, lines[:40]
     assert len(lines) < 120, lines[:40]
+
+
+def _ws_client_that_pings_and_never_reads(path: str) -> socket.socket:
+    import base64
+
+    cl = socket.socket(socket.AF_UNIX)
+    cl.connect(path)
+    key = base64.b64encode(os.urandom(16)).decode()
+    cl.sendall(("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n").encode())
+    return cl
+
+
+def _pong_warnings(caplog, label: str) -> int:
+    return sum(1 for r in caplog.records
+               if "pongs skipped" in r.getMessage() and r.getMessage().startswith(label))
+
+
+def _flood_until_pong_warning(reg, caplog, label: str, tmp_path) -> int:
+    """Ping a never-reading client's chardev until it says it skips pongs."""
+    import struct
+
+    from e2kchar.chardev.websocket import encode_frame
+
+    path = str(tmp_path / f"{label}.sock")
+    chr_ = reg.new(label, f"socket,path={path},server=on,wait=off,websocket=on")
+    fe = CharBackend(chr_)
+    fe.set_handlers(can_read=lambda: 4096, read=lambda data: None)
+    cl = _ws_client_that_pings_and_never_reads(path)
+    assert reg.run_until(lambda: chr_.connected, 5)
+    ping = encode_frame(0x9, b"p" * 125, struct.pack(">I", 0x12345678))
+    cl.settimeout(5)
+    before = _pong_warnings(caplog, label)
+    deadline = time.monotonic() + 10
+    while _pong_warnings(caplog, label) == before and time.monotonic() < deadline:
+        cl.sendall(ping * 500)
+    for _ in range(20):  # on past the bound: it holds
+        cl.sendall(ping * 500)
+    time.sleep(0.1)
+    assert chr_.output_backlog <= chr_.WS_PONG_BACKLOG + 200, chr_.output_backlog
+    cl.close()
+    chr_id = id(chr_)
+    fe.deinit()
+    reg.remove(label)
+    return chr_id
+
+
+def test_rate_limit_budget_belongs_to_a_cause_not_to_a_reused_object_id(caplog, tmp_path):
+    """L1 follow-up: log_limited keyed on id(), and ids of dead chardevs are reused, so a new
+    chardev could be silenced by an old one's budget. A new chardev (another id, or the same
+    id re-added after chardev-remove) logs its first failure at once."""
+    import gc
+
+    caplog.set_level(logging.WARNING, logger="e2kchar")
+    with ChardevRegistry() as reg:
+        first = _flood_until_pong_warning(reg, caplog, "w1", tmp_path)
+        assert _pong_warnings(caplog, "w1") == 1
+        gc.collect()  # the old chardev's id is free for the next object of its size
+        second = _flood_until_pong_warning(reg, caplog, "w2", tmp_path)
+        assert _pong_warnings(caplog, "w2") == 1, (first == second)
+        _flood_until_pong_warning(reg, caplog, "w1", tmp_path)  # the same id again, after remove
+        assert _pong_warnings(caplog, "w1") == 2

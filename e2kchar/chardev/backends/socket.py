@@ -43,7 +43,7 @@ from ..qemuopts import (
     opt_size,
     qapi_addr,
 )
-from ..ratelog import log_limited
+from ..ratelog import forget_owner, log_limited
 from ..telnet import TELNET_NEGOTIATION, TN3270_NEGOTIATION, TelnetFilter
 from ..types import READ_BUF_LEN, ChardevError, ChardevEvent
 from ..websocket import (
@@ -478,7 +478,7 @@ class SocketChardev(Chardev[SocketConfig]):
             return
         except OSError as exc:
             # e.g. EMFILE: do not spin on a listener we cannot serve; try again shortly
-            log_limited(log, logging.WARNING, (id(self), "accept", exc.errno),
+            log_limited(log, logging.WARNING, (self.label, "accept", exc.errno),
                         "%s: accept failed: %s", self.label, _strerror(exc))
             self._stop_listening()
             self.ioloop.call_later(0.5, self._start_listening)
@@ -897,7 +897,7 @@ class SocketChardev(Chardev[SocketConfig]):
                 if len(self._outbuf) <= self.WS_PONG_BACKLOG:
                     self._send_control(encode_frame(OP_PONG, payload))
                 else:
-                    log_limited(log, logging.WARNING, (id(self), "pong"),
+                    log_limited(log, logging.WARNING, (self.label, "pong"),
                                 "%s: websocket client pings but does not read; pongs "
                                 "skipped", self.label)
             elif opcode == OP_CLOSE:
@@ -969,6 +969,7 @@ class SocketChardev(Chardev[SocketConfig]):
         owned, self._unix_owned = self._unix_owned, None
         if owned is not None:
             owned.remove()
+        forget_owner(self.label)
 
 
 # -- options --------------------------------------------------------------------------
