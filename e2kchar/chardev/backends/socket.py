@@ -6,6 +6,14 @@ guest's output is a non-blocking send from the CPU thread; while nobody is conne
 server keeps it in a bounded buffer (history=BYTES, 64 KiB by default) replayed to the next
 peer; history=0 drops it, as QEMU does (a client socket drops unless history= is given).
 Input stops while the frontend cannot take more and resumes on accept_input.
+
+``fd=N`` hands a connected or listening socket over, as in QEMU: once the chardev is
+registered under its id (created, or a chardev-change onto it committed) it owns the
+socket and closes N, so chardev-remove or a swap away from it closes the connection and
+the peer sees EOF. Until then the chardev works on a duplicate and N stays the caller's:
+a failed open or a vetoed or failed swap onto it closes only the duplicate, and the
+connection goes on. An fd socket holds no exclusive resource, so a failed swap away from
+it never closes it to re-open its config: the old chardev stays live (hotswap.py).
 """
 
 from __future__ import annotations
@@ -194,6 +202,7 @@ class SocketChardev(Chardev[SocketConfig]):
         self._connect_error_reported = False
         self._connections = 0  # connections made so far, for chr_wait_connected
         self._unix_owned: OwnedPath | None = None
+        self._handed_fd = -1  # fd=N: the caller's N, closed once we are registered
         self._telnet: TelnetFilter | None = None
         self._ws_request: bytearray | None = None
         self._ws_decoder: FrameDecoder | None = None
@@ -295,6 +304,7 @@ class SocketChardev(Chardev[SocketConfig]):
             raise ChardevError(f"fd {num} is {'' if listening else 'not '}a listening socket "
                                f"but server={'on' if self.is_listen else 'off'}")
         self._set_disconnected_filename()
+        self._handed_fd = num
         if listening:
             sock.setblocking(False)
             self._listen = sock
@@ -302,6 +312,16 @@ class SocketChardev(Chardev[SocketConfig]):
         else:
             self._new_connection(sock)
         return False
+
+    def chr_registered(self) -> None:
+        """fd=N: the socket is ours now; the caller's N goes (only our duplicate is left)."""
+        num, self._handed_fd = self._handed_fd, -1
+        if num >= 0:
+            try:
+                os.close(num)
+            except OSError as exc:
+                log.warning("%s: could not close the handed-over fd %d: %s", self.label, num,
+                            _strerror(exc))
 
     def _do_listen(self, addr: SocketAddress) -> None:
         if isinstance(addr, UnixAddress):
