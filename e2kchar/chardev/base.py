@@ -210,6 +210,10 @@ class Chardev(Generic[C]):
     def chr_reacquire_exclusive(self) -> None:
         """Take the resource back after the swap that wanted it failed."""
 
+    def chr_registered(self) -> None:
+        """The chardev is now entered under its id (created, or a swap onto it committed):
+        what it was handed may become its own (a socket's fd=N, docs/interfaces.md)."""
+
     def query_extra(self) -> dict[str, Any]:
         """Extra fields of the chardev-add / chardev-change return value."""
         return {}
