@@ -71,7 +71,12 @@ class _Backends(Mapping[str, BackendOptions]):
         found = self._loaded.get(name)
         if found is None:
             module, attr = self._modules[name]
-            found = getattr(importlib.import_module(f"{__package__}.backends.{module}"), attr)
+            try:
+                found = getattr(importlib.import_module(f"{__package__}.backends.{module}"),
+                                attr)
+            except OSError as exc:  # e.g. out of fds while loading the module's source
+                raise ChardevError(f"chardev backend '{name}' could not be loaded: "
+                                   f"{exc.strerror or exc}") from None
             self._loaded[name] = found
         return found
 
