@@ -149,6 +149,25 @@ def test_irq_echo_lockstep_one_interrupt_per_byte(registry, machine, consoles, b
     assert m.stats["irqs"] >= counts["irqs"]
 
 
+@pytest.mark.parametrize("channel", [0, 1])
+def test_irq_echo_without_eot_exit_is_a_loopback(channel, registry, machine, consoles,
+                                                 build_driver):
+    """EOT_EXITS=0: EOT is echoed like any byte and the guest keeps running (a loopback
+    for clients that send every byte value, such as pyserial's own tests)."""
+    con = consoles("ringbuf", "echo")
+    other = consoles("ringbuf", "other")
+    m = machine(serial=[con.chr, other.chr, None] if channel == 0 else [other.chr, con.chr, None])
+    m.load(build_driver("am85c30_irq_echo", defines={"ECHO_CH": channel, "EOT_EXITS": 0}))
+    run = BackgroundRun(m, 3)
+    wait_until(registry, lambda: con.data().startswith(b"ready\n"), 10, "ready")
+    sent = bytes(range(256)) * 2
+    con.feed(sent)
+    wait_until(registry, lambda: con.data() == b"ready\n" + sent, 10, "echo")
+    assert other.data() == b""
+    assert not run.done()
+    assert run.result().reason == "timeout"
+
+
 @pytest.mark.parametrize("kind,clock", [("ringbuf", "virtual"), ("socket", "virtual"),
                                         ("ringbuf", "host")])
 def test_irq_echo_bulk_binary_no_loss(kind, clock, registry, machine, consoles, build_driver):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import termios
 import threading
@@ -175,3 +176,36 @@ def test_open_failures_are_clear_and_leak_nothing(tmp_path):
     os.close(master)
     assert fd_count() == before
     assert threading.active_count() == threads
+
+
+def test_a_non_tty_path_is_taken_as_qemu_takes_it(tmp_path, caplog, recorder):
+    """QEMU's test-char opens serial (and its alias tty) on /dev/null: the open succeeds,
+    line settings and breaks are acknowledged without being applied (logged once), there
+    are no modem lines, and the bytes still move through the fd."""
+    before = fd_count()
+    caplog.set_level(logging.INFO, logger="e2kchar.chardev.serial")
+    out = tmp_path / "not-a-tty"
+    out.write_bytes(b"")
+    with ChardevRegistry() as reg:
+        for label, spec in (("s", "serial,path=/dev/null"), ("t", "tty,path=/dev/null"),
+                            ("l", "/dev/null"), ("f", f"serial,path={out}")):
+            chr_ = reg.new(label, spec)
+            assert chr_.filename == "serial"
+        assert {c["label"]: c["filename"] for c in reg.query()} == dict.fromkeys("stlf", "serial")
+        rec = attach(reg, recorder, reg.find("f"))
+        for _ in range(3):
+            assert rec.fe.ioctl(ChardevIoctl.SET_PARAMS, SerialParams(speed=9600,
+                                                                      parity="E")) == 0
+        assert rec.fe.ioctl(ChardevIoctl.SET_BREAK, True) == 0
+        assert rec.fe.ioctl(ChardevIoctl.GET_TIOCM) == -errno.ENOTSUP
+        assert rec.fe.ioctl(ChardevIoctl.SET_TIOCM, int(Tiocm.DTR)) == -errno.ENOTSUP
+        rec.fe.write_all(b"through the fd")
+        assert reg.run_until(lambda: out.read_bytes() == b"through the fd")
+        null = attach(reg, recorder, reg.find("s"))
+        null.fe.write_all(b"gone")
+        assert reg.run_until(lambda: null.events == [OPENED, CLOSED])  # /dev/null reads EOF
+    notes = [r.getMessage() for r in caplog.records if "is not a terminal" in r.getMessage()]
+    assert len(notes) == 4, notes  # once per chardev, however often the guest sets the line
+    assert notes[0] == ("s: /dev/null is not a terminal: line settings and breaks are not "
+                        "applied, and it has no modem lines")
+    assert fd_count() == before

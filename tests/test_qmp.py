@@ -212,6 +212,16 @@ def test_unix_socket_is_private_and_removed(reg, sockdir):
     assert not path.exists()
 
 
+def test_unix_socket_file_replaced_meanwhile_is_not_removed(reg, sockdir):
+    path = sockdir / "swapped.sock"
+    srv = QmpServer(reg)
+    srv.listen(f"unix:{path},server=on,wait=off")
+    path.unlink()
+    path.write_text("someone else's file")  # put there after we bound the socket
+    srv.close()
+    assert path.read_text() == "someone else's file"
+
+
 def test_tcp_defaults_to_loopback(reg):
     srv = QmpServer(reg)
     host, port = srv.listen("tcp::0,server=on,wait=off")

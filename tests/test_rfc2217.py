@@ -75,6 +75,16 @@ def test_options_and_qapi_roundtrip(reg):
     assert reg.find("q").filename.startswith("disconnected:rfc2217:127.0.0.1:")
 
 
+def test_consoles_default_to_nodelay():
+    # a keystroke's echo must not wait for the client's delayed ACK (Nagle): nodelay unless
+    # the user turns it off
+    assert parse_spec("rfc2217,id=r,host=127.0.0.1,port=4000", None).backend.nodelay is True
+    assert parse_spec("rfc2217,id=r,host=127.0.0.1,port=4000,nodelay=off",
+                      None).backend.nodelay is False
+    assert parse_spec("rfc2217,id=r,host=127.0.0.1,port=4000,delay=on",
+                      None).backend.nodelay is False
+
+
 def test_data_both_ways_with_iac(reg):
     chr_, port = _server(reg)
     uart = _uart(chr_)

@@ -182,6 +182,8 @@ def test_websocket_ping_flood_from_a_client_that_never_reads_is_bounded():
 
     with ChardevRegistry() as reg:
         chr_ = reg.new("w", "socket,host=127.0.0.1,port=0,server=on,wait=off,websocket=on")
+        fe = CharBackend(chr_)  # a frontend, so that the server reads the pings at all
+        fe.set_handlers(can_read=lambda: 4096, read=lambda data: None)
         cl = socket.socket()
         cl.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         cl.connect(("127.0.0.1", int(chr_.addr.port)))
@@ -234,7 +236,24 @@ def test_hostile_virtqueue_notify_is_bounded():
         assert struct.unpack("<H", rig.mem.read(q.used + 2, 2))[0] == posts
 
 
-_OUT_OF_FDS = """
+#: for the subprocess scripts below: take every free fd but ``free`` (returned, to close)
+_FILL_FDS = """
+import os
+
+
+def fill_fds(free=0):
+    fds = []
+    try:
+        while True:
+            fds.append(os.open("/dev/null", os.O_RDONLY))
+    except OSError:
+        pass
+    for _ in range(free):
+        os.close(fds.pop())
+    return fds
+"""
+
+_OUT_OF_FDS = _FILL_FDS + """
 import logging, os, sys, time
 from e2kchar import ChardevRegistry
 from e2kchar.monitor.commands import Monitor
@@ -245,12 +264,7 @@ with ChardevRegistry() as reg:
     server = QmpServer(reg, monitor=Monitor(reg))
     server.listen(f"unix:{qmp},server=on,wait=off")
     reg.new("s", f"socket,path={sock},server=on,wait=off")
-    fds = []
-    try:
-        while True:
-            fds.append(os.open("/dev/null", os.O_RDONLY))
-    except OSError:
-        pass
+    fds = fill_fds()
     print("ready", flush=True)
     sys.stdin.readline()
     for fd in fds:
@@ -297,3 +311,135 @@ def test_out_of_fds_accepts_log_a_few_lines_not_thousands(tmp_path):
     lines = err.decode(errors="replace").splitlines()
     assert len([ln for ln in lines if ln.startswith(("ERROR", "WARNING"))]) <= 6, lines[:40]
     assert len(lines) < 120, lines[:40]
+
+
+def _ws_client_that_pings_and_never_reads(path: str) -> socket.socket:
+    import base64
+
+    cl = socket.socket(socket.AF_UNIX)
+    cl.connect(path)
+    key = base64.b64encode(os.urandom(16)).decode()
+    cl.sendall(("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n").encode())
+    return cl
+
+
+def _pong_warnings(caplog, label: str) -> int:
+    return sum(1 for r in caplog.records
+               if "pongs skipped" in r.getMessage() and r.getMessage().startswith(label))
+
+
+def _flood_until_pong_warning(reg, caplog, label: str, tmp_path) -> int:
+    """Ping a never-reading client's chardev until it says it skips pongs."""
+    import struct
+
+    from e2kchar.chardev.websocket import encode_frame
+
+    path = str(tmp_path / f"{label}.sock")
+    chr_ = reg.new(label, f"socket,path={path},server=on,wait=off,websocket=on")
+    fe = CharBackend(chr_)
+    fe.set_handlers(can_read=lambda: 4096, read=lambda data: None)
+    cl = _ws_client_that_pings_and_never_reads(path)
+    assert reg.run_until(lambda: chr_.connected, 5)
+    ping = encode_frame(0x9, b"p" * 125, struct.pack(">I", 0x12345678))
+    cl.settimeout(5)
+    before = _pong_warnings(caplog, label)
+    deadline = time.monotonic() + 10
+    while _pong_warnings(caplog, label) == before and time.monotonic() < deadline:
+        cl.sendall(ping * 500)
+    for _ in range(20):  # on past the bound: it holds
+        cl.sendall(ping * 500)
+    time.sleep(0.1)
+    assert chr_.output_backlog <= chr_.WS_PONG_BACKLOG + 200, chr_.output_backlog
+    cl.close()
+    chr_id = id(chr_)
+    fe.deinit()
+    reg.remove(label)
+    return chr_id
+
+
+def test_rate_limit_budget_belongs_to_a_cause_not_to_a_reused_object_id(caplog, tmp_path):
+    """L1 follow-up: log_limited keyed on id(), and ids of dead chardevs are reused, so a new
+    chardev could be silenced by an old one's budget. A new chardev (another id, or the same
+    id re-added after chardev-remove) logs its first failure at once."""
+    import gc
+
+    caplog.set_level(logging.WARNING, logger="e2kchar")
+    with ChardevRegistry() as reg:
+        first = _flood_until_pong_warning(reg, caplog, "w1", tmp_path)
+        assert _pong_warnings(caplog, "w1") == 1
+        gc.collect()  # the old chardev's id is free for the next object of its size
+        second = _flood_until_pong_warning(reg, caplog, "w2", tmp_path)
+        assert _pong_warnings(caplog, "w2") == 1, (first == second)
+        _flood_until_pong_warning(reg, caplog, "w1", tmp_path)  # the same id again, after remove
+        assert _pong_warnings(caplog, "w1") == 2
+
+
+def test_failed_mux_open_logs_no_clean_up_traceback(caplog):
+    """L2: a mux whose base is missing or busy failed with its error and then logged an
+    AttributeError traceback from its clean-up ("cleanup after failed open")."""
+    caplog.set_level(logging.DEBUG, logger="e2kchar")
+    with ChardevRegistry() as reg:
+        with pytest.raises(ChardevError, match="mux: base chardev nope not found"):
+            reg.add("m", {"type": "mux", "data": {"chardev": "nope"}})
+        with pytest.raises(ChardevError, match="mux: base chardev nope not found"):
+            reg.new("m", "mux,chardev=nope")
+        reg.new("b", "ringbuf")
+        reg.attach("b")
+        with pytest.raises(ChardevError, match="Device 'b' is in use"):
+            reg.new("m", "mux,chardev=b")
+        assert reg.find("m") is None
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info], \
+        caplog.text
+
+
+_STDIO_OUT_OF_FDS = _FILL_FDS + """
+import logging, os, sys
+logging.basicConfig(format="%(levelname)s %(message)s")
+from e2kchar import ChardevRegistry
+with ChardevRegistry() as reg:
+    reg.new("warm", "stdio")  # (lazy imports done while fds are there)
+    reg.remove("warm")
+    for free in (0, 1, 2):
+        for spec in ("stdio", "stdio,mux=on"):
+            fds = fill_fds(free)
+            try:
+                reg.new("s", spec)
+                result = "opened"
+            except Exception as exc:
+                result = f"{type(exc).__name__}: {exc}"
+            for label in ("s", "s-base"):
+                if reg.find(label) is not None:
+                    reg.remove(label)
+            for fd in fds:
+                os.close(fd)
+            print(free, spec, result, len(os.listdir("/proc/self/fd")), flush=True)
+    reg.new("again", "stdio")  # the stdio claim was given back every time
+    print("claim released", flush=True)
+"""
+
+
+@pytest.mark.parametrize("stdin", ["pipe", "devnull", "closed"])
+def test_stdio_open_out_of_fds_fails_cleanly(stdin):
+    """L2: stdio (plain and mux=on) opened with 0, 1 and 2 free fds and stdin a pipe,
+    /dev/null or closed: a ChardevError or a working chardev, never a traceback, no fd
+    left behind, and the stdio claim released."""
+    import subprocess
+    import sys
+
+    kw = {"stdin": subprocess.PIPE if stdin == "pipe" else subprocess.DEVNULL}
+    if stdin == "closed":
+        kw = {"stdin": None, "pass_fds": (), "preexec_fn": lambda: os.close(0)}
+    proc = subprocess.run([sys.executable, "-c", _STDIO_OUT_OF_FDS], capture_output=True,
+                          timeout=60, **kw)
+    out, err = proc.stdout.decode(), proc.stderr.decode()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "ERROR" not in err, err
+    lines = out.splitlines()
+    assert lines[-1] == "claim released", out
+    results = [ln.split(" ", 2)[2].rsplit(" ", 1) for ln in lines[:-1]]
+    assert len(results) == 6, out
+    assert len({fds for _, fds in results}) == 1, out  # the same fds open after each
+    for result, _ in results:
+        assert result == "opened" or result.startswith("ChardevError: "), out
+    assert any(r.startswith("ChardevError: ") for r, _ in results), out

@@ -85,7 +85,7 @@ class OutQueue:
                 return len(data)
             return 0
         self.dropped += len(data)
-        log_limited(log, logging.WARNING, (id(self), n),
+        log_limited(log, logging.WARNING, ("outqueue", self.name, n),
                     "%s: backend write failed (%s); %d byte(s) dropped so far", self.name,
                     errno.errorcode.get(-n, n), self.dropped)
         return len(data)
@@ -157,7 +157,7 @@ class OutQueue:
         when that would pass ``limit``, and nothing is queued."""
         with self.lock:
             if self.limit is not None and len(self._buf) + len(data) > self.limit:
-                log_limited(log, logging.WARNING, (id(self), "limit"),
+                log_limited(log, logging.WARNING, ("outqueue", self.name, "limit"),
                             "%s: output dropped: the chardev is not draining", self.name)
                 return False
             self._buf += data

@@ -1,6 +1,13 @@
 """Rate-limited logging per cause: a peer, a file system or a guest that fails the same way
 a million times gets one line per cause and interval, never one per byte or per accept
-(docs/architecture.md, "Robustness")."""
+(docs/architecture.md, "Robustness").
+
+A cause names what failed, never an object's ``id()``: ids of dead objects are reused, so
+a chardev created after another one died could inherit its silence. Key by something
+stable and meaningful, owner first: ``(chardev label, message class, ...)``, ``("qmp",
+address, "refuse")``; an owner that goes away calls ``forget_owner`` so that a new one of
+the same name starts with a fresh budget.
+"""
 
 from __future__ import annotations
 
@@ -19,8 +26,9 @@ _seen: dict[object, tuple[float, int]] = {}
 
 def log_limited(logger: logging.Logger, level: int, cause: object, msg: str, *args: Any,
                 exc_info: Any = None, interval: float = INTERVAL) -> bool:
-    """Log msg unless ``cause`` (any hashable key) was logged less than ``interval`` seconds
-    ago; the next line that gets through says how many were suppressed. True if logged."""
+    """Log msg unless ``cause`` (a hashable key, see the module docstring) was logged less
+    than ``interval`` seconds ago; the next line that gets through says how many were
+    suppressed. True if logged."""
     now = time.monotonic()
     with _lock:
         last = _seen.get(cause)
@@ -42,3 +50,10 @@ def forget(cause: object) -> None:
     """The cause is over (the backend works again): its next failure is logged at once."""
     with _lock:
         _seen.pop(cause, None)
+
+
+def forget_owner(owner: object) -> None:
+    """Every cause whose key is a tuple starting with ``owner`` is over (a chardev closed)."""
+    with _lock:
+        for cause in [c for c in _seen if isinstance(c, tuple) and c and c[0] == owner]:
+            del _seen[cause]

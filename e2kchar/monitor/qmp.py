@@ -21,7 +21,9 @@ import tempfile
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ..chardev.config import InetAddress, SocketConfig, UnixAddress
+from ..chardev.backends.socket import SocketConfig
+from ..chardev.configbase import InetAddress, UnixAddress
+from ..chardev.ownedpath import OwnedPath
 from ..chardev.ratelog import log_limited
 from ..chardev.types import ChardevError
 from ..errors import E2kcharError
@@ -354,7 +356,7 @@ class QmpSession:
 # the server
 
 
-def _bind_unix(path: str) -> tuple[socket.socket, int]:
+def _bind_unix(path: str) -> tuple[socket.socket, OwnedPath]:
     """A listening unix socket at path, mode 0600 from the start (bound elsewhere, renamed).
 
     An existing socket file at path is replaced, as QEMU does; anything else is refused.
@@ -394,7 +396,7 @@ def _bind_unix(path: str) -> tuple[socket.socket, int]:
                 with contextlib.suppress(OSError):
                     os.rmdir(tmpdir)
         sock.setblocking(False)
-        return sock, os.stat(path).st_ino
+        return sock, OwnedPath.of(path)
     except OSError as exc:
         sock.close()
         raise ChardevError(f"Failed to bind socket to {path}: {exc.strerror or exc}") from None
@@ -422,7 +424,7 @@ class QmpServer:
         self.max_clients = max_clients
         self.address: str | tuple[str, int] | None = None
         self._servers: list[asyncio.AbstractServer] = []
-        self._unix_paths: list[tuple[str, int]] = []
+        self._unix_paths: list[OwnedPath] = []
         self._sessions: set[QmpSession] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._client_seen = threading.Event()
@@ -467,14 +469,14 @@ class QmpServer:
         if isinstance(addr, UnixAddress):
             if addr.abstract:
                 raise ChardevError("abstract unix sockets are not supported for QMP")
-            sock, ino = _bind_unix(addr.path)
+            sock, owned = _bind_unix(addr.path)
             try:
                 server = await asyncio.start_unix_server(self._accept, sock=sock,
                                                          limit=_READ_CHUNK)
             except BaseException:
                 sock.close()
                 raise
-            self._unix_paths.append((addr.path, ino))
+            self._unix_paths.append(owned)
             address: str | tuple[str, int] = addr.path
         else:
             host = addr.host or "127.0.0.1"  # nobody named an address: loopback only
@@ -531,7 +533,7 @@ class QmpServer:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._closed or len(self._sessions) >= self.max_clients:
-            log_limited(log, logging.WARNING, (id(self), "refuse"),
+            log_limited(log, logging.WARNING, ("qmp", str(self.address), "refuse"),
                         "QMP: refusing a client (%d connected)", len(self._sessions))
             writer.transport.abort()
             return
@@ -626,10 +628,8 @@ class QmpServer:
 
     def _unlink_paths(self) -> None:
         """Remove our unix socket files (not a file someone else has put there since)."""
-        for path, ino in self._unix_paths:
-            with contextlib.suppress(OSError):
-                if os.stat(path).st_ino == ino:
-                    os.unlink(path)
+        for owned in self._unix_paths:
+            owned.remove()
         self._unix_paths.clear()
 
     def close(self) -> None:

@@ -8,13 +8,17 @@
  * a summary line "rx=N irqs=M loops=K txints=T spurious=S" printed polled. When the echo
  * queue is full the driver throttles (Rx interrupt off, input stays in the chip) instead of
  * dropping; a handler pass is bounded to 1000 RR3 loops (flood protection).
- * ECHO_CH selects the channel (0 = A, 1 = B). Exit codes: 0 ok, 2 bad boot_info,
+ * ECHO_CH selects the channel (0 = A, 1 = B). EOT_EXITS=0 echoes EOT like any byte and never
+ * ends the run (a loopback for pyserial's own tests, which send every byte value). Exit codes: 0 ok, 2 bad boot_info,
  * 7 unexpected trap. */
 #include "drv_util.h"
 #include "drv_zs.h"
 
 #ifndef ECHO_CH
 #define ECHO_CH 0
+#endif
+#ifndef EOT_EXITS
+#define EOT_EXITS 1
 #endif
 
 static u64 zs_base;
@@ -59,7 +63,7 @@ static void service_channel(int ch, u8 ip)  /* ip: bit0 ext, bit1 tx, bit2 rx */
             if (r1 & (ZS_PAR_ERR | ZS_RX_OVR | ZS_CRC_ERR))
                 wr8(c, ZS_ERR_RES);
             rx_count++;
-            if (byte == 0x04)
+            if (EOT_EXITS && byte == 0x04)
                 done = 1;
             else
                 txq[tx_head++ % sizeof(txq)] = byte;

@@ -9,6 +9,9 @@
  * FCR_VALUE sets the FIFO control (default: FIFOs on, trigger 1 byte).
  * EOT_EXITS=0 echoes EOT like any byte and never ends the run (a loopback for pyserial's
  * own tests, which send every byte value).
+ * MODEM_LOOP=1 also loops the modem lines back as a loopback plug does: the modem status
+ * interrupt is on and every change of CTS or DSR is mirrored on RTS and DTR (so a client at
+ * the far end of a null-modem line sees its own RTS on its CTS and its DTR on its DSR).
  * Exit codes: 0 ok, 7 unexpected trap. */
 #include "drv_util.h"
 #include "drv_uart.h"
@@ -17,6 +20,11 @@
 #ifndef EOT_EXITS
 #define EOT_EXITS 1
 #endif
+#ifndef MODEM_LOOP
+#define MODEM_LOOP 0
+#endif
+#define UART_MSR_CTS 0x10
+#define UART_MSR_DSR 0x20
 #ifndef FCR_VALUE
 #define FCR_VALUE (UART_FCR_ENABLE | UART_FCR_CLEAR_RCVR | UART_FCR_CLEAR_XMIT)
 #endif
@@ -34,6 +42,13 @@ static void set_ier(u8 v)
 {
     ier_shadow = v;
     uart_out(B, UART_IER, v);
+}
+
+static void mirror_modem_lines(void)
+{
+    u8 msr = uart_in(B, UART_MSR);
+    uart_out(B, UART_MCR, (u8)(UART_MCR_OUT2 | (msr & UART_MSR_CTS ? UART_MCR_RTS : 0)
+                                             | (msr & UART_MSR_DSR ? UART_MCR_DTR : 0)));
 }
 
 static void uart_interrupt(void)
@@ -77,7 +92,10 @@ static void uart_interrupt(void)
             break;
         default:                                /* modem status */
             msr_count++;
-            (void)uart_in(B, UART_MSR);
+            if (MODEM_LOOP)
+                mirror_modem_lines();
+            else
+                (void)uart_in(B, UART_MSR);
             break;
         }
     }
@@ -117,7 +135,9 @@ int main(void)
     out_str(putc_polled, "ready\n");
     plic_enable_source(IRQ_COM1);
     trap_install(trap_handler);
-    set_ier(UART_IER_RDI | UART_IER_RLSI);
+    set_ier(UART_IER_RDI | UART_IER_RLSI | (MODEM_LOOP ? UART_IER_MSI : 0));
+    if (MODEM_LOOP)
+        mirror_modem_lines();
     while (!done || tx_head != tx_tail)
         idle_once();
     set_ier(0);

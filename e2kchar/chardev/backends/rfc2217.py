@@ -300,6 +300,16 @@ class Rfc2217Chardev(SocketChardev):
 # -- options --------------------------------------------------------------------------
 
 
+# A console protocol: one keystroke in, one echo out. With Nagle's algorithm on, the echo of
+# a keystroke waits for the client's delayed ACK (~40 ms on Linux), so RFC 2217 consoles
+# default to nodelay (as pyserial's own rfc2217 server example does); nodelay=off restores it.
+_NODELAY = True
+
+
+def _nodelay(value: bool | None) -> bool:
+    return _NODELAY if value is None else value
+
+
 def _from_opts(opts: Opts, common: dict[str, Any]) -> Rfc2217Config:
     host = opts.get("host")
     if host is None:
@@ -316,7 +326,7 @@ def _from_opts(opts: Opts, common: dict[str, Any]) -> Rfc2217Config:
     if delay is not None:
         nodelay = not delay
     return Rfc2217Config(addr=addr, server=True, wait=True if wait is None else wait,
-                         nodelay=nodelay, history=opt_size(opts, "history"), **common)
+                         nodelay=_nodelay(nodelay), history=opt_size(opts, "history"), **common)
 
 
 def _from_qapi(d: QapiReader, common: dict[str, Any], where: str) -> Rfc2217Config:
@@ -325,7 +335,7 @@ def _from_qapi(d: QapiReader, common: dict[str, Any], where: str) -> Rfc2217Conf
         raise ChardevError(f"Parameter '{where}.data.addr.type' does not accept value "
                            "for rfc2217 (only 'inet')")
     return Rfc2217Config(addr=addr, server=True, wait=bool(d.take("wait", "boolean")),
-                         nodelay=d.take("nodelay", "boolean"),
+                         nodelay=_nodelay(d.take("nodelay", "boolean")),
                          history=d.take("history", "integer"), **common)
 
 

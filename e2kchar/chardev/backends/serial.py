@@ -1,7 +1,9 @@
 """serial (alias tty): a host serial device or any pyserial URL, through pyserial.
 
 A plain device (a real tty, a pty slave) is driven from its fd on the I/O loop, exactly
-like the fd family. URL ports without a pollable fd (loop://, socket://, rfc2217://,
+like the fd family. A path that is no terminal at all (QEMU's own test uses /dev/null) is
+accepted as QEMU accepts it: its fd moves the bytes, line settings and breaks are
+acknowledged but not applied (logged once), and it has no modem lines. URL ports without a pollable fd (loop://, socket://, rfc2217://,
 spy://) get one small reader thread that reads only while the frontend has room. Line
 parameters, break and modem lines map to pyserial's port API, so URL handlers that carry
 them (rfc2217, loop) see them too.
@@ -92,6 +94,8 @@ class SerialChardev(FdChardev[SerialConfig]):
             port.write_timeout = 1.0
             port.open()
         except Exception as exc:  # URL handlers raise assorted errors (KeyError, ...)
+            if isinstance(exc, serial.SerialException) and self._open_non_tty(url):
+                return True
             raise ChardevError(f"Could not open '{url}': {_reason(exc)}") from None
         self.port = port
         self.filename = "serial"
@@ -102,6 +106,22 @@ class SerialChardev(FdChardev[SerialConfig]):
             self._thread = threading.Thread(target=self._reader, name=f"serial-{self.label}",
                                             daemon=True)
             self._thread.start()
+        return True
+
+    def _open_non_tty(self, path: str) -> bool:
+        """pyserial refused the path: if it opens and is no terminal (its termios setup
+        failed), take it as a plain fd, as QEMU does; otherwise pyserial's error stands."""
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        except OSError:
+            return False
+        if os.isatty(fd):
+            os.close(fd)
+            return False
+        self.filename = "serial"
+        self.set_fds(fd, fd, [fd])
+        log.info("%s: %s is not a terminal: line settings and breaks are not applied, "
+                 "and it has no modem lines", self.label, path)
         return True
 
     def chr_close(self) -> None:
@@ -216,6 +236,8 @@ class SerialChardev(FdChardev[SerialConfig]):
     def chr_ioctl(self, cmd: int, arg: Any) -> Any:
         port = self.port
         if port is None:
+            if self.in_fd >= 0 and cmd in (ChardevIoctl.SET_PARAMS, ChardevIoctl.SET_BREAK):
+                return 0  # a non-tty: QEMU ignores the failed tcsetattr/tcsendbreak
             return -errno.ENOTSUP
         try:
             if cmd == ChardevIoctl.SET_PARAMS:
