@@ -214,6 +214,7 @@ class ChardevRegistry:
         """Enter an opened chardev under label (creation, hotswap)."""
         chr_.label = label
         self._chardevs[label] = chr_
+        chr_.chr_registered()
 
     def unregister_chardev(self, label: str) -> None:
         """Forget label without finalizing its chardev (hotswap)."""
