@@ -49,9 +49,9 @@ MAX_PORTS_LIMIT = 511
 CTRL_BACKLOG_LIMIT = 4096
 #: the most bytes of one guest control message we look at
 CTRL_MSG_MAX = 4096
-#: guest output is copied out of guest memory and written in pieces of at most this size
+#: guest output is handed to the backend in pieces of at most this size (views of guest RAM)
 TX_CHUNK = 4 << 20
-#: guest bytes one notify (or one writable watch) copies at most; the rest goes on from
+#: guest bytes one notify (or one writable watch) writes at most; the rest goes on from
 #: the port's writable watch, so a hostile chain (all of RAM, posted 128 times) cannot keep
 #: the CPU thread in one QUEUE_NOTIFY for hours
 TX_BUDGET = 2 * TX_CHUNK
@@ -419,7 +419,7 @@ class VirtioConsole(VirtioDevice):
                                 port.tx_rest.insert(0, (addr + TX_CHUNK, n - TX_CHUNK))
                                 n = TX_CHUNK
                             budget -= n
-                            port.tx_view = memoryview(vq.read_segments([(addr, n)])[0])
+                            port.tx_view = vq.view(addr, n)  # guest RAM itself, no copy
                             continue
                         vq.push(port.tx_elem, 0)
                         port.tx_elem = None

@@ -152,7 +152,9 @@ class Chardev(Generic[C]):
         return True
 
     def chr_write(self, data: memoryview) -> int:
-        """Write what the backend can; raise BlockingIOError when nothing fits now."""
+        """Write what the backend can; raise BlockingIOError when nothing fits now.
+
+        ``data`` may be a view of guest RAM (virtio): a backend copies what it keeps."""
         return len(data)
 
     def chr_ioctl(self, cmd: int, arg: Any) -> Any:
@@ -223,6 +225,9 @@ class Chardev(Generic[C]):
     #: interactive reader waits at most one loop iteration.
     coalesce_output: ClassVar[bool] = False
     COALESCE_LIMIT: ClassVar[int] = 65536
+    #: a write at least this big goes to the backend at once, uncopied (a virtio buffer):
+    #: one syscall already, coalescing would only add a copy
+    DIRECT_WRITE_MIN: ClassVar[int] = 4096
 
     # ------------------------------------------------------------------------------------
     # frontend attachment
@@ -295,7 +300,8 @@ class Chardev(Generic[C]):
 
     def write(self, data: bytes, write_all: bool) -> int:
         """Frontend output; returns bytes accepted or -errno (QEMU's qemu_chr_write)."""
-        if self.coalesce_output and self.host.coalesce_output:
+        if (self.coalesce_output and self.host.coalesce_output
+                and (write_all or len(data) < self.DIRECT_WRITE_MIN)):
             if not write_all:
                 # the hot path of a polled UART (one byte per call), inlined from
                 # _write_coalesced: one Python call less per guest byte
@@ -344,7 +350,7 @@ class Chardev(Generic[C]):
                 off += res
                 if not write_all:
                     break
-            if off:
+            if off and (self.logfile is not None or self.taps):
                 self._accepted(bytes(view[:off]))
         if off:
             return off

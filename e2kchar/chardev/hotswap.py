@@ -46,7 +46,6 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
-from .backends.mux import MuxConfig
 from .base import Chardev
 from .configbase import BackendConfig
 from .frontend import CharBackend
@@ -72,6 +71,8 @@ class SwapHost(Protocol):
 
 def change(host: SwapHost, id: str, config: BackendConfig) -> dict[str, Any]:
     """chardev-change on the I/O thread; returns what chardev-change returns."""
+    from .backends.mux import MuxConfig  # not at start-up: a run without a mux never needs it
+
     old = host.find(id)
     if old is None:
         raise ChardevError(f"Chardev '{id}' does not exist")
