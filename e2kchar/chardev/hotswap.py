@@ -10,8 +10,10 @@ and focus (QEMU refuses that too; we need not).
 
 Unattached (no frontend): ``new`` is opened before ``old`` is dropped, so a failed open
 leaves ``old`` in place. If both want one exclusive host resource (the same listening port
-or path, a tty, stdio; ``Chardev.exclusive_resource``) ``old`` is destroyed first and
-reopened (``reopen=True``: nothing truncated) if ``new`` fails.
+or path, a tty, stdio; ``Chardev.exclusive_resource``) ``old`` lets go of it if it can
+(``chr_release_exclusive``: a server closes its listener and keeps its client, and takes
+it back if ``new`` fails); otherwise ``old`` is destroyed first and reopened
+(``reopen=True``: nothing truncated) if ``new`` fails.
 
 Attached (a frontend):
 1. A frontend without a be_change handler refuses ("Chardev user does not support chardev
@@ -153,15 +155,30 @@ def _swap_unattached(host: SwapHost, id: str, old: Chardev,
                      config: BackendConfig) -> dict[str, Any]:
     """Never lose the old chardev before the new one is known to open."""
     key = type(old).exclusive_resource(old.config)
-    if key is None or key != host.backend_class(config.type).exclusive_resource(config):
+    released = False
+    if key is not None and key == host.backend_class(config.type).exclusive_resource(config):
+        # a server lets go of its port or path but stays live (its client too) and takes
+        # it back if the open fails; what cannot let go alone is closed first
+        released = old.chr_release_exclusive()
+        if not released:
+            return _swap_closing_old(host, id, old, config)
+    try:
         new = host.open_chardev(id, config, log_from=old)
-        _hand_over(old, new)
-        with old.write_lock, new.write_lock:
-            new.adopt_output(old.retire_output(), front=True)
-        _replace(host, id, old, new)
-        return new.query_extra()
-    # the old one holds what the new one needs (same port, tty, stdio): release it, open
-    # the new one, and bring the old one back if that fails
+    except BaseException:
+        if released:
+            old.chr_reacquire_exclusive()
+        raise
+    _hand_over(old, new)
+    with old.write_lock, new.write_lock:
+        new.adopt_output(old.retire_output(), front=True)
+    _replace(host, id, old, new)
+    return new.query_extra()
+
+
+def _swap_closing_old(host: SwapHost, id: str, old: Chardev,
+                      config: BackendConfig) -> dict[str, Any]:
+    """old holds what new needs and cannot let go of it alone (a tty, stdio): close it,
+    open new, and bring old back from its config if that fails."""
     old_config, old_taps = old.config, old.taps
     with old.write_lock:
         left = old.retire_output()
