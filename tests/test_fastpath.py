@@ -310,3 +310,22 @@ def test_accessors_do_what_read_and_write_do(creg, tmp_path, kind):
                 creg.remove(c.label)
 
     check()
+
+
+def test_capture_sees_the_last_bytes_at_close(creg, tmp_path):
+    """A capture closed right after the guest stops still gets what waits in the sink."""
+    from e2kchar.capture import Capture
+
+    for n in range(20):
+        label = f"c{n}"
+        chr_ = creg.new(label, f"file,path={tmp_path / label}")
+        g = Guest("com1", chr_)
+        cap = Capture(creg, str(tmp_path / f"{label}.cap"))
+        cap.add(label)
+        try:
+            g.print(b"hello\nworld %d" % n)
+            cap.close()  # at once: the flusher has most likely not collected the bytes yet
+            assert (tmp_path / f"{label}.cap").read_text().splitlines() == [
+                f"[{label}] hello", f"[{label}] world {n}"]
+        finally:
+            g.close()
