@@ -8,14 +8,26 @@ device can set NEEDS_RESET instead of crashing the emulator.
 from __future__ import annotations
 
 import logging
+import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from construct import Array, Int16ul, Int32ul, Int64ul, Struct, this
+from construct import (
+    Array,
+    Construct,
+    FormatField,
+    Int16ul,
+    Int32ul,
+    Int64ul,
+    Renamed,
+    Struct,
+    this,
+)
 
 from e2kchar.errors import E2kcharError
 
-from .memory import GuestMemory, GuestMemoryError
+from .memory import DmaMemory, GuestMemory, GuestMemoryError
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +45,33 @@ VringUsed = Struct("flags" / Int16ul, "idx" / Int16ul,
 RingHeader = Struct("flags" / Int16ul, "idx" / Int16ul)
 U16 = Int16ul
 
-_desc = VringDesc.compile()
-_used_elem = VringUsedElem.compile()
-_u16 = Int16ul.compile()
+
+def packed(layout: Construct) -> struct.Struct:
+    """The struct form of a fixed layout of plain fields (a FormatField, or a Struct of
+    them): the hot path unpacks with it, the construct declaration stays the only one."""
+    fields = layout.subcons if isinstance(layout, Struct) else [layout]
+    order, codes = "", ""
+    for sub in fields:
+        sub = sub.subcon if isinstance(sub, Renamed) else sub
+        if not isinstance(sub, FormatField):
+            raise TypeError(f"{sub!r} is not a fixed-size plain field")
+        if order and sub.fmtstr[0] != order:
+            raise TypeError("fields of mixed byte order")
+        order, codes = sub.fmtstr[0], codes + sub.fmtstr[1:]
+    return struct.Struct(order + codes)
+
+
+#: descriptor, used element and u16 in their struct forms (checked against construct's by
+#: tests/test_virtqueue.py)
+DESC = packed(VringDesc)
+USED_ELEM = packed(VringUsedElem)
+U16_FORM = packed(U16)
+_desc_from = DESC.unpack_from
+_u16_from = U16_FORM.unpack_from
+_u16_pack = U16_FORM.pack
+_used_pack = USED_ELEM.pack
+_used_into = USED_ELEM.pack_into
+_u16_into = U16_FORM.pack_into
 
 DESC_SIZE = VringDesc.sizeof()
 HDR_SIZE = RingHeader.sizeof()
@@ -53,6 +89,10 @@ MAX_QUEUE_SIZE = 32768
 
 class VirtqueueError(E2kcharError):
     """The driver put something malformed in the queue (the device must need a reset)."""
+
+
+def _no_memory(addr: int, n: int) -> memoryview:
+    raise VirtqueueError("no guest memory")
 
 
 def need_event(event: int, new: int, old: int) -> bool:
@@ -93,6 +133,7 @@ class VirtQueue:
     def __init__(self, index: int, num_max: int, memory: GuestMemory | None = None) -> None:
         self.index = index
         self.num_max = num_max
+        self._view: Callable[[int, int], memoryview] = _no_memory
         self.memory = memory
         self.event_idx = False
         self.indirect = False
@@ -107,6 +148,9 @@ class VirtQueue:
         self.avail_addr = 0
         self.used_addr = 0
         self.last_avail_idx = 0
+        #: the avail idx last read, and the driver area it was read from (pop)
+        self._avail_seen = 0
+        self._avail_seen_at = -1
         self.used_idx = 0
         #: used idx at the last interrupt we sent (EVENT_IDX bookkeeping)
         self.signalled_used = 0
@@ -130,14 +174,34 @@ class VirtQueue:
 
     # -- guest memory ----------------------------------------------------------------
 
-    def _read(self, addr: int, n: int) -> bytes:
-        mem = self.memory
-        if mem is None:
-            raise VirtqueueError("no guest memory")
+    @property
+    def memory(self) -> GuestMemory | None:
+        return self._memory
+
+    @memory.setter
+    def memory(self, memory: GuestMemory | None) -> None:
+        """Bind guest RAM; a DmaMemory lends views, any other GuestMemory is copied from."""
+        self._memory = memory
+        self._dma: DmaMemory | None = None
+        if memory is None:
+            self._view = _no_memory
+        elif isinstance(memory, DmaMemory):
+            self._dma = memory
+            self._view = memory.view
+        else:
+            read = memory.read
+            self._view = lambda addr, n: memoryview(read(addr, n))
+
+    def view(self, addr: int, n: int) -> memoryview:
+        """Guest RAM [addr, addr + n) to read: a view of RAM itself when the memory lends
+        one (DmaMemory), else a copy; VirtqueueError outside RAM."""
         try:
-            return mem.read(addr, n)
+            return self._view(addr, n)
         except GuestMemoryError as exc:
             raise VirtqueueError(f"queue {self.index}: {exc}") from None
+
+    def _read(self, addr: int, n: int) -> bytes:
+        return bytes(self.view(addr, n))
 
     def _write(self, addr: int, data: bytes) -> None:
         mem = self.memory
@@ -149,7 +213,10 @@ class VirtQueue:
             raise VirtqueueError(f"queue {self.index}: {exc}") from None
 
     def read_u16(self, addr: int) -> int:
-        value: int = _u16.parse(self._read(addr, 2))  # construct is untyped
+        try:
+            value: int = _u16_from(self._view(addr, 2))[0]
+        except GuestMemoryError as exc:
+            raise VirtqueueError(f"queue {self.index}: {exc}") from None
         return value
 
     # -- driver area -----------------------------------------------------------------
@@ -174,17 +241,29 @@ class VirtQueue:
         return n
 
     def pop(self) -> VirtqElement | None:
-        """Take the next available chain, or None when the ring is empty."""
-        if not self.pending():
+        """Take the next available chain, or None when the ring is empty.
+
+        The driver's avail idx is read again only once the chains it announced last time
+        are taken (QEMU's shadow_avail_idx): one guest-memory read per batch, not per chain.
+        """
+        if not self.ready:
             return None
+        seen = self._avail_seen
+        if self.last_avail_idx == seen or self.avail_addr != self._avail_seen_at:
+            n = self.pending()
+            if not n:
+                return None
+            seen = (self.last_avail_idx + n) & 0xFFFF
         slot = self.last_avail_idx % self.num
         head = self.read_u16(self.avail_addr + HDR_SIZE + 2 * slot)
         elem = self._walk(head)
+        # remembered only now: a chain that raised is looked at afresh next time
+        self._avail_seen, self._avail_seen_at = seen, self.avail_addr
         self.last_avail_idx = (self.last_avail_idx + 1) & 0xFFFF
         self.inflight += 1
         if self.event_idx:
             self._write(self.used_addr + HDR_SIZE + USED_ELEM_SIZE * self.num,
-                        _u16.build(self.last_avail_idx))
+                        _u16_pack(self.last_avail_idx))
         return elem
 
     def _walk(self, head: int) -> VirtqElement:
@@ -195,9 +274,12 @@ class VirtQueue:
         table, limit, i = self.desc_addr, num, head
         seen = 0
         indirect = False
+        view = self._view
         while True:
-            d = _desc.parse(self._read(table + DESC_SIZE * i, DESC_SIZE))
-            flags = d.flags
+            try:
+                addr, length, flags, nxt = _desc_from(view(table + DESC_SIZE * i, DESC_SIZE))
+            except GuestMemoryError as exc:
+                raise VirtqueueError(f"queue {self.index}: {exc}") from None
             if flags & VRING_DESC_F_INDIRECT:
                 if not self.indirect:
                     raise VirtqueueError(f"queue {self.index}: indirect descriptor without "
@@ -209,28 +291,28 @@ class VirtQueue:
                 if flags & VRING_DESC_F_NEXT:
                     raise VirtqueueError(f"queue {self.index}: indirect descriptor in a chain "
                                          "with NEXT set")
-                if d.len == 0 or d.len % DESC_SIZE or d.len // DESC_SIZE > MAX_QUEUE_SIZE:
-                    raise VirtqueueError(f"queue {self.index}: bad indirect table length {d.len}")
+                if length == 0 or length % DESC_SIZE or length // DESC_SIZE > MAX_QUEUE_SIZE:
+                    raise VirtqueueError(f"queue {self.index}: bad indirect table length {length}")
                 indirect = True
-                table, limit, i = d.addr, d.len // DESC_SIZE, 0
+                table, limit, i = addr, length // DESC_SIZE, 0
                 seen = 0
                 continue
             seen += 1
             if seen > limit:
                 raise VirtqueueError(f"queue {self.index}: descriptor chain loops or is longer "
                                      f"than its table ({limit})")
-            if d.addr + d.len > 1 << 64:
+            if addr + length > 1 << 64:
                 raise VirtqueueError(f"queue {self.index}: descriptor wraps the address space")
             if flags & VRING_DESC_F_WRITE:
-                elem.in_sg.append((d.addr, d.len))
+                elem.in_sg.append((addr, length))
             else:
                 if elem.in_sg:
                     raise VirtqueueError(f"queue {self.index}: device-readable descriptor after "
                                          "a device-writable one")
-                elem.out_sg.append((d.addr, d.len))
+                elem.out_sg.append((addr, length))
             if not flags & VRING_DESC_F_NEXT:
                 return elem
-            i = d.next
+            i = nxt
             if i >= limit:
                 raise VirtqueueError(f"queue {self.index}: next index {i} >= {limit}")
 
@@ -249,11 +331,20 @@ class VirtQueue:
     def push(self, elem: VirtqElement, written: int) -> None:
         """Return a chain to the driver with `written` bytes stored in its in-segments."""
         slot = self.used_idx % self.num
-        self._write(self.used_addr + HDR_SIZE + USED_ELEM_SIZE * slot,
-                    _used_elem.build({"id": elem.head, "len": written}))
-        self.used_idx = (self.used_idx + 1) & 0xFFFF
-        self._write(self.used_addr + 2, _u16.build(self.used_idx))
-        self.inflight = max(0, self.inflight - 1)
+        at = self.used_addr + HDR_SIZE + USED_ELEM_SIZE * slot
+        if self._dma is None:
+            self._write(at, _used_pack(elem.head, written))
+            self.used_idx = (self.used_idx + 1) & 0xFFFF
+            self._write(self.used_addr + 2, _u16_pack(self.used_idx))
+        else:  # straight into guest RAM: the struct forms pack into views of it
+            view = self._view
+            try:
+                _used_into(view(at, USED_ELEM_SIZE), 0, elem.head, written)
+                self.used_idx = (self.used_idx + 1) & 0xFFFF
+                _u16_into(view(self.used_addr + 2, 2), 0, self.used_idx)
+            except GuestMemoryError as exc:
+                raise VirtqueueError(f"queue {self.index}: {exc}") from None
+        self.inflight = self.inflight - 1 if self.inflight > 0 else 0
 
     def should_notify(self) -> bool:
         """Whether the driver wants an interrupt for what was pushed since the last one."""
@@ -272,6 +363,10 @@ class VirtQueue:
     def read_segments(self, sg: list[tuple[int, int]]) -> list[bytes]:
         return [self._read(a, n) for a, n in sg]
 
+    def view_segments(self, sg: list[tuple[int, int]]) -> list[memoryview]:
+        """read_segments without the copy where the memory lends views (see view())."""
+        return [self.view(a, n) for a, n in sg]
+
     def write_segments(self, sg: list[tuple[int, int]], data: bytes | memoryview) -> int:
         """Scatter data over the in-segments; returns bytes written."""
         view = memoryview(data)
@@ -280,7 +375,14 @@ class VirtQueue:
             if done >= len(view):
                 break
             chunk = view[done:done + n]
-            self._write(addr, bytes(chunk))
+            dma = self._dma
+            if dma is None:
+                self._write(addr, bytes(chunk))
+            else:
+                try:
+                    dma.write(addr, chunk)
+                except GuestMemoryError as exc:
+                    raise VirtqueueError(f"queue {self.index}: {exc}") from None
             done += len(chunk)
         return done
 
@@ -299,6 +401,7 @@ class VirtQueue:
         self.avail_addr = int(s.get("avail", 0))
         self.used_addr = int(s.get("used", 0))
         self.last_avail_idx = int(s.get("last_avail_idx", 0)) & 0xFFFF
+        self._avail_seen, self._avail_seen_at = self.last_avail_idx, -1
         self.used_idx = int(s.get("used_idx", 0)) & 0xFFFF
         self.event_idx = bool(s.get("event_idx", False))
         self.indirect = bool(s.get("indirect", False))

@@ -229,6 +229,24 @@ def fifo_pair(tmp_path, name, out_pipe_size=4096):
     return base
 
 
+def slow_read(reg, path, n, piece, timeout=20.0):
+    """Read n bytes from a fifo `piece` bytes at a time (a slow reader), running reg meanwhile."""
+    import time
+
+    reader = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        got = bytearray()
+        deadline = time.monotonic() + timeout
+        while len(got) < n and time.monotonic() < deadline:
+            try:
+                got += os.read(reader, piece)
+            except BlockingIOError:
+                reg.run_until(lambda: False, 0.002)
+        return bytes(got)
+    finally:
+        os.close(reader)
+
+
 def test_guest_output_backpressure_through_a_slow_pipe(reg, tmp_path):
     base = fifo_pair(tmp_path, "p")
     rig = Rig(reg, ports=[("c0", "ringbuf", None, True), ("p1", f"pipe,path={base}", "slow", False)])
@@ -242,19 +260,7 @@ def test_guest_output_backpressure_through_a_slow_pipe(reg, tmp_path):
         q.add(outs=[data[i:i + 50_000]])
     q.kick()  # the pipe fills up: the port throttles instead of dropping
     assert rig.con.port(1).throttled
-    reader = os.open(base + ".out", os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        got = bytearray()
-        import time
-        deadline = time.monotonic() + 10
-        while len(got) < len(data) and time.monotonic() < deadline:
-            try:
-                got += os.read(reader, 1000)  # a slow reader
-            except BlockingIOError:
-                reg.run_until(lambda: False, 0.002)
-        assert bytes(got) == data
-    finally:
-        os.close(reader)
+    assert slow_read(reg, base + ".out", len(data), 1000, timeout=10) == data
     rig.wait(lambda: q.pending_used() == 4)
 
 
@@ -1060,3 +1066,68 @@ def test_snapshot_keeps_held_receive_buffers_and_a_half_written_chain(reg, tmp_p
         assert [u.data for u in other.g.recv(0)] == [b"cdef"]  # the held buffer, used once
     finally:
         reg2.close()
+
+
+# ---------------------------------------------------------------------------------------
+# zero-copy output: the backend writes guest RAM itself
+
+
+class ViewRecorder(RingbufChardev):
+    """Notes what chr_write was handed, and copies it (as every backend must)."""
+
+    def open(self) -> bool:
+        self.handed = []
+        return super().open()
+
+    def chr_write(self, data):
+        self.handed.append(data.obj)
+        return super().chr_write(data)
+
+
+def test_guest_output_reaches_the_backend_as_a_view_of_guest_ram(reg):
+    reg.register_backend("ringbuf", ViewRecorder)
+    rig = Rig(reg, ports=[("c0", "ringbuf,size=1048576", None, True)])
+    rig.handshake([0])
+    data = os.urandom(65536)
+    rig.g.send(0, data)
+    w = rig.chr["c0"]
+    assert w.peek() == data
+    assert w.handed == [rig.mem.data]  # not a copy of it
+    assert rig.g.queues[1].get_used()[0].len == 0
+
+
+def test_big_guest_writes_skip_the_coalescing_copy_and_keep_the_logfile(tmp_path):
+    from e2kchar import ChardevRegistry
+
+    out, logf = tmp_path / "out", tmp_path / "log"
+    with ChardevRegistry(coalesce_output=True) as reg:
+        rig = Rig(reg, ports=[("c0", f"file,path={out},logfile={logf}", None, True)])
+        rig.handshake([0])
+        small, big = b"coalesced ", os.urandom(65536)
+        rig.g.send(0, small)
+        rig.g.send(0, big)      # written at once, behind the small write
+        assert rig.g.queues[1].pending_used() == 2
+        rig.wait(lambda: out.stat().st_size == len(small) + len(big))
+        assert reg.find("c0").flush()
+    assert out.read_bytes() == small + big
+    assert logf.read_bytes() == small + big
+
+
+def test_a_stalled_pipe_keeps_guest_output_exact_on_a_coalescing_registry(tmp_path):
+    from e2kchar import ChardevRegistry
+
+    base = fifo_pair(tmp_path, "p")
+    with ChardevRegistry(coalesce_output=True) as reg:
+        rig = Rig(reg, ports=[("c0", "ringbuf", None, True),
+                              ("p1", f"pipe,path={base}", "slow", False)])
+        rig.wait(host_connected(rig, 1))
+        rig.handshake([0, 1])
+        fcntl.fcntl(rig.chr["p1"].out_fd, fcntl.F_SETPIPE_SZ, 4096)
+        data = os.urandom(300_000)
+        q = rig.g.queues[rx_queue(1) + 1]
+        for i in range(0, len(data), 60_000):
+            q.add(outs=[data[i:i + 30_000], data[i + 30_000:i + 60_000]])
+        q.kick()
+        assert rig.con.port(1).throttled and q.pending_used() == 0
+        assert slow_read(reg, base + ".out", len(data), 3000) == data
+        rig.wait(lambda: q.pending_used() == 5)

@@ -269,3 +269,100 @@ def test_random_descriptor_tables_never_escape(table, ring, idx, indirect_table,
             vq.should_notify()
         except VirtqueueError:
             break
+
+
+# ---------------------------------------------------------------------------------------
+# the hot path's struct forms and zero-copy views of guest RAM
+
+
+@settings(max_examples=200, deadline=None)
+@given(addr=st.integers(0, 2**64 - 1), n=st.integers(0, 2**32 - 1),
+       flags=st.integers(0, 0xFFFF), nxt=st.integers(0, 0xFFFF), head=st.integers(0, 2**32 - 1))
+def test_struct_forms_agree_with_the_construct_declarations(addr, n, flags, nxt, head):
+    from e2kchar.devices.virtqueue import DESC, U16, U16_FORM, USED_ELEM, VringUsedElem
+
+    raw = VringDesc.build({"addr": addr, "len": n, "flags": flags, "next": nxt})
+    assert DESC.size == VringDesc.sizeof() and DESC.pack(addr, n, flags, nxt) == raw
+    assert DESC.unpack(raw) == (addr, n, flags, nxt)
+    raw = VringUsedElem.build({"id": head, "len": n})
+    assert USED_ELEM.size == VringUsedElem.sizeof() and USED_ELEM.pack(head, n) == raw
+    assert U16_FORM.pack(flags) == U16.build(flags) and U16_FORM.unpack(U16.build(nxt)) == (nxt,)
+
+
+def test_packed_refuses_layouts_that_are_not_plain_fields():
+    from construct import Int16ub, Int16ul, PascalString, Struct
+    from e2kchar.devices.virtqueue import packed
+
+    assert packed(Struct("a" / Int16ul, "b" / Int16ul)).format == "<HH"
+    with pytest.raises(TypeError, match="not a fixed-size plain field"):
+        packed(Struct("s" / PascalString(Int16ul, "ascii")))
+    with pytest.raises(TypeError, match="mixed byte order"):
+        packed(Struct("a" / Int16ul, "b" / Int16ub))
+
+
+@pytest.mark.parametrize("kind", ["bytearray", "ram"])
+def test_dma_views_are_guest_ram_and_refuse_anything_outside(kind):
+    from e2kchar.devices import GuestMemoryError
+    from e2kchar.devices.memory import DmaMemory
+
+    from e2kchar.machine.ram import RamMemory
+
+    size = 1 << 16
+    mem = BytearrayMemory(size, BASE) if kind == "bytearray" else RamMemory.anonymous(BASE, size)
+    assert isinstance(mem, DmaMemory)
+    v = mem.view(BASE + 0x100, 4)
+    mem.write(BASE + 0x100, b"abcd")
+    assert bytes(v) == b"abcd"                      # a view of RAM, not a copy
+    v[1:3] = b"XY"
+    assert mem.read(BASE + 0x100, 4) == b"aXYd"
+    mem.write(BASE + 0x200, memoryview(b"from a view"))
+    assert mem.read(BASE + 0x200, 11) == b"from a view"
+    assert len(mem.view(BASE + size - 8, 8)) == 8 and len(mem.view(BASE, 0)) == 0
+    for addr, n in [(BASE - 1, 2), (BASE + size - 7, 8), (BASE, size + 1), (BASE, -1),
+                    (BASE + 2**64, 1), (BASE - 2**64, 4), (2**64 - 1, 2), (0, 4)]:
+        with pytest.raises(GuestMemoryError, match="outside RAM"):
+            mem.view(addr, n)
+        with pytest.raises(GuestMemoryError):
+            mem.read(addr, n)
+    mem.write(BASE + 0x300, b"kept")  # a failed access changed nothing
+    if kind == "ram":
+        held = mem.view(BASE + 0x300, 4)
+        mem.close()  # a view still lent out: the mapping lives until it goes
+        assert bytes(held) == b"kept"
+        del held, v
+
+
+class ReadWriteOnly:
+    """A GuestMemory of an embedder that lends no views (read and write only)."""
+
+    def __init__(self, mem):
+        self.mem = mem
+
+    def read(self, addr, n):
+        return self.mem.read(addr, n)
+
+    def write(self, addr, data):
+        assert isinstance(data, bytes)  # the protocol promises bytes
+        self.mem.write(addr, data)
+
+
+def test_a_memory_without_views_still_works_by_copying():
+    mem, vq = make()
+    vq.memory = ReadWriteOnly(mem)
+    desc(mem, 0, DATA, 5, NEXT, 1)
+    desc(mem, 1, DATA + 0x100, 8, WRITE)
+    mem.write(DATA, b"hello")
+    offer(mem, vq, 0)
+    e = vq.pop()
+    assert bytes(vq.view(*e.out_sg[0])) == b"hello" and vq.read_segments(e.out_sg) == [b"hello"]
+    assert vq.write_segments(e.in_sg, memoryview(b"world!!!")) == 8
+    vq.push(e, 8)
+    assert mem.read(DATA + 0x100, 8) == b"world!!!" and used(mem, vq, 0) == (0, 8)
+    desc(mem, 2, BASE + (1 << 20) - 4, 8)
+    offer(mem, vq, 2, start=1)
+    e = vq.pop()
+    with pytest.raises(VirtqueueError, match="outside RAM"):
+        vq.view(*e.out_sg[0])
+    vq.memory = None
+    with pytest.raises(VirtqueueError, match="no guest memory"):
+        vq.pop()

@@ -1,10 +1,18 @@
-"""Benchmark virtio-console guest->host throughput through virtio-mmio.
+#!/usr/bin/env python3
+"""Benchmark virtio-console guest->host throughput through virtio-mmio, in-process.
 
-Usage: python tools/bench_virtio_console.py [--seconds N]
+    tools/bench_virtio_console.py [--seconds N]     # MB/s per backend and descriptor size
+    tools/bench_virtio_console.py --callgrind        # instructions per 64 KiB chain
+
 A Python stand-in guest posts whole transmit rings of one-descriptor chains and kicks once
-per ring; the device hands each descriptor to the backend in one write. Backends: a file
-(/dev/null, never pushes back) and a FIFO drained by a reader thread (the throttle/watch
-path). Prints MB/s per descriptor size; numbers compare changes on one machine only.
+per ring; the device hands each descriptor to the backend in one write. The registry
+coalesces output as the CLI's does. Backends: a file (/dev/null, never pushes back; and a
+real file in a temporary directory) and a FIFO drained by a reader thread (the
+throttle/watch path). Numbers compare changes on one machine only (BENCHMARKS.md).
+
+--callgrind runs the 64 KiB /dev/null case twice under `valgrind --tool=callgrind`, with
+BIG and SMALL rings of chains, and prints the difference of the two totals over the chains
+between them: the cost of one chain (pop, hand-off to the backend, push), start-up cancelled.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import struct
+import sys
 import tempfile
 import threading
 import time
@@ -22,6 +31,8 @@ from e2kchar import ChardevRegistry
 
 RAM = 0x8000_0000
 QNUM = 128
+CHAIN = 65536
+BIG, SMALL = 40, 8   # rings of QNUM chains for --callgrind
 
 
 def _w(m: VirtioMmio, off: int, v: int) -> None:
@@ -55,12 +66,15 @@ def _setup(reg: ChardevRegistry, spec: str, size: int):
     return m, mem, avail, used, chr_
 
 
-def run(reg: ChardevRegistry, spec: str, size: int, seconds: float) -> float:
+def run(reg: ChardevRegistry, spec: str, size: int, seconds: float = 0.0,
+        rings: int = 0) -> float:
+    """MB/s for `seconds`, or for exactly `rings` rings of QNUM chains."""
     m, mem, avail, used, _ = _setup(reg, spec, size)
     idx = 0
     total = 0
+    done = 0
     t0 = time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
+    while (done < rings) if rings else (time.perf_counter() - t0 < seconds):
         idx = (idx + QNUM) & 0xFFFF
         mem.write(avail + 2, struct.pack("<H", idx))
         _w(m, 0x50, 1)
@@ -70,17 +84,40 @@ def run(reg: ChardevRegistry, spec: str, size: int, seconds: float) -> float:
                 raise RuntimeError("device stopped completing buffers")
             reg.run_until(lambda: False, 0.0005)
         total += QNUM * size
-    return total / (time.perf_counter() - t0) / 1e6
+        done += 1
+    dt = time.perf_counter() - t0
+    return total / dt / 1e6
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--callgrind", action="store_true",
+                    help="instructions per 64 KiB chain (valgrind)")
+    ap.add_argument("--rings", type=int, help=argparse.SUPPRESS)  # --callgrind's child
     args = ap.parse_args()
-    with ChardevRegistry() as reg, tempfile.TemporaryDirectory() as tmp:
+    if args.rings:
+        with ChardevRegistry(coalesce_output=True) as reg:
+            run(reg, "file,path=/dev/null", CHAIN, rings=args.rings)
+        return
+    if args.callgrind:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from callgrind_polled import count  # tools/ is not a package
+
+        big, small = (count([sys.executable, __file__, "--rings", str(n)]) for n in (BIG, SMALL))
+        chains = (BIG - SMALL) * QNUM
+        print(f"{(big - small) / chains:8.0f} instructions per {CHAIN >> 10} KiB chain "
+              f"({big} - {small} over {chains} chains)")
+        return
+    with ChardevRegistry(coalesce_output=True) as reg, tempfile.TemporaryDirectory() as tmp:
         for size in (4096, 65536, 1 << 20):
-            print(f"file /dev/null, {size:>8} B descriptors: "
+            print(f"file /dev/null,  {size:>8} B descriptors: "
                   f"{run(reg, 'file,path=/dev/null', size, args.seconds):8.1f} MB/s")
+        path = os.path.join(tmp, "out")
+        print(f"file in {tmp[:5]}..., {CHAIN:>8} B descriptors: "
+              f"{run(reg, f'file,path={path}', CHAIN, args.seconds):8.1f} MB/s")
+        os.unlink(path)
         for size in (4096, 65536, 1 << 20):
             base = os.path.join(tmp, f"p{size}")
             os.mkfifo(base + ".in")
