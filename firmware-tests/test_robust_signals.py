@@ -93,3 +93,108 @@ def test_sigterm_during_start_up_cleans_up(tmp_path):
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert b"SIGTERM during start-up" in err and b"Traceback" not in err, err
     assert not sock.exists()
+
+
+def _controlling_tty() -> None:
+    """In the child: the pty on stdin becomes the controlling terminal of its new session."""
+    import fcntl
+    import termios
+
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+class PtyRun:
+    """``e2kchar run`` with a pty as its controlling terminal on stdin and stdout."""
+
+    def __init__(self, argv: list[str]) -> None:
+        import os
+        import termios
+        import threading
+
+        self.master, self.slave = os.openpty()
+        self.saved = termios.tcgetattr(self.slave)
+        self.proc = subprocess.Popen([*E2KCHAR, *argv], stdin=self.slave, stdout=self.slave,
+                                     stderr=subprocess.PIPE, start_new_session=True,
+                                     preexec_fn=_controlling_tty)
+        self.output = threading.Event()
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        import os
+
+        while True:
+            try:
+                if not os.read(self.master, 4096):
+                    return
+            except OSError:
+                return
+            self.output.set()
+
+    def wait_raw(self) -> list:
+        """The terminal's attributes once the run has put it in raw mode."""
+        import os
+        import termios
+
+        deadline = time.monotonic() + 30
+        while termios.tcgetattr(self.slave)[3] & termios.ICANON:
+            assert self.proc.poll() is None, self.proc.communicate()
+            assert time.monotonic() < deadline, "the terminal never went raw"
+            time.sleep(0.02)
+        assert not os.get_blocking(self.slave)  # (the same open file as the child's stdin)
+        return termios.tcgetattr(self.slave)
+
+    def end(self, sig: int) -> tuple[bytes, list, bool]:
+        """Send sig; stderr, the terminal's attributes and blocking mode after the exit."""
+        import os
+        import termios
+
+        try:
+            self.proc.send_signal(sig)
+            _, err = self.proc.communicate(timeout=30)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            after = termios.tcgetattr(self.slave)
+            blocking = os.get_blocking(self.slave)
+            os.close(self.slave)
+            os.close(self.master)
+        return err, after, blocking
+
+
+@pytest.mark.parametrize("serial", ["stdio", "mon:stdio"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_signal_restores_the_terminal(build_driver, serial, sig):
+    """F7: -serial stdio / mon:stdio put the terminal in raw mode; whatever signal ends the
+    run, the terminal's attributes and the file's blocking mode are as they were before."""
+    run = PtyRun([str(build_driver("hotswap_stream")), "-serial", serial, "--timeout", "60"])
+    try:
+        assert run.output.wait(30), "the guest never printed"  # so the machine runs
+        raw = run.wait_raw()
+    finally:
+        err, after, blocking = run.end(sig)
+    assert raw != run.saved
+    assert after == run.saved
+    assert blocking
+    assert run.proc.returncode == (130 if sig == signal.SIGINT else 0), err
+    assert b"Traceback" not in err, err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_signal_during_start_up_restores_the_terminal(tmp_path, sig):
+    """The terminal is already raw (a stdio chardev) while start-up waits for a wait=on
+    server's client: a signal then ends the process (128+N) with the terminal restored."""
+    sock = tmp_path / "s.sock"
+    run = PtyRun(["-chardev", "stdio,id=t", "-chardev",
+                  f"socket,id=s,path={sock},server=on,wait=on",
+                  "-serial", "chardev:t", "-serial", "chardev:s", "--timeout", "60"])
+    try:
+        _wait_for(sock, run.proc)
+        run.wait_raw()
+    finally:
+        err, after, blocking = run.end(sig)
+    assert after == run.saved
+    assert blocking
+    assert run.proc.returncode == 128 + sig, err
+    assert b"Traceback" not in err, err
+    assert not sock.exists()

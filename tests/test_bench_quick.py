@@ -56,3 +56,26 @@ def test_without_qemu_the_qemu_columns_say_na(tmp_path: Path) -> None:
         assert cells[2] != "n/a", ln
     assert result["machine"]["qemu"] == "n/a"
     assert [r["key"] for r in result["rows"]] == ["tx16550", "startup"]
+
+
+@pytest.mark.timeout(120)
+def test_instruction_counts_come_from_callgrind(tmp_path: Path) -> None:
+    """The instructions column: callgrind's count of a whole process, or a clear refusal
+    of --callgrind where valgrind is not installed (no silent 'n/a')."""
+    if shutil.which("valgrind") is None:
+        proc = subprocess.run([sys.executable, str(BENCH), "--quick", "--callgrind",
+                               "--json", str(tmp_path / "b.json")],
+                              capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        assert proc.returncode == 2 and "--callgrind needs valgrind" in proc.stderr
+        return
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import callgrind_polled
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    small = callgrind_polled.count(["/bin/true"], timeout=60)
+    bigger = callgrind_polled.count(["/bin/sh", "-c", "i=0; while [ $i -lt 2000 ]; do "
+                                     "i=$((i+1)); done"], timeout=60)
+    assert 0 < small < bigger
+    with pytest.raises(callgrind_polled.CallgrindError):
+        callgrind_polled.count(["/bin/false"], timeout=60)

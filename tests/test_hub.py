@@ -121,3 +121,55 @@ def test_member_hotswap_while_printing_loses_and_doubles_nothing(reg, tmp_path):
     out = reg.ringbuf_read("a", len(expect) + 10, format="base64")
     import base64
     assert base64.b64decode(out) == expect
+
+
+def test_a_member_that_stops_reading_stalls_neither_the_guest_nor_the_others(reg, tmp_path,
+                                                                             caplog):
+    """QEMU 10's hub writes at the pace of its slowest member; here a unix-socket peer that
+    never reads gets a bounded backlog and then misses output (counted, logged once), while
+    the guest's 4 MiB go out at once and the file member gets every byte."""
+    import socket
+
+    path = str(tmp_path / "slow.sock")
+    slow = reg.new("slow", f"socket,path={path},server=on,wait=off,history=0")
+    reg.new("f", f"file,path={tmp_path / 'all.log'}")
+    hub = reg.new("h", "hub,chardevs.0=slow,chardevs.1=f")
+    fe = reg.attach("h")
+    fe.set_handlers(lambda: 0, lambda d: None, lambda e: None)
+    peer = socket.socket(socket.AF_UNIX)
+    peer.connect(path)
+    assert reg.run_until(lambda: slow.connected, 5)
+    chunk = bytes(range(256)) * 64  # 16 KiB
+    done = threading.Event()
+
+    def guest():
+        for _ in range(256):
+            assert fe.write_all(chunk) == len(chunk)
+        done.set()
+
+    t = threading.Thread(target=guest, daemon=True)
+    t0 = time.monotonic()
+    t.start()
+    assert done.wait(10), "the guest's output waits for a peer that does not read"
+    took = time.monotonic() - t0
+    stats = hub.member_stats()
+    assert stats["f"] == {"backlog": 0, "dropped": 0}
+    assert 0 < stats["slow"]["backlog"] <= hub.MEMBER_BACKLOG
+    assert stats["slow"]["dropped"] > 2 * 1024 * 1024
+    assert (tmp_path / "all.log").read_bytes() == chunk * 256
+    assert sum("output dropped" in r.getMessage() for r in caplog.records) == 1
+    # the slow peer reads at last: what it gets is whole chunks, in order, then the backlog
+    peer.settimeout(2)
+    got = bytearray()
+    try:
+        while True:
+            data = peer.recv(1 << 16)
+            if not data:
+                break
+            got += data
+    except TimeoutError:
+        pass
+    peer.close()
+    assert got and len(got) % len(chunk) == 0 and got == chunk * (len(got) // len(chunk))
+    assert reg.run_until(lambda: hub.member_stats()["slow"]["backlog"] == 0, 5)
+    assert took < 10

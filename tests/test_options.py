@@ -237,3 +237,14 @@ def test_legacy_parser_only_raises_chardev_error_and_round_trips(p1, p2, rest):
         return
     assert parse_chardev(to_chardev_string(spec)) == spec
     assert from_qapi(to_qapi(spec.backend)) == spec.backend
+
+
+def test_the_declared_key_table_is_the_union_of_the_backends_tables():
+    """spec.KEYS is declared (so parsing loads no backend); it must equal what the
+    backends' own tables say, kind for kind, and every table must open its own type."""
+    from e2kchar.chardev import spec
+
+    spec.check_tables()
+    assert list(spec.BACKENDS) == ["null", "file", "pipe", "stdio", "ringbuf", "memory",
+                                   "mux", "testdev", "socket", "udp", "pty", "serial",
+                                   "rfc2217", "hub"]

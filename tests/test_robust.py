@@ -236,7 +236,24 @@ def test_hostile_virtqueue_notify_is_bounded():
         assert struct.unpack("<H", rig.mem.read(q.used + 2, 2))[0] == posts
 
 
-_OUT_OF_FDS = """
+#: for the subprocess scripts below: take every free fd but ``free`` (returned, to close)
+_FILL_FDS = """
+import os
+
+
+def fill_fds(free=0):
+    fds = []
+    try:
+        while True:
+            fds.append(os.open("/dev/null", os.O_RDONLY))
+    except OSError:
+        pass
+    for _ in range(free):
+        os.close(fds.pop())
+    return fds
+"""
+
+_OUT_OF_FDS = _FILL_FDS + """
 import logging, os, sys, time
 from e2kchar import ChardevRegistry
 from e2kchar.monitor.commands import Monitor
@@ -247,12 +264,7 @@ with ChardevRegistry() as reg:
     server = QmpServer(reg, monitor=Monitor(reg))
     server.listen(f"unix:{qmp},server=on,wait=off")
     reg.new("s", f"socket,path={sock},server=on,wait=off")
-    fds = []
-    try:
-        while True:
-            fds.append(os.open("/dev/null", os.O_RDONLY))
-    except OSError:
-        pass
+    fds = fill_fds()
     print("ready", flush=True)
     sys.stdin.readline()
     for fd in fds:
@@ -361,3 +373,73 @@ def test_rate_limit_budget_belongs_to_a_cause_not_to_a_reused_object_id(caplog, 
         assert _pong_warnings(caplog, "w2") == 1, (first == second)
         _flood_until_pong_warning(reg, caplog, "w1", tmp_path)  # the same id again, after remove
         assert _pong_warnings(caplog, "w1") == 2
+
+
+def test_failed_mux_open_logs_no_clean_up_traceback(caplog):
+    """L2: a mux whose base is missing or busy failed with its error and then logged an
+    AttributeError traceback from its clean-up ("cleanup after failed open")."""
+    caplog.set_level(logging.DEBUG, logger="e2kchar")
+    with ChardevRegistry() as reg:
+        with pytest.raises(ChardevError, match="mux: base chardev nope not found"):
+            reg.add("m", {"type": "mux", "data": {"chardev": "nope"}})
+        with pytest.raises(ChardevError, match="mux: base chardev nope not found"):
+            reg.new("m", "mux,chardev=nope")
+        reg.new("b", "ringbuf")
+        reg.attach("b")
+        with pytest.raises(ChardevError, match="Device 'b' is in use"):
+            reg.new("m", "mux,chardev=b")
+        assert reg.find("m") is None
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info], \
+        caplog.text
+
+
+_STDIO_OUT_OF_FDS = _FILL_FDS + """
+import logging, os, sys
+logging.basicConfig(format="%(levelname)s %(message)s")
+from e2kchar import ChardevRegistry
+with ChardevRegistry() as reg:
+    reg.new("warm", "stdio")  # (lazy imports done while fds are there)
+    reg.remove("warm")
+    for free in (0, 1, 2):
+        for spec in ("stdio", "stdio,mux=on"):
+            fds = fill_fds(free)
+            try:
+                reg.new("s", spec)
+                result = "opened"
+            except Exception as exc:
+                result = f"{type(exc).__name__}: {exc}"
+            for label in ("s", "s-base"):
+                if reg.find(label) is not None:
+                    reg.remove(label)
+            for fd in fds:
+                os.close(fd)
+            print(free, spec, result, len(os.listdir("/proc/self/fd")), flush=True)
+    reg.new("again", "stdio")  # the stdio claim was given back every time
+    print("claim released", flush=True)
+"""
+
+
+@pytest.mark.parametrize("stdin", ["pipe", "devnull", "closed"])
+def test_stdio_open_out_of_fds_fails_cleanly(stdin):
+    """L2: stdio (plain and mux=on) opened with 0, 1 and 2 free fds and stdin a pipe,
+    /dev/null or closed: a ChardevError or a working chardev, never a traceback, no fd
+    left behind, and the stdio claim released."""
+    import subprocess
+    import sys
+
+    kw = {"stdin": subprocess.PIPE if stdin == "pipe" else subprocess.DEVNULL}
+    if stdin == "closed":
+        kw = {"stdin": None, "pass_fds": (), "preexec_fn": lambda: os.close(0)}
+    proc = subprocess.run([sys.executable, "-c", _STDIO_OUT_OF_FDS], capture_output=True,
+                          timeout=60, **kw)
+    out, err = proc.stdout.decode(), proc.stderr.decode()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "ERROR" not in err, err
+    lines = out.splitlines()
+    assert lines[-1] == "claim released", out
+    results = [ln.split(" ", 2)[2].rsplit(" ", 1) for ln in lines[:-1]]
+    assert len(results) == 6, out
+    assert len({fds for _, fds in results}) == 1, out  # the same fds open after each
+    for result, _ in results:
+        assert result == "opened" or result.startswith("ChardevError: "), out
+    assert any(r.startswith("ChardevError: ") for r, _ in results), out

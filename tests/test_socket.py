@@ -641,9 +641,9 @@ def test_no_fd_leaks_over_a_registry_lifetime(tmp_path):
 
 def test_fd_address_listening_and_connected(reg, recorder):
     lst = socket.create_server(("127.0.0.1", 0))
-    srv = reg.new("srv", f"socket,fd={lst.fileno()},server=on,wait=off")
     port = lst.getsockname()[1]
-    lst.close()  # the chardev holds its own duplicate
+    srv = reg.new("srv", f"socket,fd={lst.fileno()},server=on,wait=off")
+    lst.detach()  # fd=N hands the socket over: the chardev owns (and has closed) N
     assert srv.filename == f"disconnected:fd:{srv.config.addr.str},server"
     rs = attach(reg, recorder, srv)
     cl = socket.create_connection(("127.0.0.1", port), timeout=5)
@@ -653,7 +653,7 @@ def test_fd_address_listening_and_connected(reg, recorder):
     cl.close()
     a, b = socket.socketpair()
     cli = reg.new("cli", f"socket,fd={a.fileno()}")
-    a.close()
+    a.detach()
     rc = attach(reg, recorder, cli)
     assert set(rc.events) == {OPENED}
     rc.fe.write_all(b"pair")
@@ -664,6 +664,104 @@ def test_fd_address_listening_and_connected(reg, recorder):
         reg.new("bad", "socket,fd=notanfd,server=on,wait=off")
     with pytest.raises(ChardevError, match="Failed to use socket fd"):
         reg.new("bad", "socket,fd=987654,server=on,wait=off")
+
+
+def _fd_is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def _eof_within(sock: socket.socket, timeout: float = 5.0) -> bool:
+    sock.settimeout(timeout)
+    try:
+        while True:
+            if sock.recv(4096) == b"":
+                return True
+    except TimeoutError:
+        return False
+
+
+def _remove_and_see_eof(reg, rec, label: str, peer: socket.socket, base: int) -> None:
+    """chardev-remove closes the connection: the peer sees EOF and no fd is left."""
+    rec.fe.deinit()
+    reg.remove(label)
+    assert _eof_within(peer)
+    peer.close()
+    assert fd_count() == base
+
+
+def test_fd_is_handed_over_and_closed_on_remove(reg, recorder):
+    """fd=N hands the socket over as in QEMU: N is closed once the chardev is registered,
+    and chardev-remove closes the connection (the peer sees EOF); no fd is left behind."""
+    base = fd_count()
+    a, b = socket.socketpair()
+    num = a.fileno()
+    cli = reg.new("cli", f"socket,fd={num}")
+    a.detach()
+    assert not _fd_is_open(num)  # only the chardev's own descriptor is left
+    rec = attach(reg, recorder, cli)
+    rec.fe.write_all(b"hi")
+    assert recv_exact(b, 2) == b"hi"
+    _remove_and_see_eof(reg, rec, "cli", b, base)
+    # a listening one: after chardev-remove nobody accepts on the port any more
+    lst = socket.create_server(("127.0.0.1", 0))
+    port = lst.getsockname()[1]
+    reg.new("srv", f"socket,fd={lst.detach()},server=on,wait=off")
+    reg.remove("srv")
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    assert fd_count() == base
+
+
+def test_fd_stays_the_callers_when_the_open_fails(reg):
+    lst = socket.create_server(("127.0.0.1", 0))
+    with pytest.raises(ChardevError, match="is a listening socket but server=off"):
+        reg.new("x", f"socket,fd={lst.fileno()}")
+    assert _fd_is_open(lst.fileno())
+    lst.close()
+
+
+@pytest.mark.parametrize("how", ["veto", "open fails"])
+def test_failed_swap_away_from_fd_socket_keeps_the_connection(reg, recorder, how):
+    base = fd_count()
+    a, b = socket.socketpair()
+    reg.new("c", f"socket,fd={a.detach()}")
+    rec = attach(reg, recorder, reg.find("c"), be_change=lambda: -1)
+    target = {"type": "ringbuf", "data": {}} if how == "veto" else \
+        {"type": "file", "data": {"out": "/nonexistent/dir/x"}}
+    with pytest.raises(ChardevError):
+        reg.change("c", target)
+    rec.fe.write_all(b"still")
+    assert recv_exact(b, 5) == b"still"
+    b.sendall(b"back")
+    assert reg.run_until(lambda: bytes(rec.data) == b"back")
+    _remove_and_see_eof(reg, rec, "c", b, base)
+
+
+def test_swap_onto_fd_socket_vetoed_leaves_the_fd_with_the_caller(reg, recorder):
+    base = fd_count()
+    a, b = socket.socketpair()
+    reg.new("c", "ringbuf")
+    veto = [True]
+    rec = attach(reg, recorder, reg.find("c"),
+                 be_change=lambda: -1 if veto else 0)
+    with pytest.raises(ChardevError, match="change failed"):
+        reg.change("c", {"type": "socket", "data": {"addr": {"type": "fd", "data": {
+            "str": str(a.fileno())}}, "server": False}})
+    assert _fd_is_open(a.fileno())  # the connection is still the caller's, and works
+    a.sendall(b"ok")
+    assert recv_exact(b, 2) == b"ok"
+    veto.clear()  # now the swap commits: the chardev owns the socket, the caller's N goes
+    rec.fe.set_handlers(rec.can_read, rec.read, rec.event, rec.be_change)
+    reg.change("c", {"type": "socket", "data": {"addr": {"type": "fd", "data": {
+        "str": str(a.fileno())}}, "server": False}})
+    assert not _fd_is_open(a.detach())
+    rec.fe.write_all(b"swapped")
+    assert recv_exact(b, 7) == b"swapped"
+    _remove_and_see_eof(reg, rec, "c", b, base)
 
 
 def test_port_range_and_ipv6_filenames(reg, recorder):

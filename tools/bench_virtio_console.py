@@ -103,9 +103,9 @@ def main() -> None:
         return
     if args.callgrind:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        from callgrind_polled import collected  # tools/ is not a package
+        from callgrind_polled import count  # tools/ is not a package
 
-        big, small = (collected([__file__, "--rings", str(n)]) for n in (BIG, SMALL))
+        big, small = (count([sys.executable, __file__, "--rings", str(n)]) for n in (BIG, SMALL))
         chains = (BIG - SMALL) * QNUM
         print(f"{(big - small) / chains:8.0f} instructions per {CHAIN >> 10} KiB chain "
               f"({big} - {small} over {chains} chains)")

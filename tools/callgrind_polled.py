@@ -38,22 +38,35 @@ def _child(device: str, nbytes: int) -> int:
     return 0
 
 
-def _instructions(device: str, nbytes: int) -> int:
-    return collected([__file__, "--child", device, str(nbytes)])
+class CallgrindError(RuntimeError):
+    """valgrind failed, or printed no instruction count."""
 
 
-def collected(argv: list[str]) -> int:
-    """Instructions callgrind counts for `python argv...` (tools/bench_virtio_console.py too)."""
+def count(cmd: list[str], timeout: float | None = None) -> int:
+    """Instructions callgrind counts for one whole process (cmd run under valgrind)."""
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/cg.out",
-               sys.executable, *argv]
-        p = subprocess.run(cmd, capture_output=True, text=True)
+        full = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/cg.out", *cmd]
+        p = subprocess.run(full, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True, timeout=timeout)
     if p.returncode != 0:
-        raise SystemExit(f"callgrind run failed ({p.returncode}):\n{p.stderr[-2000:]}")
+        raise CallgrindError(f"callgrind run failed ({p.returncode}):\n{p.stderr[-2000:]}")
     m = re.search(r"Collected\s*:\s*(\d+)", p.stderr)
     if not m:
-        raise SystemExit(f"no 'Collected' line in callgrind's output:\n{p.stderr[-2000:]}")
+        raise CallgrindError(f"no 'Collected' line in callgrind's output:\n{p.stderr[-2000:]}")
     return int(m.group(1))
+
+
+def _instructions(device: str, nbytes: int) -> int:
+    return count([sys.executable, __file__, "--child", device, str(nbytes)])
+
+
+def per_byte(device: str, big: int = BIG, small: int = SMALL) -> tuple[float, int, int]:
+    """(instructions per polled byte, total with big bytes, total with small bytes)."""
+    build = bench_machine._build_module().build
+    for n in (big, small):  # build outside valgrind: the children find zig's cache
+        build("machine_bench_tx", defines={"DEV": bench_machine.DEVICES[device], "BYTES": n})
+    b, s = _instructions(device, big), _instructions(device, small)
+    return (b - s) / (big - small), b, s
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,16 +77,17 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.child:
         return _child(args.child[0], int(args.child[1]))
-    build = bench_machine._build_module().build
     for device in [d for d in args.devices.split(",") if d]:
         if device not in bench_machine.DEVICES:
             print(f"unknown device {device}; choose from {', '.join(bench_machine.DEVICES)}",
                   file=sys.stderr)
             return 2
-        for n in (BIG, SMALL):  # build outside valgrind: the children find zig's cache
-            build("machine_bench_tx", defines={"DEV": bench_machine.DEVICES[device], "BYTES": n})
-        big, small = _instructions(device, BIG), _instructions(device, SMALL)
-        print(f"{device:8s} {(big - small) / (BIG - SMALL):8.0f} instructions per polled byte "
+        try:
+            instr, big, small = per_byte(device)
+        except CallgrindError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        print(f"{device:8s} {instr:8.0f} instructions per polled byte "
               f"({big} - {small} over {BIG - SMALL} bytes)")
     return 0
 

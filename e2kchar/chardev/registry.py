@@ -11,12 +11,10 @@ import binascii
 import importlib
 import logging
 import re
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from . import hotswap
-from .backends.mux import MuxConfig
-from .backends.ringbuf import RingbufChardev
 from .base import Chardev
 from .configbase import BackendConfig
 from .frontend import CharBackend
@@ -25,10 +23,27 @@ from .logfile import LogFile
 from .spec import ALIASES, BACKENDS, ChardevSpec, check_id, from_qapi, parse_spec
 from .types import ChardevError, ChardevEvent
 
+if TYPE_CHECKING:
+    from .backends.ringbuf import RingbufChardev
+
 log = logging.getLogger(__name__)
 
+
+class _BuiltinClasses(Mapping[str, type[Chardev]]):
+    """Type name -> Chardev class of the built-in backends, each imported on first use."""
+
+    def __getitem__(self, name: str) -> type[Chardev]:
+        return BACKENDS[name].chardev
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(BACKENDS)
+
+    def __len__(self) -> int:
+        return len(BACKENDS)
+
+
 #: type name -> Chardev class of every built-in backend (a user's may be added per registry)
-BUILTIN_BACKENDS: dict[str, type[Chardev]] = {name: o.chardev for name, o in BACKENDS.items()}
+BUILTIN_BACKENDS: Mapping[str, type[Chardev]] = _BuiltinClasses()
 
 _B64_OK = re.compile(r"[A-Za-z0-9+/=\n]*\Z")
 
@@ -40,7 +55,8 @@ class ChardevRegistry:
                  coalesce_output: bool = False) -> None:
         self.ioloop = IOLoop()
         self._chardevs: dict[str, Chardev] = {}
-        self._backends: dict[str, str | type[Chardev]] = dict(BUILTIN_BACKENDS)
+        #: user-registered backends (a built-in is looked up in BUILTIN_BACKENDS)
+        self._backends: dict[str, str | type[Chardev]] = {}
         #: seconds of guest time since reset, for logtimestamp=on (set by a machine)
         self.guest_clock = guest_clock
         self._exit_handlers: list[Callable[[int], Any]] = []
@@ -124,7 +140,9 @@ class ChardevRegistry:
         type_name = ALIASES.get(type_name, type_name)
         entry = self._backends.get(type_name)
         if entry is None:
-            raise ChardevError(f"'{type_name}' is not a valid char driver name")
+            if type_name not in BUILTIN_BACKENDS:
+                raise ChardevError(f"'{type_name}' is not a valid char driver name")
+            entry = BUILTIN_BACKENDS[type_name]
         if isinstance(entry, str):
             module, _, name = entry.partition(":")
             try:
@@ -141,7 +159,8 @@ class ChardevRegistry:
 
     def backend_names(self) -> list[str]:
         names = []
-        for name in self._backends:
+        for name in [*BUILTIN_BACKENDS, *(n for n in self._backends
+                                           if n not in BUILTIN_BACKENDS)]:
             try:
                 self.backend_class(name)
             except ChardevError:
@@ -195,6 +214,7 @@ class ChardevRegistry:
         """Enter an opened chardev under label (creation, hotswap)."""
         chr_.label = label
         self._chardevs[label] = chr_
+        chr_.chr_registered()
 
     def unregister_chardev(self, label: str) -> None:
         """Forget label without finalizing its chardev (hotswap)."""
@@ -228,6 +248,11 @@ class ChardevRegistry:
         base = self.open_chardev(base_id, spec.backend)
         self.register_chardev(base_id, base)
         try:
+            # the mux module loads with the first mux (not at start-up); a failed load (out
+            # of fds) is a ChardevError and takes the base down with it
+            BACKENDS["mux"]  # noqa: B018 (loads the module, or raises ChardevError)
+            from .backends.mux import MuxConfig
+
             mux = self.open_chardev(ident, MuxConfig(chardev=base_id))
         except BaseException:
             self.destroy(base)
@@ -316,6 +341,8 @@ class ChardevRegistry:
         self.ioloop.run_sync(run)
 
     def _ringbuf(self, device: str) -> RingbufChardev:
+        from .backends.ringbuf import RingbufChardev  # loaded with a ringbuf, not at start-up
+
         chr_ = self._chardevs.get(device)
         if chr_ is None:
             raise ChardevError(f"Device '{device}' not found")

@@ -14,29 +14,17 @@ public face of this module.
 
 from __future__ import annotations
 
+import importlib
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .backends import (
-    file,
-    hub,
-    mux,
-    null,
-    pipe,
-    pty,
-    rfc2217,
-    ringbuf,
-    serial,
-    socket,
-    stdio,
-    testdev,
-    udp,
-)
 from .configbase import BackendConfig, FdAddress, InetAddress, UnixAddress
 from .qemuopts import (
     BOOL,
     NUM,
+    SIZE,
     STR,
     BackendOptions,
     NotLegacySyntax,
@@ -49,14 +37,61 @@ from .qemuopts import (
 from .qemuopts import split_opts as _split_known
 from .types import ChardevError
 
-#: every built-in backend by QAPI type name, in the order query-chardev-backends lists them
-BACKENDS: dict[str, BackendOptions] = {
-    opts.name: opts
-    for opts in (null.OPTIONS, file.OPTIONS, pipe.OPTIONS, stdio.OPTIONS, ringbuf.OPTIONS,
-                 ringbuf.MEMORY_OPTIONS, mux.OPTIONS, testdev.OPTIONS, socket.OPTIONS,
-                 udp.OPTIONS, pty.OPTIONS, serial.OPTIONS, rfc2217.OPTIONS,
-                 hub.OPTIONS)
+#: every built-in backend by QAPI type name -> (module under e2kchar.chardev.backends, the
+#: name of its option table there), in the order query-chardev-backends lists them and the
+#: legacy -serial hooks are tried. Naming the module instead of importing it keeps start-up
+#: from loading every backend (socket pulls in construct, pyserial, email ...): a backend's
+#: module is imported the first time its table is looked up.
+_BACKEND_MODULES: dict[str, tuple[str, str]] = {
+    "null": ("null", "OPTIONS"),
+    "file": ("file", "OPTIONS"),
+    "pipe": ("pipe", "OPTIONS"),
+    "stdio": ("stdio", "OPTIONS"),
+    "ringbuf": ("ringbuf", "OPTIONS"),
+    "memory": ("ringbuf", "MEMORY_OPTIONS"),
+    "mux": ("mux", "OPTIONS"),
+    "testdev": ("testdev", "OPTIONS"),
+    "socket": ("socket", "OPTIONS"),
+    "udp": ("udp", "OPTIONS"),
+    "pty": ("pty", "OPTIONS"),
+    "serial": ("serial", "OPTIONS"),
+    "rfc2217": ("rfc2217", "OPTIONS"),
+    "hub": ("hub", "OPTIONS"),
 }
+
+
+class _Backends(Mapping[str, BackendOptions]):
+    """The built-in backends' option tables, each module imported on its first lookup."""
+
+    def __init__(self, modules: Mapping[str, tuple[str, str]]) -> None:
+        self._modules = modules
+        self._loaded: dict[str, BackendOptions] = {}
+
+    def __getitem__(self, name: str) -> BackendOptions:
+        found = self._loaded.get(name)
+        if found is None:
+            module, attr = self._modules[name]
+            try:
+                found = getattr(importlib.import_module(f"{__package__}.backends.{module}"),
+                                attr)
+            except OSError as exc:  # e.g. out of fds while loading the module's source
+                raise ChardevError(f"chardev backend '{name}' could not be loaded: "
+                                   f"{exc.strerror or exc}") from None
+            self._loaded[name] = found
+        return found
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._modules
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._modules)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+
+#: every built-in backend by QAPI type name (a read-only mapping; values load lazily)
+BACKENDS: Mapping[str, BackendOptions] = _Backends(_BACKEND_MODULES)
 
 #: CLI aliases for backend names (QEMU: tty -> serial).
 ALIASES = {"tty": "serial"}
@@ -64,42 +99,57 @@ ALIASES = {"tty": "serial"}
 #: what a QEMU id may look like: a letter, then letters, digits, '_', '.', '-'
 ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]*\Z")
 
-_COMMON_KEYS = {"backend": STR, "id": STR, "mux": BOOL, "logfile": STR, "logappend": BOOL,
-                "logtimestamp": BOOL}
+#: keys every backend takes (read by this module, not by the backends' tables)
+_COMMON_KEYS = ("backend", "id", "mux", "logfile", "logappend", "logtimestamp")
 #: keys QEMU accepts for backends e2kchar does not have (vc, spice, braille, tls)
-_FOREIGN_KEYS = {"tls-authz": STR, "width": NUM, "height": NUM, "cols": NUM, "rows": NUM,
-                 "name": STR, "debug": NUM}
-#: QEMU's declaration order of its one -chardev key list: with several bad values, the
-#: first one in this order is the one reported
-_QEMU_ORDER = (
-    "backend", "id", "path", "input-path", "host", "port", "localaddr", "localport", "to",
-    "ipv4", "ipv6", "numeric", "wait", "server", "delay", "nodelay", "reconnect",
-    "reconnect-ms", "telnet", "tn3270", "websocket", "tls-creds", "tls-authz", "width",
-    "height", "cols", "rows", "mux", "signal", "name", "debug", "size", "chardev", "append",
-    "logfile", "logappend", "logtimestamp", "fd", "abstract", "tight", "history",
-)
+_FOREIGN_KEYS = ("tls-authz", "width", "height", "cols", "rows", "name", "debug")
 
 
 class _Keys(dict[str, str]):
     """The -chardev keys, plus a hub's numbered members (chardevs.0, chardevs.1, ...)."""
 
     def __contains__(self, key: object) -> bool:
-        return super().__contains__(key) or (
-            isinstance(key, str) and hub.MEMBER_KEY.match(key) is not None)
+        if super().__contains__(key):
+            return True
+        if not isinstance(key, str) or not key.startswith("chardevs."):
+            return False
+        from .backends import hub  # only a hub takes these keys
+
+        return hub.MEMBER_KEY.match(key) is not None
 
 
-def _all_keys() -> dict[str, str]:
-    keys = dict(_COMMON_KEYS) | _FOREIGN_KEYS
+#: every -chardev key and its kind, in the order of QEMU's one -chardev key list (with
+#: several bad values, the first one in this order is the one reported). QEMU checks keys
+#: against this union of all backends' keys; declaring it here keeps parsing from loading
+#: every backend. Each backend's own table lists its subset (check_tables() compares them).
+KEYS: dict[str, str] = _Keys({
+    "backend": STR, "id": STR, "path": STR, "input-path": STR, "host": STR, "port": STR,
+    "localaddr": STR, "localport": STR, "to": NUM, "ipv4": BOOL, "ipv6": BOOL,
+    "numeric": BOOL, "wait": BOOL, "server": BOOL, "delay": BOOL, "nodelay": BOOL,
+    "reconnect": NUM, "reconnect-ms": NUM, "telnet": BOOL, "tn3270": BOOL,
+    "websocket": BOOL, "tls-creds": STR, "tls-authz": STR, "width": NUM, "height": NUM,
+    "cols": NUM, "rows": NUM, "mux": BOOL, "signal": BOOL, "name": STR, "debug": NUM,
+    "size": SIZE, "chardev": STR, "append": BOOL, "logfile": STR, "logappend": BOOL,
+    "logtimestamp": BOOL, "fd": STR, "abstract": BOOL, "tight": BOOL, "history": SIZE,
+})
+
+
+def check_tables() -> None:
+    """Assert that KEYS is exactly the common, foreign and every backend's keys, each of
+    one kind (imports every backend: for tests, not for start-up)."""
+    declared: dict[str, str] = {}
     for opts in BACKENDS.values():
         for key, kind in opts.keys.items():
-            if keys.setdefault(key, kind) != kind:
+            if declared.setdefault(key, kind) != kind:
                 raise AssertionError(f"-chardev key {key!r} declared with two kinds")
-    rank = {key: i for i, key in enumerate(_QEMU_ORDER)}
-    return _Keys(sorted(keys.items(), key=lambda kv: rank.get(kv[0], len(rank))))
-
-
-#: every -chardev key and its kind (QEMU checks keys against the union of all backends')
-KEYS: dict[str, str] = _all_keys()
+            if KEYS.get(key) != kind:
+                raise AssertionError(f"-chardev key {key!r} ({kind}) is not in spec.KEYS")
+    extra = set(KEYS) - set(declared) - set(_COMMON_KEYS) - set(_FOREIGN_KEYS)
+    if extra:
+        raise AssertionError(f"spec.KEYS has keys no backend takes: {sorted(extra)}")
+    for name, opts in BACKENDS.items():
+        if opts.name != name:
+            raise AssertionError(f"backend table {name!r} opens {opts.name!r}")
 
 
 @dataclass

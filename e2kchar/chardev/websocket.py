@@ -198,3 +198,33 @@ class FrameDecoder:
         if head.masked:
             payload = apply_mask(payload, hdr.mask)
         return head.opcode, payload
+
+
+class ServerSession:
+    """One connection's server side: the HTTP upgrade, then the client's frames."""
+
+    def __init__(self) -> None:
+        self._request: bytearray | None = bytearray()
+        self._decoder = FrameDecoder()
+
+    @property
+    def upgraded(self) -> bool:
+        return self._request is None
+
+    def upgrade(self, data: bytes) -> tuple[bytes, bytes] | None:
+        """Request bytes in: None while the request is incomplete, else (the response to
+        send, the bytes that followed the request). HandshakeError: answer bad_request()."""
+        req = self._request
+        assert req is not None
+        req += data
+        parsed = parse_request(bytes(req))
+        if parsed is None:
+            return None
+        headers, rest = parsed
+        response = handshake_response(headers)
+        self._request = None
+        return response, rest
+
+    def frames(self, data: bytes) -> list[tuple[int, bytes]]:
+        """The client's complete frames in data (WebSocketError: close with its status)."""
+        return self._decoder.feed(data)

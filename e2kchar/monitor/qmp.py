@@ -21,7 +21,8 @@ import tempfile
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ..chardev.config import InetAddress, SocketConfig, UnixAddress
+from ..chardev.backends.socket import SocketConfig
+from ..chardev.configbase import InetAddress, UnixAddress
 from ..chardev.ownedpath import OwnedPath
 from ..chardev.ratelog import log_limited
 from ..chardev.types import ChardevError

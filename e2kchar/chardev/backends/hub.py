@@ -5,11 +5,19 @@ member can be hotswapped with chardev-change on its own id: the registry swaps i
 hub's handle and output the old member had not taken goes on to the new one, while the
 other members see every byte once. Unlike QEMU there is no four-member cap. The hub opens
 when its first member opens and closes when its last one closes, as QEMU's does.
+
+A stalled member never stalls the others or the guest (docs/architecture.md,
+"Robustness"). QEMU 10's hub writes at the pace of its slowest open member: it returns the
+least any member took and EAGAIN while one is full, so a peer that stops reading stops the
+guest's output to every member. Here each member has its own output queue
+(``OutQueue``) bounded by ``MEMBER_BACKLOG`` bytes: what a member cannot take now waits
+there and goes out from its writable watch; output that would pass the bound is dropped
+for that member only, counted (``member_stats``) and logged, rate-limited. The hub itself
+always takes everything at once.
 """
 
 from __future__ import annotations
 
-import errno
 import logging
 import re
 from dataclasses import dataclass, field
@@ -18,6 +26,7 @@ from typing import Any, ClassVar
 from ..base import Chardev
 from ..configbase import BackendConfig
 from ..frontend import CharBackend
+from ..outqueue import OutQueue
 from ..qemuopts import BackendOptions, Opts, QapiReader
 from ..types import ChardevError, ChardevEvent
 
@@ -40,6 +49,14 @@ class _Member:
         self.hub = hub
         self.fe = fe
         self.open = False
+        name = f"hub {hub.label}: member {fe.chardev.label if fe.chardev else '?'}"
+        self.out = OutQueue(fe, name=name, limit=hub.MEMBER_BACKLOG, drop_when_gone=True)
+        self.dropped = 0  # bytes this member missed because its backlog was full
+
+    def put(self, data: bytes) -> None:
+        """Output for this member: what it cannot take now waits, up to the bound."""
+        if not self.out.put(data):
+            self.dropped += len(data)
 
     def can_read(self) -> int:
         return self.hub.member_can_read()
@@ -54,6 +71,7 @@ class _Member:
         """A chardev-change swapped this member: take its new chardev's input and events."""
         self.open = False
         self.attach_handlers()
+        self.out.after_swap()
         chr_ = self.fe.chardev
         if chr_ is not None and chr_.be_open:
             self.hub.member_event(self, ChardevEvent.OPENED)
@@ -65,6 +83,8 @@ class _Member:
 
 class HubChardev(Chardev[HubConfig]):
     TYPE = "hub"
+    #: output bytes a member that does not keep up may have waiting before it misses some
+    MEMBER_BACKLOG: ClassVar[int] = 65536
 
     def open(self) -> bool:
         names = self.config.chardevs
@@ -143,18 +163,20 @@ class HubChardev(Chardev[HubConfig]):
     def chr_write(self, data: memoryview) -> int:
         raw = bytes(data)
         for member in self.members:
-            if member.fe.chardev is None:
-                continue
-            res = member.fe.write_all(raw)
-            if res < 0 and res != -errno.EPIPE:
-                log.debug("%s: member %s refused output (%d)", self.label,
-                          getattr(member.fe.chardev, "label", "?"), res)
+            if member.fe.chardev is not None:
+                member.put(raw)
         return len(raw)
 
     def chr_close(self) -> None:
         for member in getattr(self, "members", []):
+            member.out.close()
             if member.fe.chardev is not None:
                 member.fe.deinit()
+
+    def member_stats(self) -> dict[str, dict[str, int]]:
+        """Per member id: bytes waiting for it ("backlog") and bytes it missed ("dropped")."""
+        return {(m.fe.chardev.label or ""): {"backlog": m.out.pending, "dropped": m.dropped}
+                for m in self.members if m.fe.chardev is not None}
 
     def member_labels(self) -> list[str]:
         """The members' ids, in order."""

@@ -327,8 +327,9 @@ class MuxChardev(Chardev[MuxConfig]):
         return 0
 
     def chr_close(self) -> None:
-        if self.base_fe.chardev is not None:
-            self.base_fe.deinit()
+        base_fe = getattr(self, "base_fe", None)  # absent when open() failed before it
+        if base_fe is not None and base_fe.chardev is not None:
+            base_fe.deinit()
 
     def info(self) -> dict[str, Any]:
         return {"label": self.label, "filename": self.filename,

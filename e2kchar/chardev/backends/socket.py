@@ -6,6 +6,20 @@ guest's output is a non-blocking send from the CPU thread; while nobody is conne
 server keeps it in a bounded buffer (history=BYTES, 64 KiB by default) replayed to the next
 peer; history=0 drops it, as QEMU does (a client socket drops unless history= is given).
 Input stops while the frontend cannot take more and resumes on accept_input.
+
+Collaborators in e2kchar/chardev/: sockaddr.py (addresses, resolution), socklisten.py
+(``Listener``: binding, accepting, the unix socket file), sockconnect.py (``Connector``:
+client connects and the reconnect timer). This class is the connection: its read and write
+paths, the telnet and websocket framing on them, history, and the chardev's state and
+filenames.
+
+``fd=N`` hands a connected or listening socket over, as in QEMU: once the chardev is
+registered under its id (created, or a chardev-change onto it committed) it owns the
+socket and closes N, so chardev-remove or a swap away from it closes the connection and
+the peer sees EOF. Until then the chardev works on a duplicate and N stays the caller's:
+a failed open or a vetoed or failed swap onto it closes only the duplicate, and the
+connection goes on. An fd socket holds no exclusive resource, so a failed swap away from
+it never closes it to re-open its config: the old chardev stays live (hotswap.py).
 """
 
 from __future__ import annotations
@@ -15,8 +29,6 @@ import logging
 import os
 import re
 import socket
-import stat
-import tempfile
 import threading
 import time
 from collections import deque
@@ -26,8 +38,7 @@ from typing import Any, ClassVar
 from ..base import Chardev
 from ..configbase import BackendConfig, FdAddress, InetAddress, SocketAddress, UnixAddress
 from ..history import DEFAULT_LIMIT, History
-from ..ioloop import FdWatch, TimerHandle
-from ..ownedpath import OwnedPath
+from ..ioloop import FdWatch
 from ..qemuopts import (
     BOOL,
     NUM,
@@ -44,6 +55,18 @@ from ..qemuopts import (
     qapi_addr,
 )
 from ..ratelog import forget_owner, log_limited
+from ..sockaddr import (
+    CONNECT_TIMEOUT,
+    UNIX_PATH_MAX,
+    check_port,
+    connected_names,
+    disconnected_filename,
+    inet_family,
+    strerror,
+    unix_sockaddr,
+)
+from ..sockconnect import Connector, connect_now
+from ..socklisten import Listener
 from ..telnet import TELNET_NEGOTIATION, TN3270_NEGOTIATION, TelnetFilter
 from ..types import READ_BUF_LEN, ChardevError, ChardevEvent
 from ..websocket import (
@@ -55,84 +78,24 @@ from ..websocket import (
     OP_PING,
     OP_PONG,
     OP_TEXT,
-    FrameDecoder,
     HandshakeError,
+    ServerSession,
     WebSocketError,
     bad_request,
     close_payload,
     encode_frame,
-    handshake_response,
-    parse_request,
 )
 
 log = logging.getLogger("e2kchar.chardev.socket")  # its name before the move to backends/
 #: what QEMU prints on stderr whatever the verbosity (``e2kchar run`` shows it without -v)
 notice = logging.getLogger("e2kchar.chardev.socket.notice")
 
-#: sizeof(sockaddr_un.sun_path) on Linux
-UNIX_PATH_MAX = 108
-CONNECT_TIMEOUT = 10.0
+__all__ = ["CONNECT_TIMEOUT", "OPTIONS", "UNIX_PATH_MAX", "SocketChardev", "SocketConfig",
+           "check_port", "inet_family", "unix_sockaddr"]
 
 _DISCONNECTED, _HANDSHAKE, _CONNECTED = range(3)
 
 
-def _strerror(exc: OSError) -> str:
-    return exc.strerror or str(exc)
-
-
-def _host_port(sockaddr: Any) -> tuple[str, str]:
-    host, port = sockaddr[0], sockaddr[1]
-    return host, str(port)
-
-
-def _bracket(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
-
-
-def unix_sockaddr(addr: UnixAddress) -> bytes:
-    """The sun_path bytes for a unix address (abstract names get the leading NUL)."""
-    raw = os.fsencode(addr.path)
-    if addr.abstract:
-        raw = b"\0" + raw
-        if len(raw) > UNIX_PATH_MAX:
-            raise ChardevError(f"UNIX socket path '{addr.path}' is too long")
-        if addr.tight is False:
-            raw = raw.ljust(UNIX_PATH_MAX, b"\0")
-        return raw
-    if len(raw) >= UNIX_PATH_MAX:
-        raise ChardevError(f"UNIX socket path '{addr.path}' is too long")
-    return raw
-
-
-def check_port(addr: InetAddress) -> None:
-    """A numeric port above 65535 is an error (getaddrinfo would silently wrap it)."""
-    port = addr.port
-    if port.isdigit() and int(port) > 65535:
-        raise ChardevError(f"Port '{port}' out of range (0-65535) in address "
-                           f"'{addr.host}:{port}'")
-
-
-def inet_family(addr: InetAddress) -> int:
-    """The address family ipv4=/ipv6= ask for (AF_UNSPEC: either)."""
-    if addr.ipv4 and not addr.ipv6:
-        return socket.AF_INET
-    if addr.ipv6 and not addr.ipv4:
-        return socket.AF_INET6
-    return socket.AF_UNSPEC
-
-
-def _resolve(addr: InetAddress, passive: bool) -> list[tuple[Any, ...]]:
-    host: str | None = addr.host
-    if not host:
-        host = None if passive else "localhost"
-    flags = (socket.AI_PASSIVE if passive else 0) | (socket.AI_NUMERICHOST if addr.numeric
-                                                      else 0)
-    try:
-        return socket.getaddrinfo(host, addr.port, inet_family(addr), socket.SOCK_STREAM, 0,
-                                  flags)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise ChardevError(
-            f"address resolution failed for {addr.host}:{addr.port}: {exc}") from None
 
 
 @dataclass(kw_only=True)
@@ -175,8 +138,9 @@ class SocketChardev(Chardev[SocketConfig]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._conn_lock = threading.Lock()  # _sock/_state/_outbuf/_history, both threads
-        self._listen: socket.socket | None = None
-        self._accepting = FdWatch(self.ioloop, self._on_accept)
+        self._listener = Listener(self.ioloop, self._owner, self._new_connection,
+                                  self._start_listening, self._is_closed)
+        self._connector: Connector | None = None  # clients with a tcp or unix address
         self._sock: socket.socket | None = None
         self._fd = -1
         self._state = _DISCONNECTED
@@ -185,18 +149,11 @@ class SocketChardev(Chardev[SocketConfig]):
         self._history = History(0)
         self._read_watch = FdWatch(self.ioloop, self._on_readable)
         self._write_watch = FdWatch(self.ioloop, self._on_writable, write=True)
-        self._connect_watch = FdWatch(self.ioloop, self._on_connect_done, write=True)
         self._pending_open = False
-        self._connecting: socket.socket | None = None
-        self._candidates: list[tuple[socket.socket, Any]] = []
-        self._reconnect_timer: TimerHandle | None = None
-        self._reconnect_ms = 0
-        self._connect_error_reported = False
         self._connections = 0  # connections made so far, for chr_wait_connected
-        self._unix_owned: OwnedPath | None = None
+        self._handed_fd = -1  # fd=N: the caller's N, closed once we are registered
         self._telnet: TelnetFilter | None = None
-        self._ws_request: bytearray | None = None
-        self._ws_decoder: FrameDecoder | None = None
+        self._ws: ServerSession | None = None  # websocket=on: this connection's session
         self._addr: SocketAddress | None = None
         self.is_listen = False
         self.is_telnet = False
@@ -246,7 +203,6 @@ class SocketChardev(Chardev[SocketConfig]):
         if reconnect_ms and self.is_listen:
             raise ChardevError(
                 "'reconnect' option is incompatible with socket in server listen mode")
-        self._reconnect_ms = reconnect_ms
         addr = cfg.addr
         self._addr = addr
         if isinstance(addr, InetAddress):
@@ -254,7 +210,7 @@ class SocketChardev(Chardev[SocketConfig]):
         if isinstance(addr, FdAddress):
             return self._open_fd(addr)
         if self.is_listen:
-            self._do_listen(addr)
+            self._addr = self._listener.bind(addr)
             self._set_disconnected_filename()
             if cfg.wait:
                 # said before the first client can be accepted, as QEMU prints it
@@ -264,12 +220,20 @@ class SocketChardev(Chardev[SocketConfig]):
         self._set_disconnected_filename()
         if isinstance(addr, UnixAddress):
             unix_sockaddr(addr)  # a bad path is a creation error, not a retry loop
+        self._connector = Connector(self.ioloop, self._owner, addr, reconnect_ms,
+                                    self._new_connection, self._is_closed,
+                                    lambda: self._sock is not None)
         if reconnect_ms:
-            self._start_connect()
+            self._connector.start()
             return False
-        sock = self._connect_sync(addr)
-        self._new_connection(sock)
+        self._new_connection(connect_now(addr))
         return False
+
+    def _owner(self) -> str:
+        return self.label or ""
+
+    def _is_closed(self) -> bool:
+        return self.closed
 
     def _open_fd(self, addr: FdAddress) -> bool:
         try:
@@ -280,12 +244,12 @@ class SocketChardev(Chardev[SocketConfig]):
         try:
             dup = os.dup(num)
         except OSError as exc:
-            raise ChardevError(f"Failed to use socket fd {num}: {_strerror(exc)}") from None
+            raise ChardevError(f"Failed to use socket fd {num}: {strerror(exc)}") from None
         try:
             sock = socket.socket(fileno=dup)
         except OSError as exc:
             os.close(dup)
-            raise ChardevError(f"Failed to use socket fd {num}: {_strerror(exc)}") from None
+            raise ChardevError(f"Failed to use socket fd {num}: {strerror(exc)}") from None
         try:
             listening = bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
         except OSError:
@@ -295,123 +259,35 @@ class SocketChardev(Chardev[SocketConfig]):
             raise ChardevError(f"fd {num} is {'' if listening else 'not '}a listening socket "
                                f"but server={'on' if self.is_listen else 'off'}")
         self._set_disconnected_filename()
+        self._handed_fd = num
         if listening:
-            sock.setblocking(False)
-            self._listen = sock
+            self._listener.adopt(sock)
             self._start_listening()
         else:
             self._new_connection(sock)
         return False
 
-    def _do_listen(self, addr: SocketAddress) -> None:
-        if isinstance(addr, UnixAddress):
-            self._listen_unix(addr)
-        elif isinstance(addr, InetAddress):
-            self._listen_inet(addr)
-        assert self._listen is not None
-        self._listen.setblocking(False)
-
-    def _listen_inet(self, addr: InetAddress) -> None:
-        try:
-            first = int(addr.port)
-        except ValueError:
-            infos = _resolve(addr, True)
-            first = int(infos[0][4][1])
-        last = min(addr.to, 65535) if addr.to is not None and addr.to > first else first
-        infos = _resolve(InetAddress(host=addr.host, port=str(first), numeric=addr.numeric,
-                                     ipv4=addr.ipv4, ipv6=addr.ipv6), True)
-        error: OSError | None = None
-        for port in range(first, last + 1):
-            for family, kind, proto, _canon, sockaddr in infos:
-                sock = socket.socket(family, kind, proto)
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    sock.bind((sockaddr[0], port) + tuple(sockaddr[2:]))
-                    sock.listen(1)
-                except OSError as exc:
-                    sock.close()
-                    error = exc
-                    continue
-                self._listen = sock
-                host, real_port = _host_port(sock.getsockname())
-                self._addr = InetAddress(host=host, port=real_port, numeric=addr.numeric,
-                                         to=addr.to, ipv4=addr.ipv4, ipv6=addr.ipv6)
-                return
-        reason = _strerror(error) if error is not None else "no address"
-        raise ChardevError(f"Failed to find an available port: {reason}")
-
-    def _listen_unix(self, addr: UnixAddress) -> None:
-        if not addr.path and not addr.abstract:
-            fd, path = tempfile.mkstemp(prefix="qemu-socket-")
-            os.close(fd)
-            os.unlink(path)
-            addr = UnixAddress(path=path, abstract=addr.abstract, tight=addr.tight)
-            self._addr = addr
-        raw = unix_sockaddr(addr)
-        if not addr.abstract:
+    def chr_registered(self) -> None:
+        """fd=N: the socket is ours now; the caller's N goes (only our duplicate is left)."""
+        num, self._handed_fd = self._handed_fd, -1
+        if num >= 0:
             try:
-                if stat.S_ISSOCK(os.lstat(addr.path).st_mode):
-                    os.unlink(addr.path)  # a stale socket from an earlier run
-            except OSError:
-                pass
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.bind(raw)
-            sock.listen(1)
-        except OSError as exc:
-            sock.close()
-            raise ChardevError(f"Failed to bind socket to {addr.path}: {_strerror(exc)}") \
-                from None
-        self._listen = sock
-        if not addr.abstract:
-            try:
-                self._unix_owned = OwnedPath.of(addr.path)
-            except OSError:
-                pass
-
-    def _client_socket(self, addr: SocketAddress) -> list[tuple[socket.socket, Any]]:
-        """Candidate (socket, sockaddr) pairs for a client connect."""
-        if isinstance(addr, UnixAddress):
-            raw = unix_sockaddr(addr)
-            return [(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM), raw)]
-        assert isinstance(addr, InetAddress)
-        out = []
-        for family, kind, proto, _canon, sockaddr in _resolve(addr, False):
-            out.append((socket.socket(family, kind, proto), sockaddr))
-        return out
-
-    def _connect_sync(self, addr: InetAddress | UnixAddress) -> socket.socket:
-        where = addr.path if isinstance(addr, UnixAddress) else f"{addr.host}:{addr.port}"
-        error: OSError | None = None
-        candidates = self._client_socket(addr)
-        for i, (sock, sockaddr) in enumerate(candidates):
-            try:
-                sock.settimeout(CONNECT_TIMEOUT)
-                sock.connect(sockaddr)
+                os.close(num)
             except OSError as exc:
-                sock.close()
-                error = exc
-                continue
-            for other, _ in candidates[i + 1:]:
-                other.close()
-            return sock
-        reason = _strerror(error) if error is not None else "no address"
-        raise ChardevError(f"Failed to connect to '{where}': {reason}")
+                log.warning("%s: could not close the handed-over fd %d: %s", self.label, num,
+                            strerror(exc))
 
     def chr_release_exclusive(self) -> bool:
         """A hotswap to a server on our port: close the listener (a client stays)."""
-        if self._listen is None or not self.is_listen or isinstance(self._addr, FdAddress):
+        if not self.is_listen or isinstance(self._addr, FdAddress):
             return False
-        self._stop_listening()
-        self._listen.close()
-        self._listen = None
-        return True
+        return self._listener.close()
 
     def chr_reacquire_exclusive(self) -> None:
-        if self._listen is not None or self.closed or self._addr is None:
+        if self._listener.sock is not None or self.closed or self._addr is None:
             return
         try:
-            self._do_listen(self._addr)
+            self._addr = self._listener.bind(self._addr)
         except ChardevError as exc:
             log.error("%s: could not listen again after a failed swap: %s", self.label, exc)
             return
@@ -423,134 +299,27 @@ class SocketChardev(Chardev[SocketConfig]):
     def _kind(self) -> str:
         return "telnet" if self.is_telnet else "tcp"
 
-    def _unix_suffix(self, addr: UnixAddress) -> str:
-        text = ",server" if self.is_listen else ""
-        if addr.abstract:
-            text += ",abstract" + (",tight" if addr.tight is not False else "")
-        return text
-
     def _set_disconnected_filename(self) -> None:
-        addr = self._addr
-        server = ",server" if self.is_listen else ""
-        if isinstance(addr, InetAddress):
-            self.filename = f"disconnected:{self._kind()}:{addr.host}:{addr.port}{server}"
-        elif isinstance(addr, UnixAddress):
-            self.filename = f"disconnected:unix:{addr.path}{self._unix_suffix(addr)}"
-        elif isinstance(addr, FdAddress):
-            self.filename = f"disconnected:fd:{addr.str}{server}"
+        if self._addr is not None:
+            self.filename = disconnected_filename(self._addr, self._kind(), self.is_listen)
 
     def _set_connected_filename(self, sock: socket.socket) -> None:
-        addr = self._addr
-        if sock.family == socket.AF_UNIX:
-            path = addr.path if isinstance(addr, UnixAddress) else ""
-            suffix = self._unix_suffix(addr) if isinstance(addr, UnixAddress) else \
-                (",server" if self.is_listen else "")
-            self.filename = f"unix:{path}{suffix}"
-            self.local_name = self.peer_name = path
+        if self._addr is None:
             return
-        try:
-            lhost, lport = _host_port(sock.getsockname())
-            rhost, rport = _host_port(sock.getpeername())
-        except OSError:
-            return
-        self.local_name = f"{_bracket(lhost)}:{lport}"
-        self.peer_name = f"{_bracket(rhost)}:{rport}"
-        server = ",server" if self.is_listen else ""
-        self.filename = f"{self._kind()}:{self.local_name}{server} <-> {self.peer_name}"
+        names = connected_names(self._addr, self._kind(), self.is_listen, sock)
+        if names is not None:
+            self.filename, self.local_name, self.peer_name = names
 
     # ------------------------------------------------------------------------------------
     # connection lifecycle (I/O thread)
 
     def _start_listening(self) -> None:
-        if self._listen is not None and not self.closed and self._sock is None:
-            self._accepting.arm(self._listen.fileno())
-
-    def _stop_listening(self) -> None:
-        self._accepting.disarm()
-
-    def _on_accept(self) -> None:
-        listener = self._listen
-        if listener is None or self.closed:
-            return
-        try:
-            conn, _peer = listener.accept()
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            # e.g. EMFILE: do not spin on a listener we cannot serve; try again shortly
-            log_limited(log, logging.WARNING, (self.label, "accept", exc.errno),
-                        "%s: accept failed: %s", self.label, _strerror(exc))
-            self._stop_listening()
-            self.ioloop.call_later(0.5, self._start_listening)
-            return
-        self._new_connection(conn)
-
-    def _start_connect(self) -> None:
-        self._reconnect_timer = None
-        if self.closed or self._sock is not None or self._connecting is not None:
-            return
-        addr = self._addr
-        assert addr is not None
-        try:
-            self._candidates = self._client_socket(addr)
-        except (ChardevError, OSError) as exc:
-            self._connect_failed(str(exc))
-            return
-        self._try_next_candidate("no address")
-
-    def _try_next_candidate(self, reason: str) -> None:
-        """Async connect to the next resolved address (localhost may be ::1 then 127.0.0.1)."""
-        while self._candidates:
-            sock, sockaddr = self._candidates.pop(0)
-            try:
-                sock.setblocking(False)
-                err = sock.connect_ex(sockaddr)
-            except OSError as exc:
-                err = exc.errno or errno.EINVAL
-            if err == 0:
-                self._drop_candidates()
-                self._new_connection(sock)
-                return
-            if err == errno.EINPROGRESS and self._connect_watch.arm(sock.fileno()):
-                self._connecting = sock
-                return
-            sock.close()
-            reason = os.strerror(err)
-        self._connect_failed(reason)
-
-    def _drop_candidates(self) -> None:
-        for sock, _ in self._candidates:
-            sock.close()
-        self._candidates = []
-
-    def _on_connect_done(self) -> None:
-        sock = self._connecting
-        if sock is None:
-            return
-        self._connect_watch.disarm()
-        self._connecting = None
-        try:
-            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        except OSError as exc:
-            err = exc.errno or errno.EINVAL
-        if err:
-            sock.close()
-            self._try_next_candidate(os.strerror(err))
-            return
-        self._drop_candidates()
-        self._new_connection(sock)
-
-    def _connect_failed(self, reason: str) -> None:
-        if not self._connect_error_reported:
-            log.error("Unable to connect character device %s: %s", self.label, reason)
-            self._connect_error_reported = True
-        self._schedule_reconnect()
+        if not self.closed and self._sock is None:
+            self._listener.start()
 
     def _schedule_reconnect(self) -> None:
-        if self.closed or not self._reconnect_ms or self._reconnect_timer is not None:
-            return
-        self._reconnect_timer = self.ioloop.call_later(self._reconnect_ms / 1000.0,
-                                                       self._start_connect)
+        if self._connector is not None:
+            self._connector.schedule()
 
     def _new_connection(self, sock: socket.socket) -> None:
         if self.closed or self._sock is not None:
@@ -562,11 +331,11 @@ class SocketChardev(Chardev[SocketConfig]):
                     socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError as exc:
-            log.warning("%s: cannot set up the connection: %s", self.label, _strerror(exc))
+            log.warning("%s: cannot set up the connection: %s", self.label, strerror(exc))
             sock.close()
             self._schedule_reconnect()
             return
-        self._stop_listening()
+        self._listener.stop()
         with self._conn_lock:
             self._sock = sock
             self._fd = sock.fileno()
@@ -575,8 +344,7 @@ class SocketChardev(Chardev[SocketConfig]):
         self._inq.clear()
         self._set_connected_filename(sock)
         if self.is_websocket:
-            self._ws_request = bytearray()
-            self._ws_decoder = FrameDecoder()
+            self._ws = ServerSession()
             self._add_reader()
         elif self.do_telnetopt:
             self._telnet = TelnetFilter(self.is_tn3270)
@@ -597,7 +365,8 @@ class SocketChardev(Chardev[SocketConfig]):
             if self._history:
                 kept = self._history.take()
                 self._outbuf += encode_frame(OP_BINARY, kept) if self.is_websocket else kept
-        self._connect_error_reported = False
+        if self._connector is not None:
+            self._connector.connected()
         self._connections += 1
         self._flush()
         if self._sock is not sock:
@@ -626,8 +395,7 @@ class SocketChardev(Chardev[SocketConfig]):
             pass
         self._inq.clear()
         self._pending_open = False
-        self._ws_request = None
-        self._ws_decoder = None
+        self._ws = None
         self.local_name = self.peer_name = ""
         if self.closed:
             return
@@ -671,7 +439,7 @@ class SocketChardev(Chardev[SocketConfig]):
             try:
                 done: bool | None = self._flush_locked()
             except OSError as exc:
-                log.info("%s: peer gone while sending: %s", self.label, _strerror(exc))
+                log.info("%s: peer gone while sending: %s", self.label, strerror(exc))
                 done = None
         if done is None:
             self._disconnect()
@@ -744,7 +512,7 @@ class SocketChardev(Chardev[SocketConfig]):
                 raise BlockingIOError(errno.EAGAIN, "socket buffer full") from None
             except OSError as exc:
                 # the peer went away mid-write: keep what we could not send for the next one
-                log.info("%s: write failed: %s", self.label, _strerror(exc))
+                log.info("%s: write failed: %s", self.label, strerror(exc))
                 self._outbuf.clear()
                 self._history.keep(data)
                 self.ioloop.call_soon(self._disconnect_if, sock)
@@ -802,7 +570,7 @@ class SocketChardev(Chardev[SocketConfig]):
         sock = self._sock
         if sock is None or self.closed:
             return
-        if self._state == _HANDSHAKE and self._ws_request is not None:
+        if self._state == _HANDSHAKE and self._ws is not None and not self._ws.upgraded:
             self._read_ws_handshake(sock)
             return
         if self._state == _CONNECTED:
@@ -826,7 +594,7 @@ class SocketChardev(Chardev[SocketConfig]):
         except (BlockingIOError, InterruptedError):
             return None
         except OSError as exc:
-            log.info("%s: read failed: %s", self.label, _strerror(exc))
+            log.info("%s: read failed: %s", self.label, strerror(exc))
             self._disconnect()
             return None
         if not data:
@@ -844,7 +612,7 @@ class SocketChardev(Chardev[SocketConfig]):
     def _process_input(self, sock: socket.socket, data: bytes) -> None:
         if self._telnet is not None:
             self._inq.extend(self._telnet.feed(data))
-        elif self._ws_decoder is not None:
+        elif self._ws is not None:
             self._process_ws(sock, data)
         else:
             self._inq.append(data)
@@ -855,20 +623,17 @@ class SocketChardev(Chardev[SocketConfig]):
         data = self._recv(sock, READ_BUF_LEN)
         if data is None:
             return
-        req = self._ws_request
-        assert req is not None
-        req += data
+        ws = self._ws
+        assert ws is not None
         try:
-            parsed = parse_request(bytes(req))
-            if parsed is None:
-                return
-            headers, rest = parsed
-            response = handshake_response(headers)
+            upgraded = ws.upgrade(data)
         except HandshakeError as exc:
             log.warning("%s: websocket handshake failed: %s", self.label, exc)
             self._send_and_close(bad_request(str(exc)))
             return
-        self._ws_request = None
+        if upgraded is None:
+            return
+        response, rest = upgraded
         self._send_control(response)
         if self._sock is not sock:
             return
@@ -879,10 +644,10 @@ class SocketChardev(Chardev[SocketConfig]):
                 self._deliver_pending()
 
     def _process_ws(self, sock: socket.socket, data: bytes) -> None:
-        decoder = self._ws_decoder
-        assert decoder is not None
+        ws = self._ws
+        assert ws is not None
         try:
-            frames = decoder.feed(data)
+            frames = ws.frames(data)
         except WebSocketError as exc:
             log.warning("%s: websocket protocol error: %s", self.label, exc)
             self._send_and_close(encode_frame(OP_CLOSE, close_payload(exc.status, str(exc))))
@@ -945,14 +710,8 @@ class SocketChardev(Chardev[SocketConfig]):
             raise ChardevError(f"chardev '{self.label}' closed while waiting for a connection")
 
     def chr_close(self) -> None:
-        if self._reconnect_timer is not None:
-            self._reconnect_timer.cancel()
-            self._reconnect_timer = None
-        if self._connecting is not None:
-            self._connect_watch.disarm()
-            self._connecting.close()
-            self._connecting = None
-        self._drop_candidates()
+        if self._connector is not None:
+            self._connector.close()
         if self.is_websocket and self._state == _CONNECTED:
             with self._conn_lock:  # tell the browser why the line went away (best effort)
                 self._outbuf += encode_frame(OP_CLOSE, close_payload(CLOSE_GOING_AWAY,
@@ -962,13 +721,8 @@ class SocketChardev(Chardev[SocketConfig]):
                 except OSError:
                     pass
         self._disconnect(events=False)
-        if self._listen is not None:
-            self._stop_listening()
-            self._listen.close()
-            self._listen = None
-        owned, self._unix_owned = self._unix_owned, None
-        if owned is not None:
-            owned.remove()
+        self._listener.close()
+        self._listener.remove_path()
         forget_owner(self.label)
 
 

@@ -44,7 +44,12 @@ class StdioChardev(FdChardev[StdioConfig]):
         self._signal = self.config.signal is not False
         self._echo = False
         in_fd = self._dup_input()
-        out_fd = self._dup_output()
+        try:
+            out_fd = self._dup_output()
+        except OSError:  # out of fds: the input's duplicate must not leak
+            if in_fd >= 0:
+                os.close(in_fd)
+            raise
         owned = [fd for fd in (in_fd, out_fd) if fd >= 0]
         self.set_fds(in_fd, out_fd, owned)
         if in_fd >= 0 and os.isatty(in_fd):
