@@ -247,7 +247,8 @@ class ChardevRegistry:
         self._check_new_id(base_id, qmp)
         base = self.open_chardev(base_id, spec.backend)
         self.register_chardev(base_id, base)
-        from .backends.mux import MuxConfig  # loaded with the first mux, not at start-up
+        BACKENDS["mux"]  # loads backends/mux.py with the first mux (a ChardevError if not)
+        from .backends.mux import MuxConfig
 
         try:
             mux = self.open_chardev(ident, MuxConfig(chardev=base_id))
@@ -338,7 +339,8 @@ class ChardevRegistry:
         self.ioloop.run_sync(run)
 
     def _ringbuf(self, device: str) -> RingbufChardev:
-        from .backends.ringbuf import RingbufChardev  # loaded with a ringbuf, not at start-up
+        BACKENDS["ringbuf"]  # loads backends/ringbuf.py on first use (a ChardevError if not)
+        from .backends.ringbuf import RingbufChardev
 
         chr_ = self._chardevs.get(device)
         if chr_ is None:

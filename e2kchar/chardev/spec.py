@@ -71,7 +71,12 @@ class _Backends(Mapping[str, BackendOptions]):
         found = self._loaded.get(name)
         if found is None:
             module, attr = self._modules[name]
-            found = getattr(importlib.import_module(f"{__package__}.backends.{module}"), attr)
+            try:
+                found = getattr(importlib.import_module(f"{__package__}.backends.{module}"),
+                                attr)
+            except OSError as exc:  # reading the module failed, e.g. out of fds
+                raise ChardevError(f"chardev backend '{name}' could not be loaded: "
+                                   f"{exc.strerror or exc}") from None
             self._loaded[name] = found
         return found
 
@@ -108,7 +113,8 @@ class _Keys(dict[str, str]):
             return True
         if not isinstance(key, str) or not key.startswith("chardevs."):
             return False
-        from .backends import hub  # only a hub takes these keys
+        BACKENDS["hub"]  # only a hub takes these keys: load it (a ChardevError if it cannot)
+        from .backends import hub
 
         return hub.MEMBER_KEY.match(key) is not None
 
