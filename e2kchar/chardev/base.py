@@ -276,6 +276,10 @@ class Chardev(Generic[C]):
         """Extra fields of the chardev-add / chardev-change return value."""
         return {}
 
+    def forget_history(self) -> None:
+        """Drop the output kept for the next client (history=), for a frontend whose output
+        belongs to one session, such as a monitor; backends without history do nothing."""
+
     #: True for backends whose finalisation emits CLOSED (fd family, socket, pty, udp)
     closed_on_finalize: ClassVar[bool] = False
     #: Buffer accepted output and hand it to chr_write from the I/O thread: a guest that
