@@ -7,12 +7,19 @@ Examples:
   e2kchar run -chardev socket,id=c0,host=127.0.0.1,port=4444,server=on,wait=off \\
               -serial chardev:c0 -qmp unix:/tmp/qmp.sock,server=on,wait=off
   e2kchar run -chardev ringbuf,id=v0 -device virtconsole,chardev=v0 --capture boot.log
-  e2kchar run -chardev file,id=c,path=boot.txt,logfile=boot.log,logtimestamp=on \
+  e2kchar run -chardev file,id=c,path=boot.txt,logfile=boot.log,logtimestamp=on \\
               -serial chardev:c --timeout 30        boot log with host and guest times
   e2kchar run -bios fw_jump.elf -kernel u-boot.bin -serial null -serial null -serial stdio
   e2kchar run -S -qmp tcp:127.0.0.1:4444,server=on,wait=off   wait for QMP 'cont'
   e2kchar run -chardev rfc2217,id=con,host=127.0.0.1,port=7000 -serial chardev:con
-              console for pyserial's rfc2217://127.0.0.1:7000 (modem lines, BREAK)
+              console for pyserial's rfc2217://127.0.0.1:7000 (modem lines, BREAK),
+              labgrid's NetworkSerialPort and pytest-embedded's --port rfc2217://...
+  e2kchar run -chardev pty,id=p,path=/tmp/e2k-tty -chardev file,id=f,path=con.log \\
+              -chardev hub,id=h,chardevs.0=p,chardevs.1=f -serial chardev:h
+              one console on a pty at a stable path (picocom /tmp/e2k-tty) and in a file
+  e2kchar run fw.elf -serial null -serial null -serial /dev/ttyUSB0
+              COM1 on a host serial port (pyserial; a path that is no tty, e.g.
+              /dev/null, is taken as QEMU takes it: bytes only, no line settings)
 """
 
 from __future__ import annotations
@@ -28,13 +35,15 @@ import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .chardev.registry import ChardevRegistry
 from .chardev.types import ChardevError
 from .errors import E2kcharError
 from .hostsignals import HostSignal, HostSignals
 from .options import parse_chardev, parse_legacy, split_opts
+
+if TYPE_CHECKING:
+    from .chardev.registry import ChardevRegistry
 
 log = logging.getLogger("e2kchar")
 
@@ -324,6 +333,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, signals: HostSignals, firmware: str, ram_size: int) -> int:
+    from .chardev.registry import ChardevRegistry
     from .machine import Machine, MachineError  # unicorn is imported only when running
     from .machine.layout import KERNEL_OFFSET, RAM_BASE
 
@@ -504,7 +514,28 @@ def _exit_status(result: Any, quit_status: list[int], args: argparse.Namespace) 
     return int(code) if code else 1
 
 
+def _import_asyncio_without_ssl() -> None:
+    """Import asyncio with the ssl module hidden from it: for the e2kchar process only.
+
+    asyncio imports ssl whether or not anything uses TLS, which loads and relocates
+    libssl and libcrypto: about 29M of the ~580M instructions to the first guest byte.
+    e2kchar has no TLS (a tls-creds option is refused), and asyncio is written to run
+    without ssl (it then refuses ssl= itself). A later `import ssl` still works; only
+    asyncio stays without it. Not done when asyncio is loaded already, nor when main()
+    is called with an argv (in a caller's process, whose asyncio may need TLS).
+    """
+    if "asyncio" in sys.modules or "ssl" in sys.modules:
+        return
+    sys.modules["ssl"] = None  # type: ignore[assignment]  # `import ssl` -> ImportError
+    try:
+        import asyncio  # noqa: F401
+    finally:
+        del sys.modules["ssl"]
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # the e2kchar command itself (console script, python -m e2kchar)
+        _import_asyncio_without_ssl()
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: e2kchar run [FIRMWARE] [options]   (e2kchar run --help for details)")

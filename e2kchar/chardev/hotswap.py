@@ -39,6 +39,19 @@ Attached (a frontend):
 Late writers: a ``CharBackend.write`` that read the handle before step 4 and wrote to
 ``old`` after it gets -EPIPE (``Chardev.closing``); CharBackend then re-reads its chardev and
 sends the rest to ``new`` (frontend.py, ``_do_write``), so no byte is lost or doubled.
+
+The output hot path (base.OutputSink, no lock on the writer's side) is ordered by step 4
+too. Its bytes sit in the frontend's own sink buffer, which is never replaced, and only
+the sink's drainer takes bytes out of it, under the drainer's write lock. With both locks
+held, ``switch_chardev`` makes ``old`` clear ``sink.fast`` and collect everything put so
+far into its output (accepted there: logfile, taps), then makes ``new`` the drainer; only
+then does ``retire_output`` hand ``old``'s undelivered output to the front of ``new``. A
+writer that saw ``fast`` before the swap and puts after the collect leaves its byte in the
+sink, where ``new`` (started by ``bind_sink``) takes it after everything ``old`` held, and
+a writer that sees ``fast`` cleared goes the locked way above. Each byte is thus taken
+once, by ``old`` before the swap or by ``new`` after it, in the order it was put. A veto
+does the same in reverse: ``new`` collects the sink behind its own output, which then goes
+behind ``old``'s.
 """
 
 from __future__ import annotations
@@ -115,13 +128,14 @@ def _swap_attached(host: SwapHost, id: str, old: Chardev, fe: CharBackend,
             old.chr_reacquire_exclusive()
         raise
     with old.write_lock, new.write_lock:
+        # the order is the exactness argument (see the module docstring, "Late writers")
+        fe.switch_chardev(new)  # old collects the sink, new drains it from now on
         new.adopt_output(old.retire_output(), front=True)
-        fe.switch_chardev(new)
     fe.fe_open = False
     if fe.call_be_change() < 0:
         new.detach_frontend(fe)
         with old.write_lock, new.write_lock:
-            fe.switch_chardev(old)
+            fe.switch_chardev(old)  # new collects the sink (behind what it holds)
             old.resume_output()
             old.adopt_output(new.retire_output(flush=False), front=False)
         fe.tag = old.attach_frontend(fe)
