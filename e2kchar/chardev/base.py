@@ -675,6 +675,9 @@ class Chardev(Generic[C]):
 
     def remove_tap(self, callback: Callable[[bytes], Any]) -> None:
         with self.write_lock:
+            # what the frontend put in its sink before now was written before the tap went:
+            # accept it here, so the tap sees it (a capture closed at exit kept the last line)
+            self._collect_locked(everything=True)
             self.taps = [t for t in self.taps if t is not callback]
 
     def add_watch(self, callback: Callable[[], Any]) -> Watch:
