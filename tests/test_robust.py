@@ -443,3 +443,47 @@ def test_stdio_open_out_of_fds_fails_cleanly(stdin):
     for result, _ in results:
         assert result == "opened" or result.startswith("ChardevError: "), out
     assert any(r.startswith("ChardevError: ") for r, _ in results), out
+
+
+_BAD_SPECS = ["file,path=/nonexistent/x", "pipe,path=/nonexistent/x",
+              "socket,path=/nonexistent/d/s,server=on,wait=off", "socket,path=/nonexistent/d/s",
+              "socket,host=127.0.0.1,port=99999", "serial,path=/nonexistent/tty",
+              "pty,path=/nonexistent/d/link", "udp,host=127.0.0.1,port=99999",
+              "file,path=/", "socket,fd=987654", "socket,fd=0,server=on", "ringbuf,size=3",
+              "stdio", "null,logfile=/nonexistent/l", "rfc2217,host=127.0.0.1,port=99999"]
+
+
+@pytest.mark.parametrize("mux", ["", ",mux=on"])
+def test_every_failed_open_is_one_clear_error_and_no_traceback(caplog, mux):
+    """L2 sweep: a bad path, port, fd or size for each backend, alone and under a mux (and
+    stdio already taken): each is a ChardevError, and the clean-up logs nothing."""
+    caplog.set_level(logging.DEBUG, logger="e2kchar")
+    with ChardevRegistry() as reg:
+        reg.new("taken", "stdio")
+        for i, spec in enumerate(_BAD_SPECS):
+            with pytest.raises(ChardevError):
+                reg.new(f"c{i}", spec + mux)
+            assert reg.find(f"c{i}") is None and reg.find(f"c{i}-base") is None
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info], \
+        caplog.text
+
+
+def test_no_rate_limit_cause_is_keyed_by_an_object_id():
+    """ratelog's rule: a cause names what failed, never id() (ids of dead objects are
+    reused). Every log_limited call in the package is checked."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    calls = 0
+    for path in [*root.joinpath("e2kchar").rglob("*.py"), *root.joinpath("devices").rglob("*.py")]:
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "log_limited":
+                calls += 1
+                cause = node.args[2] if len(node.args) > 2 else None
+                assert cause is not None, f"{path}:{node.lineno}"
+                ids = [n for n in ast.walk(cause) if isinstance(n, ast.Call)
+                       and getattr(n.func, "id", None) == "id"]
+                assert not ids, f"{path}:{node.lineno}: a cause keyed by id()"
+    assert calls >= 6
