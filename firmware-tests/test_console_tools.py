@@ -31,19 +31,23 @@ PYTEST_EMBEDDED = ["pytest-embedded==2.9.3", "pytest-embedded-serial==2.9.3"]
 pytestmark = pytest.mark.timeout(900)  # a fresh machine installs each tool once (~1 min)
 
 
-def tool_venv(name: str, requirements: list[str]) -> Path:
-    """bin/ of a venv with `requirements`, made once per checkout, Python and requirement
-    list (older ones of the same checkout are removed)."""
-    stamp = json.dumps([sys.version, str(REPO), requirements,
-                        (REPO / "pyproject.toml").read_text()])
+def tool_venv(name: str, requirements: list[str], checkout: bool = False) -> Path:
+    """bin/ of a venv with `requirements`, made once per Python and requirement list; one
+    that installs this checkout (checkout=True) is made per checkout and pyproject.toml,
+    and replaces the older ones of the same checkout."""
+    key_parts = [sys.version, requirements]
+    if checkout:
+        key_parts += [str(REPO), (REPO / "pyproject.toml").read_text()]
+    stamp = json.dumps(key_parts)
     key = hashlib.sha256(stamp.encode()).hexdigest()[:12]
     root = CACHE / f"venv-{name}-{key}"
     if (root / "ready").is_file():
         return root / "bin"
-    for old in CACHE.glob(f"venv-{name}-*"):
-        ready = old / "ready"
-        if old != root and ready.is_file() and json.loads(ready.read_text())[1] == str(REPO):
-            shutil.rmtree(old, ignore_errors=True)
+    if checkout:
+        for old in CACHE.glob(f"venv-{name}-*"):
+            ready = old / "ready"
+            if old != root and ready.is_file() and str(REPO) in json.loads(ready.read_text()):
+                shutil.rmtree(old, ignore_errors=True)
     shutil.rmtree(root, ignore_errors=True)
     subprocess.run([sys.executable, "-m", "venv", str(root)], check=True, timeout=300)
     done = subprocess.run([root / "bin" / "python", "-m", "pip", "install", "-q",
@@ -104,7 +108,7 @@ def test_labgrid_driver_powers_the_machine_and_is_its_console():
     """labgrid's pytest plugin with examples/labgrid/env.yaml: `imports: [e2kchar.labgrid]`
     registers E2kcharMachine and E2kcharDriver; on() (paused start, QMP cont), expect and
     sendline over RFC 2217, cycle() and off() (QMP quit)."""
-    bin_dir = tool_venv("labgrid", LABGRID)
+    bin_dir = tool_venv("labgrid", LABGRID, checkout=True)
     out = run_pytest(bin_dir, ["--lg-env", "env.yaml", "test_console.py"],
                      EXAMPLES / "labgrid")
     assert re.search(r"\b2 passed\b", out), out
@@ -114,7 +118,7 @@ def test_labgrid_exporter_shares_a_console_as_network_serial_port(tmp_path):
     """The README's recipe: a running machine's rfc2217 console exported with
     labgrid-exporter (examples/labgrid/exporter.yaml) through a coordinator; a client
     acquires the place and labgrid's own SerialDriver drives the shell."""
-    bin_dir = tool_venv("labgrid", LABGRID)
+    bin_dir = tool_venv("labgrid", LABGRID, checkout=True)
     coordinator = f"127.0.0.1:{free_port()}"
     client = [bin_dir / "labgrid-client", "-x", coordinator, "-p", "e2k"]
 

@@ -141,17 +141,12 @@ class PtyChardev(Chardev[PtyConfig]):
         return {"pty": self.pty_path}
 
     def forget_history(self) -> None:
-        """Also what the slave has not read yet: the kernel keeps output written to the
-        master for the next opener (flushing the master's output flushes the slave's
-        input)."""
+        """Only what we kept is dropped: output written after the terminal closed the slave
+        but before the close was noticed stays in the kernel's line discipline for the next
+        opener (as in QEMU)."""
         with self._lock:
             self._history.take()
             self._replay.clear()
-            if self.master >= 0:
-                try:
-                    termios.tcflush(self.master, termios.TCOFLUSH)
-                except termios.error as exc:
-                    log.debug("%s: flushing the pty failed: %s", self.label, exc)
 
     @property
     def connected(self) -> bool:
