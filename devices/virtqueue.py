@@ -110,7 +110,7 @@ def used_size(num: int) -> int:
     return size
 
 
-@dataclass
+@dataclass(slots=True)
 class VirtqElement:
     """One popped chain: device-readable (out) then device-writable (in) segments."""
 

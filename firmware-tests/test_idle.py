@@ -1,5 +1,5 @@
 """The idle back-off (e2kchar/machine/idle.py, docs/idle.md): a guest busy-polling COM1's
-LSR with interrupts off sleeps, input and timer deadlines wake it at once, and guests
+LSR or the Am85C30's RR0 with interrupts off sleeps, input and timer deadlines wake it at once, and guests
 that only look like pollers (a delay loop between writes, computing between status reads)
 are never put to sleep.
 
@@ -24,11 +24,13 @@ def consoles(registry, tmp_path):
         yield made
 
 
-def _poller(machine, build_driver, consoles, **defines):
+def _poller(machine, build_driver, consoles, dev=0, **defines):
+    """A MODE 0 guest polling COM1's LSR (dev 0) or the Am85C30's RR0 (dev 1)."""
     con = consoles("ringbuf", "com1")
-    m = machine(serial=[None, None, con.chr], clock="host")
+    serial = [None, None, con.chr] if dev == 0 else [con.chr, None, None]
+    m = machine(serial=serial, clock="host")
     m.idle.sleep_max = HOUR
-    m.load(build_driver("machine_poll", defines={"MODE": 0, **defines}))
+    m.load(build_driver("machine_poll", defines={"MODE": 0, "DEV": dev, **defines}))
     return m, con
 
 
@@ -38,9 +40,10 @@ def _quit(con, run) -> None:
     assert (res.reason, res.exit_code) == ("exit", 0), res
 
 
+@pytest.mark.parametrize("dev", [0, 1], ids=["16550-lsr", "am85c30-rr0"])
 def test_a_polling_guest_sleeps_and_input_wakes_it(registry, machine, build_driver,
-                                                     consoles):
-    m, con = _poller(machine, build_driver, consoles)
+                                                     consoles, dev):
+    m, con = _poller(machine, build_driver, consoles, dev)
     run = BackgroundRun(m, 60)
     try:
         wait_until(registry, lambda: con.data() == b">", 10, "the prompt")

@@ -158,3 +158,28 @@ def test_capture_tags_lines_and_follows_a_hotswap(reg, tmp_path):
     assert body == ["[virtcon0] from b", "[a] one two", "[a] three"], lines
     with Capture(reg, str(path)) as other, pytest.raises(ChardevError, match="'nope' not found"):
         other.add("nope")
+
+
+def test_capture_closed_at_once_keeps_the_fast_path_bytes(tmp_path):
+    """The UART's hot path leaves bytes in its sink for the chardev's flusher; a capture
+    closed right after the guest's last write (the CLI closes it when the run ends) must
+    still hold them."""
+    from e2kchar.devices import Ns16550a
+
+    from e2kchar import ChardevRegistry
+    from e2kchar.capture import Capture
+
+    for i in range(20):
+        with ChardevRegistry(coalesce_output=True) as creg:
+            path = tmp_path / f"cap{i}.log"
+            cap = Capture(creg, str(path))
+            cap.add(creg.new("con", f"file,path={tmp_path / 'out'}").label)
+            uart = Ns16550a(creg.find("con"))
+            lines = [f"line {n} of run {i}".encode() for n in range(50)]
+            for line in lines:
+                for b in line + b"\n":
+                    uart.write(0, 1, b)   # THR, as the guest's putc
+            cap.close()
+            uart.close()
+            assert path.read_bytes().splitlines() == [b"[con] " + ln for ln in lines]
+

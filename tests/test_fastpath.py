@@ -11,7 +11,9 @@ import threading
 import time
 
 import pytest
-from e2kchar.devices import Am85C30, LmsConsole, Ns16550a
+from e2kchar.devices import Am85C30, LmsConsole, Ns16550a, VirtualClock
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from recording import drain
 
 from e2kchar import ChardevRegistry
@@ -264,3 +266,47 @@ def test_the_sink_moves_with_a_swap_and_a_veto(creg, tmp_path):
     assert os.path.getsize(tmp_path / "c") == 0
     fe.deinit()
     assert fe.sink.drainer is None and not fe.sink.fast
+
+
+# ----------------------------------------------------------------------------------------
+# the accessors are read/write: any access sequence gives the same values, state and output
+
+_ACCESS = st.lists(st.tuples(st.integers(0, 7), st.sampled_from([1, 1, 1, 2, 4]),
+                             st.integers(0, 0x1FF), st.booleans()), max_size=60)
+_MAKERS = {"com1": lambda c: Ns16550a(c, clock=VirtualClock()),
+           "am85c30": lambda c: Am85C30(chardev_a=c, clock=VirtualClock()),
+           "lms": lambda c: LmsConsole(c)}
+
+
+@pytest.mark.parametrize("kind", DEVICES)
+def test_accessors_do_what_read_and_write_do(creg, tmp_path, kind):
+    n = [0]
+
+    @settings(max_examples=40, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(_ACCESS)
+    def check(accesses):
+        n[0] += 1
+        outs = [tmp_path / f"{kind}{n[0]}{side}" for side in "ab"]
+        chrs = [creg.new(f"{kind}{n[0]}{side}", f"file,path={out}")
+                for side, out in zip("ab", outs, strict=True)]
+        plain, fast = (_MAKERS[kind](c) for c in chrs)
+        try:
+            for off, size, value, is_read in accesses:
+                rd, wr = fast.accessors(off)
+                if is_read:
+                    assert rd(off, size) == plain.read(off, size)
+                else:
+                    wr(off, size, value)
+                    plain.write(off, size, value)
+                assert fast.state() == plain.state()
+            for c in chrs:
+                assert c.flush()
+            assert outs[1].read_bytes() == outs[0].read_bytes()
+        finally:
+            plain.close()
+            fast.close()
+            for c in chrs:
+                creg.remove(c.label)
+
+    check()

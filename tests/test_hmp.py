@@ -328,3 +328,44 @@ def test_any_command_line_gets_text_back(line):
             assert "\n" not in out.replace("\r\n", "")
         finally:
             mon.close()
+
+
+def test_a_server_socket_monitor_starts_each_client_afresh(reg):
+    """A monitor on a listening socket (default history): a client that sends a command
+    and hangs up at once leaves nothing behind; the next client gets one fresh prompt, not
+    the last session's echo, reply and prompt (history replays guest output, not a
+    monitor's conversation)."""
+    import socket
+
+    chr_ = reg.new("m", "socket,host=127.0.0.1,port=0,server=on,wait=off")
+    hmp = HumanMonitor(reg, None, "m")
+    port = int(chr_.addr.port)
+
+    def session(send: bytes = b"", settle: float = 0.5) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.settimeout(settle)
+            got = b""
+            while not got.endswith(b"(qemu) "):
+                got += s.recv(4096)
+            if send:
+                s.sendall(send)
+                return got
+            try:
+                while chunk := s.recv(4096):
+                    got += chunk
+            except TimeoutError:
+                pass
+            return got
+
+    try:
+        assert session().endswith(b"monitor - type 'help' for more information\r\n(qemu) ")
+        assert reg.run_until(lambda: not chr_.connected)
+        for _ in range(3):
+            session(b"info version\r")  # and hang up before the reply
+            assert reg.run_until(lambda: not chr_.connected)
+            time.sleep(0.2)  # the reply has been produced by now
+            assert session() == b"(qemu) "
+            assert reg.run_until(lambda: not chr_.connected)
+    finally:
+        hmp.close()
+

@@ -11,6 +11,7 @@ again (docs/idle.md), so the latency includes its wake-up.
     tools/bench_idle.py                          # demo ROM, U-Boot, Linux; 2 runs each
     tools/bench_idle.py --only uboot --runs 3 --window 10 --keys 200
     tools/bench_idle.py --no-qemu --json /tmp/idle.json
+    tools/bench_idle.py --e2kchar ../main/.venv/bin/e2kchar     # another checkout (before)
 
 Workloads:
 - demo: the bundled demo ROM (`e2kchar run`, Am85C30 channel A, the CPU sleeps in wfi);
@@ -251,10 +252,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--window", type=float, default=10.0, help="seconds of CPU measurement")
     ap.add_argument("--keys", type=int, default=60, help="keys typed for the echo latency")
     ap.add_argument("--no-qemu", action="store_true")
+    ap.add_argument("--e2kchar", metavar="PROGRAM",
+                    help="the e2kchar command to measure (e.g. another checkout's "
+                         ".venv/bin/e2kchar, for before/after); default: this checkout's")
     ap.add_argument("--json", help="write the samples here")
     args = ap.parse_args(argv)
     qemu = None if args.no_qemu else shutil.which("qemu-system-riscv64")
-    e2k = [sys.executable, "-m", "e2kchar", "run"]
+    e2k = [args.e2kchar, "run"] if args.e2kchar else [sys.executable, "-m", "e2kchar", "run"]
     rows = []
     for name in args.only.split(","):
         wl = WORKLOADS[name]

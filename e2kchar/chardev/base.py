@@ -276,6 +276,10 @@ class Chardev(Generic[C]):
         """Extra fields of the chardev-add / chardev-change return value."""
         return {}
 
+    def forget_history(self) -> None:
+        """Drop the output kept for the next client (history=), for a frontend whose output
+        belongs to one session, such as a monitor; backends without history do nothing."""
+
     #: True for backends whose finalisation emits CLOSED (fd family, socket, pty, udp)
     closed_on_finalize: ClassVar[bool] = False
     #: Buffer accepted output and hand it to chr_write from the I/O thread: a guest that
@@ -671,6 +675,9 @@ class Chardev(Generic[C]):
 
     def remove_tap(self, callback: Callable[[bytes], Any]) -> None:
         with self.write_lock:
+            # what the frontend put in its sink before now was written before the tap went:
+            # accept it here, so the tap sees it (a capture closed at exit kept the last line)
+            self._collect_locked(everything=True)
             self.taps = [t for t in self.taps if t is not callback]
 
     def add_watch(self, callback: Callable[[], Any]) -> Watch:

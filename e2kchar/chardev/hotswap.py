@@ -84,15 +84,17 @@ class SwapHost(Protocol):
 
 def change(host: SwapHost, id: str, config: BackendConfig) -> dict[str, Any]:
     """chardev-change on the I/O thread; returns what chardev-change returns."""
-    from .backends.mux import MuxConfig  # not at start-up: a run without a mux never needs it
-
     old = host.find(id)
     if old is None:
         raise ChardevError(f"Chardev '{id}' does not exist")
-    if isinstance(config, MuxConfig):
-        raise ChardevError("Mux device hotswap not supported yet")
-    if isinstance(old.config, MuxConfig):
-        return change(host, old.config.chardev, config)
+    if "mux" in (config.type, old.config.type):
+        # a mux config exists, so backends/mux.py is loaded (no file to read here)
+        from .backends.mux import MuxConfig
+
+        if isinstance(config, MuxConfig):
+            raise ChardevError("Mux device hotswap not supported yet")
+        if isinstance(old.config, MuxConfig):
+            return change(host, old.config.chardev, config)
     fe = old.be
     if fe is None:
         return _swap_unattached(host, id, old, config)

@@ -341,7 +341,8 @@ class ChardevRegistry:
         self.ioloop.run_sync(run)
 
     def _ringbuf(self, device: str) -> RingbufChardev:
-        from .backends.ringbuf import RingbufChardev  # loaded with a ringbuf, not at start-up
+        BACKENDS["ringbuf"]  # loads backends/ringbuf.py on first use (a ChardevError if not)
+        from .backends.ringbuf import RingbufChardev
 
         chr_ = self._chardevs.get(device)
         if chr_ is None:

@@ -113,7 +113,8 @@ class _Keys(dict[str, str]):
             return True
         if not isinstance(key, str) or not key.startswith("chardevs."):
             return False
-        from .backends import hub  # only a hub takes these keys
+        BACKENDS["hub"]  # only a hub takes these keys: load it (a ChardevError if it cannot)
+        from .backends import hub
 
         return hub.MEMBER_KEY.match(key) is not None
 

@@ -81,13 +81,20 @@ class InterruptUnit:
             self._kick.request()
 
     def timer_changed(self) -> None:
-        with self._control.lock:
+        control = self._control
+        with control.lock:
             self.watch = TimerWatch.DEADLINE
             if self._clint.msip or self._clint.mtip():
                 # raised now (msip set, or mtimecmp already passed): the loop delivers it
                 # at the next safe point, which only a kick brings while the guest runs
                 self._kick.request()
-            self._control.cond.notify_all()
+                return
+            deadline = self.timer_host_deadline()
+            if (deadline is not None and deadline < control.kicker_wake) or not \
+                    control.on_cpu_thread():
+                # the kicker must wake earlier than it planned (a later deadline it finds
+                # when it wakes: an idle Linux writes mtimecmp twice a tick)
+                control.cond.notify_all()
 
     def timer_host_deadline(self) -> float | None:
         """Host time when the timer interrupt is due, if the guest waits for one."""
@@ -121,6 +128,13 @@ class InterruptUnit:
     def apply(self) -> None:
         """Mirror the PLIC into mip.SEIP and inject a pending M interrupt (moves hart.pc)."""
         hart, plic, clint = self._hart, self._plic, self._clint
+        if not (self._seip or clint.msip or any(plic.output) or clint.mtip()):
+            # nothing raised and SEIP low already: no CSR to read or write (this runs
+            # before every emu_start; an idle Linux makes a dozen a timer tick)
+            if self.watch is not TimerWatch.DEADLINE:
+                with self._control.lock:
+                    self.watch = TimerWatch.DEADLINE
+            return
         priv = hart.enter_m()
         want = any(plic.output)
         mip = hart.reg(R.UC_RISCV_REG_MIP)

@@ -169,6 +169,10 @@ class RunLoop:
     def _safe_point(self) -> RunResult | None:
         """Act on the host's requests (lock held); a result ends the run, None goes on."""
         control, kick = self._control, self._kick
+        if not control.requests and not control.paused:
+            # the common case (an idle Linux passes here a dozen times a tick): no
+            # request, not paused; Flag operations are Python-level calls
+            return self._timed_out()
         if Request.RESET in control.requests:
             control.lock.release()
             try:
@@ -183,8 +187,11 @@ class RunLoop:
             self._enter_pause()
         elif control.paused and Request.PAUSE not in control.requests:
             self._leave_pause()
-        if time.monotonic() >= control.deadline:
-            kick.cancel()
+        return self._timed_out()
+
+    def _timed_out(self) -> RunResult | None:
+        if time.monotonic() >= self._control.deadline:
+            self._kick.cancel()
             return RunResult("timeout", 124, self._hart.pc,
                              message="the run timed out (the guest did not exit)")
         return None
@@ -322,4 +329,6 @@ class RunLoop:
                         if control.state is RunState.IN_GUEST and idle.sample(now):
                             kick.request()  # a probe: what does the guest read?
                         wait = min(wait, idle.interval)
-                control.cond.wait(max(wait, 0.0001))
+                wait = max(wait, 0.0001)
+                control.kicker_wake = now + wait
+                control.cond.wait(wait)

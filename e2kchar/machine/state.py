@@ -43,6 +43,9 @@ class RunControl:
         self.requests = Request.NONE
         #: host time when the active run() times out
         self.deadline = float("inf")
+        #: host time the kicker thread wakes up next by itself (a change due later needs
+        #: no notify)
+        self.kicker_wake = float("inf")
         #: the thread of the last run() and its CPU-time clock
         self.cpu_ident: int | None = None
         self.cpu_clock: int | None = None

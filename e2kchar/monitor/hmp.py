@@ -331,6 +331,7 @@ class HumanMonitor:
         self._opened = False
         self._greeted = False
         self._closed = False
+        self._hung_up = False  # a non-mux chardev's client left: output goes nowhere
         if chardev is not None:
             self.attach(chardev)
 
@@ -400,6 +401,8 @@ class HumanMonitor:
     def _event(self, event: ChardevEvent) -> None:
         if event == ChardevEvent.OPENED:
             self._opened = True
+            with self._lock:
+                self._hung_up = False
             if self._focused():
                 self._greet()
         elif event == ChardevEvent.MUX_IN and self._opened:
@@ -407,6 +410,14 @@ class HumanMonitor:
         elif event == ChardevEvent.CLOSED:
             self._opened = False
             self._line.clear()
+            fe = self.fe
+            chr_ = fe.chardev if fe is not None else None
+            if chr_ is not None and not chr_.is_mux:
+                # the client hung up: what it was told (a reply, the prompt) is stale for
+                # the next one, who gets a fresh prompt as in QEMU
+                with self._lock:
+                    self._hung_up = True
+                chr_.forget_history()
 
     def _can_read(self) -> int:
         if self._busy or self._closed:
@@ -504,7 +515,10 @@ class HumanMonitor:
         self._write(crlf(text).encode("utf-8", "replace"))
 
     def _write(self, data: bytes) -> None:
-        self._out.put(data)
+        with self._lock:
+            if self._hung_up:
+                return  # nobody to tell, and not kept for the next client
+            self._out.put(data)
 
 
 async def _human_monitor_command(mon: Monitor, args: dict[str, Any]) -> Outcome:

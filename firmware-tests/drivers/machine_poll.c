@@ -1,5 +1,6 @@
 /* Busy-polling guests for the idle back-off (test_idle.py; docs/idle.md). COM1 with its
- * interrupts off, as U-Boot's prompt has it.
+ * interrupts off, as U-Boot's prompt has it; -DDEV=1: the Am85C30's channel A, RR0 polled
+ * (MODE 0 only), as a BIOS console does.
  *
  * MODE 0 (echo): poll LSR for a byte and echo it; 'q' exits 0. -DTIMER=N also arms the
  *   machine timer N mtime ticks ahead (MTIE on): its interrupt prints "T" and disarms it.
@@ -7,10 +8,14 @@
  *   delay loop; exit 0.
  * MODE 2 (compute): ROUNDS times, read LSR, then run WORK rounds of a xorshift (about 10
  *   instructions each) in registers; exit 0. */
-#include "e2k.h"
+#include "drv_util.h"
+#include "drv_zs.h"
 
 #ifndef MODE
 #define MODE 0
+#endif
+#ifndef DEV
+#define DEV 0
 #endif
 #ifndef TIMER
 #define TIMER 0
@@ -31,11 +36,28 @@
 #define LSR_DR 0x01
 #define LSR_THRE 0x20
 
+static u64 zs_base;
+
 static void putc16550(char c)
 {
+#if DEV == 1
+    zs_putc_polled(zs_base, 0, c);
+#else
     while (!(rd8(COM1_BASE + LSR) & LSR_THRE))
         ;
     wr8(COM1_BASE + THR, (u8)c);
+#endif
+}
+
+static char getc_polled(void)
+{
+#if DEV == 1
+    return (char)zs_getc_polled(zs_base, 0);
+#else
+    while (!(rd8(COM1_BASE + LSR) & LSR_DR))
+        ;
+    return (char)rd8(COM1_BASE + THR);
+#endif
 }
 
 static void __attribute__((interrupt("machine"), aligned(4))) trap(void)
@@ -51,6 +73,12 @@ static volatile u64 sink;
 int main(void)
 {
 #if MODE == 0
+#if DEV == 1
+    zs_base = pci_find_am85c30(0);
+    if (!zs_base)
+        return 3;
+    zs_bios_init_channel(zs_base, 0);
+#endif
     putc16550('>');
 #if TIMER
     csr_write(mtvec, (u64)trap);
@@ -59,9 +87,7 @@ int main(void)
     irq_enable();
 #endif
     for (;;) {
-        while (!(rd8(COM1_BASE + LSR) & LSR_DR))
-            ;
-        char c = (char)rd8(COM1_BASE + THR);
+        char c = getc_polled();
         if (c == 'q')
             return 0;
         putc16550(c);

@@ -140,6 +140,19 @@ class PtyChardev(Chardev[PtyConfig]):
     def query_extra(self) -> dict[str, Any]:
         return {"pty": self.pty_path}
 
+    def forget_history(self) -> None:
+        """Also what the slave has not read yet: the kernel keeps output written to the
+        master for the next opener (flushing the master's output flushes the slave's
+        input)."""
+        with self._lock:
+            self._history.take()
+            self._replay.clear()
+            if self.master >= 0:
+                try:
+                    termios.tcflush(self.master, termios.TCOFLUSH)
+                except termios.error as exc:
+                    log.debug("%s: flushing the pty failed: %s", self.label, exc)
+
     @property
     def connected(self) -> bool:
         return self._attached

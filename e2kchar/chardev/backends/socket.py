@@ -411,6 +411,10 @@ class SocketChardev(Chardev[SocketConfig]):
         if self.has_watches:
             self.ioloop.call_soon(self.fire_watches)  # output is dropped now: "writable"
 
+    def forget_history(self) -> None:
+        with self._conn_lock:
+            self._history.take()
+
     def _disconnect_if(self, sock: socket.socket) -> None:
         if self._sock is sock:
             self._disconnect()
