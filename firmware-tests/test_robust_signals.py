@@ -180,7 +180,7 @@ def test_signal_restores_the_terminal(build_driver, serial, sig):
     assert b"Traceback" not in err, err
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
 def test_signal_during_start_up_restores_the_terminal(tmp_path, sig):
     """The terminal is already raw (a stdio chardev) while start-up waits for a wait=on
     server's client: a signal then ends the process (128+N) with the terminal restored."""
