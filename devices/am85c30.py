@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
@@ -176,6 +177,40 @@ class _Channel:
         name = f"{scc.name}.{self.letter}"
         self.port = CharPort(chardev, scc.lock, name, can_read=self.can_read,
                              read=self.receive, event=self.event, be_change=self.be_change)
+        self.sink = self.port.sink
+        self.now_ns = scc.now_ns
+
+    # -- the polled putc's accessors (Am85C30.accessors) ----------------------------------
+
+    def read_control(self, offset: int, size: int) -> int:
+        """Am85C30.read at this channel's control port: RR0 at pointer 0 without the lock,
+        when the backend has no modem lines to poll."""
+        if self.ptr or size != 1 or self.port.tiocm_ok:
+            return self.scc.read(offset, size)
+        return self.rr0_now()
+
+    def write_data_port(self, offset: int, size: int, value: int) -> None:
+        """Am85C30.write at this channel's data port: the byte leaves in one C-level call
+        (OutputSink) when the transmitter is empty and no interrupt or loopback is involved.
+
+        No lock: register accesses come from one thread (docs/embedding.md), and the I/O
+        thread clears tsr and tbuf only after their bytes went to the backend (a byte put
+        here comes after them); Tx IP stays clear (Tx interrupts off), nothing else changes.
+        """
+        sink = self.sink
+        wr = self.wr
+        if sink.fast and size == 1 and self.tsr < 0 and self.tbuf < 0 and not self.tx_ip \
+                and not (wr[_WR_MISC_CTRL] & WR14_LOCAL_LOOPBACK or wr[_WR_INT_MODE] & WR1_TX_IE):
+            try:
+                sink.put_byte(value)
+            except ValueError:  # not a byte (a caller outside the machine): write() masks
+                self.scc.write(offset, size, value)
+                return
+            if sink.idle:
+                sink.wake()
+            self.sent_at = self.now_ns()
+            return
+        self.scc.write(offset, size, value)
 
     # -- reset ---------------------------------------------------------------------------
 
@@ -362,8 +397,17 @@ class _Channel:
         if self.tsr < 0 and self.tbuf < 0:
             # hot path: idle transmitter, the byte leaves at once (OutQueue.write's success
             # case inlined; a refusal or an unconnected port takes its general path)
-            fe = self.port.fe
-            if (fe is not None and fe.write(BYTE[b]) > 0) or self.port.out.write(BYTE[b]) > 0:
+            sink = self.port.sink
+            if sink.fast:  # one C-level call (OutputSink)
+                sink.put(BYTE[b])
+                if sink.idle:
+                    sink.wake()
+                accepted = True
+            else:
+                fe = self.port.fe
+                accepted = (fe is not None and fe.write(BYTE[b]) > 0) \
+                    or self.port.out.write(BYTE[b]) > 0
+            if accepted:
                 self.sent_at = self.scc.now_ns()
                 self.tx_ip = bool(self.wr[_WR_INT_MODE] & WR1_TX_IE)
                 if self.tx_ip != was:
@@ -612,6 +656,17 @@ class Am85C30(SerialDevice):
 
     # ------------------------------------------------------------------------------------
     # register interface
+
+    def accessors(self, offset: int) -> tuple[Callable[[int, int], int],
+                                              Callable[[int, int, int], None]]:
+        """RR0 reads and data writes get their channel's own accessors
+        (device.SerialDevice.accessors): the polled putc is one Python frame per access."""
+        if 0 <= offset <= _LAST:
+            ch = self.channels[offset >> 1]
+            if offset & _DATA:
+                return self.read, ch.write_data_port
+            return ch.read_control, self.write
+        return self.read, self.write
 
     def read(self, offset: int, size: int) -> int:
         if size != 1 or not 0 <= offset <= _LAST:

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from e2kchar.chardev.frontend import CharBackend
+from e2kchar.chardev.frontend import CharBackend, OutputSink
 from e2kchar.chardev.outqueue import OutQueue
 from e2kchar.chardev.types import ChardevEvent, ChardevIoctl, SerialParams, Tiocm
 
@@ -53,6 +53,11 @@ class CharPort:
         self._brk: bool | None = None
         self._mout: int | None = None
         self.fe: CharBackend | None = CharBackend(chardev) if chardev is not None else None
+        #: the transmit hot path (OutputSink, docs/architecture.md): while ``sink.fast``, a
+        #: byte leaving an idle transmitter is ``sink.put(b)`` (then ``sink.wake()`` if
+        #: ``sink.idle``); its chardev re-binds it at every hotswap. An unconnected port
+        #: has one that is never fast.
+        self.sink: OutputSink = self.fe.sink if self.fe is not None else OutputSink()
         #: transmit: one attempt with out.write(), out.wait_writable(retry) when refused;
         #: bytes for an unconnected port or a destroyed backend leave the wire (consumed)
         self.out = OutQueue(self.fe, lock, name, drop_when_gone=True)
@@ -175,6 +180,21 @@ class SerialDevice:
         self._clock = clock
         self._own_clock: HostClock | None = None
         self.ports: list[CharPort] = []
+
+    def accessors(self, offset: int) -> tuple[Callable[[int, int], int],
+                                              Callable[[int, int, int], None]]:
+        """The read and write functions for one register offset, for a bus that dispatches
+        by offset (the machine's MMIO table): called as ``read(offset, size)`` and
+        ``write(offset, size, value)`` with that offset, they do exactly what ``read`` and
+        ``write`` do, but a model may specialise them for a hot register so a polled byte
+        costs one Python frame per access (docs/interfaces.md). Default: read, write."""
+        return self.read, self.write
+
+    def read(self, offset: int, size: int) -> int:
+        raise NotImplementedError
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        raise NotImplementedError
 
     @property
     def clock(self) -> Clock:

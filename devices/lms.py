@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
@@ -65,9 +66,44 @@ class LmsConsole(SerialDevice):
         self.port = CharPort(chardev, self.lock, name, can_read=self._can_read,
                              read=self._receive, event=self._event, be_change=self._be_change)
         self.ports.append(self.port)
+        self.sink = self.port.sink
 
     # ------------------------------------------------------------------------------------
     # register interface
+
+    def accessors(self, offset: int) -> tuple[Callable[[int, int], int],
+                                              Callable[[int, int, int], None]]:
+        """The data port gets its own accessors (device.SerialDevice.accessors): the busy
+        poll, the character and its strobe are one Python frame per access."""
+        if offset == DATA:
+            return self._read_data_port, self._write_data_port
+        return self.read, self.write
+
+    def _read_data_port(self, offset: int, size: int) -> int:
+        """read() at DATA: the 32-bit busy poll is a plain read."""
+        if size >= 4 and self.present and size in _ONES:
+            return 1 if self.outbuf else 0
+        return self.read(offset, size)
+
+    def _write_data_port(self, offset: int, size: int, value: int) -> None:
+        """write() at DATA: the strobe is ignored and a character for an idle console
+        leaves in one C-level call (OutputSink).
+
+        No lock: register accesses come from one thread (docs/embedding.md) and the I/O
+        thread empties outbuf only after its bytes went to the backend (a byte put here
+        comes after them).
+        """
+        if size in _ONES:
+            b = value & 0xFF
+            if not b:
+                return  # the strobe that follows every character
+            sink = self.sink
+            if sink.fast and not self.outbuf:
+                sink.put_byte(b)
+                if sink.idle:
+                    sink.wake()
+                return
+        self.write(offset, size, value)
 
     def read(self, offset: int, size: int) -> int:
         ones = _ONES.get(size)
@@ -119,6 +155,12 @@ class LmsConsole(SerialDevice):
                 log.warning("%s: guest ignored the busy flag; byte %#x dropped", self.name, b)
                 return
             self.outbuf.append(b)
+            return
+        sink = self.port.sink
+        if sink.fast:  # one C-level call (OutputSink)
+            sink.put(BYTE[b])
+            if sink.idle:
+                sink.wake()
             return
         if self.port.out.write(BYTE[b]) > 0:
             return

@@ -39,14 +39,18 @@ class DmaMemory(GuestMemory, Protocol):
     def write(self, addr: int, data: bytes | bytearray | memoryview) -> None: ...
 
 
+def outside(addr: int, n: int, base: int, size: int) -> GuestMemoryError:
+    """The error for an access of n bytes at addr that leaves RAM [base, base + size)."""
+    return GuestMemoryError(f"guest access of {n} bytes at {addr:#x} is outside RAM "
+                            f"[{base:#x}, {base + size:#x})")
+
+
 def ram_offset(addr: int, n: int, base: int, size: int) -> int:
     """Offset of [addr, addr + n) in RAM of `size` bytes at `base`; GuestMemoryError if
     any of it is outside (negative lengths, wrap-around and overflow included)."""
     off = addr - base
     if n < 0 or off < 0 or off + n > size:
-        raise GuestMemoryError(
-            f"guest access of {n} bytes at {addr:#x} is outside RAM "
-            f"[{base:#x}, {base + size:#x})")
+        raise outside(addr, n, base, size)
     return off
 
 
@@ -70,7 +74,9 @@ class BytearrayMemory:
         return bytes(self._view[off:off + n])
 
     def view(self, addr: int, n: int) -> memoryview:
-        off = ram_offset(addr, n, self.base, self.size)
+        off = addr - self.base  # ram_offset, inlined: the virtqueue hot path
+        if n < 0 or off < 0 or off + n > self.size:
+            raise outside(addr, n, self.base, self.size)
         return self._view[off:off + n]
 
     def write(self, addr: int, data: bytes | bytearray | memoryview) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
@@ -106,6 +107,7 @@ class Ns16550a(SerialDevice):
                              read=self._receive, event=self._event,
                              be_change=self._be_change)
         self.ports.append(self.port)
+        self.sink = self.port.sink
         with self.lock:
             self._apply_line(full=False)
             self.msr &= 0xF0  # a reset leaves no modem-status deltas
@@ -134,6 +136,15 @@ class Ns16550a(SerialDevice):
         self.thr_ipending = False
         self.timeout_ipending = False
         self._update_char_time()
+        self._update_direct()
+
+    def _update_direct(self) -> None:
+        """Whether a THR write may take the lock-free fast path (_write_data): the
+        transmitter is empty (TEMT), and no DLAB, loopback or THR-empty interrupt is
+        involved. Kept current under the lock by every change of those bits; the I/O thread
+        sets TEMT (and so this) only after the transmitter's last byte went to the backend."""
+        self._direct = bool(self.lsr & LSR_TEMT) and not (
+            self.lcr & LCR_DLAB or self.mcr & MCR_LOOP or self.ier & IER_THRI)
 
     def reset(self) -> None:
         """Power-on state. Bytes the backend had not taken yet are dropped (logged)."""
@@ -203,6 +214,7 @@ class Ns16550a(SerialDevice):
                 self._tx_pump()
             else:
                 self.lsr |= LSR_THRE | LSR_TEMT
+            self._update_direct()
             self._touch_rx()
             self._update_msl_poll()
             self.port.room_again()
@@ -210,6 +222,46 @@ class Ns16550a(SerialDevice):
 
     # ------------------------------------------------------------------------------------
     # register interface
+
+    def accessors(self, offset: int) -> tuple[Callable[[int, int], int],
+                                              Callable[[int, int, int], None]]:
+        """LSR reads and THR writes get their own accessors (device.SerialDevice.accessors):
+        the polled putc is one Python frame per access."""
+        idx = self._index.get(offset)
+        if idx is LSR:
+            return self._read_lsr, self.write
+        if idx is THR:
+            return self.read, self._write_data
+        return self.read, self.write
+
+    def _read_lsr(self, offset: int, size: int) -> int:
+        """read() at LSR: no lock unless the read clears an error bit (BI, OE, FIFOE)."""
+        lsr = self.lsr
+        if lsr & 0x92 or size != 1:  # (other sizes, when regshift allows them: read())
+            return self.read(offset, size)
+        return lsr
+
+    def _write_data(self, offset: int, size: int, value: int) -> None:
+        """write() at THR/DLL: the polled putc's byte leaves in one C-level call
+        (OutputSink) when the transmitter is empty and nothing else is involved.
+
+        No lock: register accesses come from one thread (docs/embedding.md), the I/O
+        thread sets TEMT only after the transmitter's last byte went to the backend (so
+        a byte put here comes after it), and ``_direct`` excludes every case that touches
+        other state (DLAB, loopback, an interrupt to raise).
+        """
+        sink = self.sink
+        if sink.fast and self._direct and size == 1:
+            try:
+                sink.put_byte(value)
+            except ValueError:  # not a byte (a caller outside the machine): write() masks
+                self.write(offset, size, value)
+                return
+            if sink.idle:
+                sink.wake()
+            self.thr_ipending = True  # read by IIR only with IER THRI set (not _direct)
+            return
+        self.write(offset, size, value)
 
     def read(self, offset: int, size: int) -> int:
         idx = self._index.get(offset)
@@ -267,6 +319,15 @@ class Ns16550a(SerialDevice):
                                                   or self.mcr & MCR_LOOP):
                 # the polled-putc hot path (_write_thr's idle case, inlined): the byte
                 # leaves at once when the backend takes it
+                sink = self.sink
+                if sink.fast:  # one C-level call (OutputSink)
+                    sink.put(BYTE[value])
+                    if sink.idle:
+                        sink.wake()
+                    self.thr_ipending = True
+                    if self.ier & IER_THRI:
+                        self._update_irq()
+                    return
                 fe = self.port.fe
                 if fe is not None and fe.write(BYTE[value]) > 0:
                     self.thr_ipending = True
@@ -336,6 +397,7 @@ class Ns16550a(SerialDevice):
                 return
             self.tsr = value
             self.lsr &= ~(LSR_THRE | LSR_TEMT)
+            self._update_direct()
             self._wait_tx()
         else:
             if self.fcr & FCR_FE:
@@ -347,6 +409,7 @@ class Ns16550a(SerialDevice):
             else:
                 self.txf[:] = BYTE[value]  # 16450 holding register: the last write wins
             self.lsr &= ~(LSR_THRE | LSR_TEMT)
+            self._update_direct()
         if self.ier & IER_THRI:
             self._update_irq()
 
@@ -385,6 +448,7 @@ class Ns16550a(SerialDevice):
         if not self.lsr & LSR_THRE:
             self.thr_ipending = True
         self.lsr |= LSR_THRE | LSR_TEMT
+        self._update_direct()  # after the bytes went out: a fast-path byte comes after them
         self._update_irq()
 
     # ------------------------------------------------------------------------------------
@@ -488,6 +552,7 @@ class Ns16550a(SerialDevice):
     def _write_ier(self, value: int) -> None:
         value &= 0x0F
         old, self.ier = self.ier, value
+        self._update_direct()
         if value & IER_THRI and self.lsr & LSR_THRE:
             # enabling THRI (or rewriting it) while THRE is set re-arms the interrupt
             self.thr_ipending = True
@@ -512,6 +577,7 @@ class Ns16550a(SerialDevice):
             self.lsr |= LSR_THRE
             if self.tsr < 0:
                 self.lsr |= LSR_TEMT
+                self._update_direct()
             self.thr_ipending = True
         self.fcr = value & 0xC9
         self.trigger = TRIGGERS[value >> 6]
@@ -519,6 +585,7 @@ class Ns16550a(SerialDevice):
 
     def _write_lcr(self, value: int) -> None:
         old, self.lcr = self.lcr, value
+        self._update_direct()
         if (value ^ old) & LCR_SBC:
             self.port.set_break(bool(value & LCR_SBC))
             if value & LCR_SBC and self.mcr & MCR_LOOP:
@@ -531,6 +598,7 @@ class Ns16550a(SerialDevice):
     def _write_mcr(self, value: int) -> None:
         value &= 0x1F
         old, self.mcr = self.mcr, value
+        self._update_direct()
         if value & MCR_LOOP:
             self._set_msr_lines(self._loop_msr())
         else:

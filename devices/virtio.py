@@ -45,6 +45,7 @@ TRANSPORT_FEATURES = ((1 << F_RING_INDIRECT_DESC) | (1 << F_RING_EVENT_IDX)
                       | (1 << F_VERSION_1) | (1 << F_RING_RESET))
 
 _NEEDS_RESET = int(Status.NEEDS_RESET)
+_DRIVER_OK = int(Status.DRIVER_OK)
 
 # InterruptStatus bits
 INT_USED_BUFFER = 1
@@ -102,7 +103,8 @@ class VirtioDevice:
 
     @property
     def driver_ok(self) -> bool:
-        return bool(self.status & Status.DRIVER_OK) and not self.status & Status.NEEDS_RESET
+        status = self.status  # plain ints: IntFlag arithmetic is slow on the hot path
+        return bool(status & _DRIVER_OK) and not status & _NEEDS_RESET
 
     # -- config space ----------------------------------------------------------------
 

@@ -394,53 +394,57 @@ class VirtioConsole(VirtioDevice):
     # -- guest -> host ---------------------------------------------------------------
 
     def _flush_tx(self, port: Port) -> None:
-        """Hand the port's transmit chains to the backend until empty or it pushes back."""
+        """Hand the port's transmit chains to the backend until empty or it pushes back.
+
+        Each guest buffer goes to the backend as a view of guest RAM (no copy); a chain
+        returns to the guest only once the backend took all of it, so a stalled backend
+        leaves the rest in guest RAM (tx_elem / tx_rest / tx_view) until its watch fires.
+        """
         if port.throttled:
             return
         vq = self.queues[port.tx_queue]
+        out = port.out
         pushed = False
         budget = TX_BUDGET
         try:
             while True:
-                fe = port.fe
-                if port.tx_view is None and port.backlog and fe is not None:
-                    if not self._write_out(port, port.backlog, is_backlog=True):
-                        break
-                    continue
+                fe = out.fe
                 if port.tx_view is None:
-                    if port.tx_elem is not None:
-                        if port.tx_rest:
-                            if budget <= 0 and fe is not None:
-                                port.stats["budget_yields"] += 1
-                                port.out.wait_writable(lambda: self._flush_tx(port))
-                                break
-                            addr, n = port.tx_rest.pop(0)
-                            if n > TX_CHUNK:  # bound what one huge descriptor copies at once
-                                port.tx_rest.insert(0, (addr + TX_CHUNK, n - TX_CHUNK))
-                                n = TX_CHUNK
-                            budget -= n
-                            port.tx_view = vq.view(addr, n)  # guest RAM itself, no copy
+                    if port.backlog and fe is not None:
+                        if not self._write_out(port, port.backlog, is_backlog=True):
+                            break
+                        continue
+                    if port.tx_elem is None:
+                        if fe is not None and not port.console and not port.host_connected:
+                            break  # hold guest output until the host side connects
+                        if not self.driver_ok:
+                            break  # no buffers are consumed before DRIVER_OK or after NEEDS_RESET
+                        elem = vq.pop()
+                        if elem is None:
+                            break
+                        if fe is None:
+                            vq.push(elem, 0)  # no backend at all: nobody could ever read it
+                            pushed = True
+                            log.debug("virtio-console: port %d has no backend; output discarded",
+                                      port.nr)
                             continue
+                        port.tx_elem = elem
+                        port.tx_rest = list(elem.out_sg)
+                    if not port.tx_rest:
                         vq.push(port.tx_elem, 0)
                         port.tx_elem = None
                         pushed = True
                         continue
-                    if fe is not None and not port.console and not port.host_connected:
-                        break  # hold guest output until the host side connects
-                    if not self.driver_ok:
-                        break  # no buffers are consumed before DRIVER_OK or after NEEDS_RESET
-                    elem = vq.pop()
-                    if elem is None:
+                    if budget <= 0 and fe is not None:
+                        port.stats["budget_yields"] += 1
+                        out.wait_writable(lambda: self._flush_tx(port))
                         break
-                    if fe is None:
-                        vq.push(elem, 0)  # no backend at all: nobody could ever read it
-                        pushed = True
-                        log.debug("virtio-console: port %d has no backend; output discarded",
-                                  port.nr)
-                        continue
-                    port.tx_elem = elem
-                    port.tx_rest = list(elem.out_sg)
-                    continue
+                    addr, n = port.tx_rest.pop(0)
+                    if n > TX_CHUNK:  # bound what one huge descriptor writes at once
+                        port.tx_rest.insert(0, (addr + TX_CHUNK, n - TX_CHUNK))
+                        n = TX_CHUNK
+                    budget -= n
+                    port.tx_view = vq.view(addr, n)  # guest RAM itself, no copy
                 if fe is None:
                     port.tx_view = None
                     continue

@@ -70,6 +70,8 @@ _desc_from = DESC.unpack_from
 _u16_from = U16_FORM.unpack_from
 _u16_pack = U16_FORM.pack
 _used_pack = USED_ELEM.pack
+_used_into = USED_ELEM.pack_into
+_u16_into = U16_FORM.pack_into
 
 DESC_SIZE = VringDesc.sizeof()
 HDR_SIZE = RingHeader.sizeof()
@@ -146,6 +148,9 @@ class VirtQueue:
         self.avail_addr = 0
         self.used_addr = 0
         self.last_avail_idx = 0
+        #: the avail idx last read, and the driver area it was read from (pop)
+        self._avail_seen = 0
+        self._avail_seen_at = -1
         self.used_idx = 0
         #: used idx at the last interrupt we sent (EVENT_IDX bookkeeping)
         self.signalled_used = 0
@@ -236,12 +241,24 @@ class VirtQueue:
         return n
 
     def pop(self) -> VirtqElement | None:
-        """Take the next available chain, or None when the ring is empty."""
-        if not self.pending():
+        """Take the next available chain, or None when the ring is empty.
+
+        The driver's avail idx is read again only once the chains it announced last time
+        are taken (QEMU's shadow_avail_idx): one guest-memory read per batch, not per chain.
+        """
+        if not self.ready:
             return None
+        seen = self._avail_seen
+        if self.last_avail_idx == seen or self.avail_addr != self._avail_seen_at:
+            n = self.pending()
+            if not n:
+                return None
+            seen = (self.last_avail_idx + n) & 0xFFFF
         slot = self.last_avail_idx % self.num
         head = self.read_u16(self.avail_addr + HDR_SIZE + 2 * slot)
         elem = self._walk(head)
+        # remembered only now: a chain that raised is looked at afresh next time
+        self._avail_seen, self._avail_seen_at = seen, self.avail_addr
         self.last_avail_idx = (self.last_avail_idx + 1) & 0xFFFF
         self.inflight += 1
         if self.event_idx:
@@ -314,11 +331,20 @@ class VirtQueue:
     def push(self, elem: VirtqElement, written: int) -> None:
         """Return a chain to the driver with `written` bytes stored in its in-segments."""
         slot = self.used_idx % self.num
-        self._write(self.used_addr + HDR_SIZE + USED_ELEM_SIZE * slot,
-                    _used_pack(elem.head, written))
-        self.used_idx = (self.used_idx + 1) & 0xFFFF
-        self._write(self.used_addr + 2, _u16_pack(self.used_idx))
-        self.inflight = max(0, self.inflight - 1)
+        at = self.used_addr + HDR_SIZE + USED_ELEM_SIZE * slot
+        if self._dma is None:
+            self._write(at, _used_pack(elem.head, written))
+            self.used_idx = (self.used_idx + 1) & 0xFFFF
+            self._write(self.used_addr + 2, _u16_pack(self.used_idx))
+        else:  # straight into guest RAM: the struct forms pack into views of it
+            view = self._view
+            try:
+                _used_into(view(at, USED_ELEM_SIZE), 0, elem.head, written)
+                self.used_idx = (self.used_idx + 1) & 0xFFFF
+                _u16_into(view(self.used_addr + 2, 2), 0, self.used_idx)
+            except GuestMemoryError as exc:
+                raise VirtqueueError(f"queue {self.index}: {exc}") from None
+        self.inflight = self.inflight - 1 if self.inflight > 0 else 0
 
     def should_notify(self) -> bool:
         """Whether the driver wants an interrupt for what was pushed since the last one."""
@@ -375,6 +401,7 @@ class VirtQueue:
         self.avail_addr = int(s.get("avail", 0))
         self.used_addr = int(s.get("used", 0))
         self.last_avail_idx = int(s.get("last_avail_idx", 0)) & 0xFFFF
+        self._avail_seen, self._avail_seen_at = self.last_avail_idx, -1
         self.used_idx = int(s.get("used_idx", 0)) & 0xFFFF
         self.event_idx = bool(s.get("event_idx", False))
         self.indirect = bool(s.get("indirect", False))

@@ -7,12 +7,19 @@ Examples:
   e2kchar run -chardev socket,id=c0,host=127.0.0.1,port=4444,server=on,wait=off \\
               -serial chardev:c0 -qmp unix:/tmp/qmp.sock,server=on,wait=off
   e2kchar run -chardev ringbuf,id=v0 -device virtconsole,chardev=v0 --capture boot.log
-  e2kchar run -chardev file,id=c,path=boot.txt,logfile=boot.log,logtimestamp=on \
+  e2kchar run -chardev file,id=c,path=boot.txt,logfile=boot.log,logtimestamp=on \\
               -serial chardev:c --timeout 30        boot log with host and guest times
   e2kchar run -bios fw_jump.elf -kernel u-boot.bin -serial null -serial null -serial stdio
   e2kchar run -S -qmp tcp:127.0.0.1:4444,server=on,wait=off   wait for QMP 'cont'
   e2kchar run -chardev rfc2217,id=con,host=127.0.0.1,port=7000 -serial chardev:con
-              console for pyserial's rfc2217://127.0.0.1:7000 (modem lines, BREAK)
+              console for pyserial's rfc2217://127.0.0.1:7000 (modem lines, BREAK),
+              labgrid's NetworkSerialPort and pytest-embedded's --port rfc2217://...
+  e2kchar run -chardev pty,id=p,path=/tmp/e2k-tty -chardev file,id=f,path=con.log \\
+              -chardev hub,id=h,chardevs.0=p,chardevs.1=f -serial chardev:h
+              one console on a pty at a stable path (picocom /tmp/e2k-tty) and in a file
+  e2kchar run fw.elf -serial null -serial null -serial /dev/ttyUSB0
+              COM1 on a host serial port (pyserial; a path that is no tty, e.g.
+              /dev/null, is taken as QEMU takes it: bytes only, no line settings)
 """
 
 from __future__ import annotations

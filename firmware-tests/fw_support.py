@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import importlib.util
 import socket
+import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -149,6 +151,28 @@ def wait_until(reg: ChardevRegistry, pred: Callable[[], bool], timeout: float = 
                what: str = "condition") -> None:
     if not reg.run_until(pred, timeout):
         raise AssertionError(f"timed out waiting for {what}")
+
+
+def poll_until(pred: Callable[[], Any], timeout: float, what: str) -> Any:
+    """pred()'s first true value, polled every 20 ms (for things outside a registry:
+    files another process writes, sockets)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def end_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def file_backend(path: Path, in_path: Path | None = None) -> dict[str, Any]:

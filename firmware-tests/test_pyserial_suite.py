@@ -24,7 +24,6 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 import unittest
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +31,7 @@ from types import ModuleType
 
 import pytest
 import serial
+from fw_support import end_process, poll_until
 
 E2KCHAR = [sys.executable, "-m", "e2kchar", "run"]
 SDIST = "pyserial==3.5"
@@ -118,16 +118,6 @@ def run_pyserial_suite(port: str, skips: dict[str, str]) -> unittest.TestResult:
     return result
 
 
-def wait_for(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture(scope="module")
 def echo_elf(build_driver) -> Path:
     return build_driver("ns16550_irq_echo", defines={"EOT_EXITS": 0, "MODEM_LOOP": 1})
@@ -151,10 +141,10 @@ def loopback(request, echo_elf, tmp_path) -> Iterator[str]:
                                 stderr=err_file)
     try:
         if kind == "pty":
-            wait_for(lambda: b"char device redirected to" in err.read_bytes(), 30, "the pty")
+            poll_until(lambda: b"char device redirected to" in err.read_bytes(), 30, "the pty")
             port = str(link)
         else:
-            m = wait_for(lambda: re.search(rb"waiting for connection on: "
+            m = poll_until(lambda: re.search(rb"waiting for connection on: "
                                            rb"disconnected:rfc2217:127\.0\.0\.1:(\d+)",
                                            err.read_bytes()), 30, "the rfc2217 server")
             port = f"rfc2217://127.0.0.1:{int(m.group(1))}"
@@ -174,12 +164,7 @@ def loopback(request, echo_elf, tmp_path) -> Iterator[str]:
                 pass
         yield port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        end_process(proc)
     assert proc.returncode in (0, -15, 143), err.read_bytes()
 
 

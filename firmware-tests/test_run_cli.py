@@ -101,7 +101,11 @@ def test_help_explains_by_example():
         assert proc.returncode == 0, proc.stderr
         assert "Examples:" in out
         for example in ("e2kchar run fw.elf -serial file:", "-qmp unix:",
-                        "--capture boot.log", "mon:stdio", "exit status"):
+                        "--capture boot.log", "mon:stdio", "exit status",
+                        "-chardev rfc2217,id=con,host=127.0.0.1,port=7000",
+                        "-chardev pty,id=p,path=/tmp/e2k-tty",
+                        "-chardev hub,id=h,chardevs.0=p,chardevs.1=f",
+                        "-serial /dev/ttyUSB0", "logtimestamp=on \\\n"):
             assert example in out, example
     proc = subprocess.run([sys.executable, "-m", "e2kchar", "bogus"], capture_output=True,
                           timeout=60)

@@ -188,6 +188,28 @@ def test_unattached_swap_to_a_server_on_the_same_port(reg):
         assert c.recv(12) == bytes.fromhex("fffb01fffb03fffb00fffd00")
 
 
+def test_unattached_failed_swap_keeps_the_live_server_and_its_client(reg):
+    """The server is not closed and re-opened from its config on a failed swap to its own
+    port: it stays the same chardev, its connected client keeps the line (no EOF), and a
+    new client is served once that one leaves."""
+    port, server = _free_port_server()
+    reg.add("con", {"type": "socket", "data": {**server, "telnet": True}})
+    old = reg.find("con")
+    client = socket.create_connection(("127.0.0.1", port), timeout=5)
+    assert client.recv(12) == bytes.fromhex("fffb01fffb03fffb00fffd00")
+    assert reg.run_until(lambda: old.connected, 5)
+    with pytest.raises(ChardevError, match="Unable to open logfile"):
+        reg.change("con", {"type": "socket", "data": {**server, "logfile": "/nonexistent/l"}})
+    assert reg.find("con") is old and old.connected
+    client.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        client.recv(1)  # no EOF: the connection is alive
+    client.close()
+    assert reg.run_until(lambda: not old.connected, 5)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        assert c.recv(12) == bytes.fromhex("fffb01fffb03fffb00fffd00")  # listening again
+
+
 def test_attached_swap_to_a_server_on_the_same_port(reg, recorder):
     """With a frontend attached too: the old server lets go of its port for the new one and
     takes it back when the new one cannot open or the frontend vetoes."""

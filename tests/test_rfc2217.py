@@ -179,6 +179,26 @@ def test_history_and_reconnect(reg):
         uart.close()
 
 
+@pytest.mark.parametrize("sent", [b"x\xff\xff\xffyz", b"\xff" * 9 + b"yz", b"ab\xffc\xff\xff"])
+def test_history_is_trimmed_in_guest_bytes_never_inside_an_iac_pair(reg, sent):
+    """history=5 keeps the newest 5 bytes the guest sent: trimming happens before the telnet
+    escaping, so the replay never starts with half an IAC IAC pair (which the client would
+    take for a command and lose a byte)."""
+    chr_, port = _server(reg, extra=",history=5")
+    uart = _uart(chr_)
+    uart.write(LCR, 1, 0x03)
+    _guest_put(uart, sent)
+    assert _until(lambda: uart.read(LSR, 1) & 0x40)  # all of it left the UART
+    s = _client(port)
+    try:
+        assert s.read(5) == sent[-5:]
+        s.timeout = 0.2
+        assert s.read(10) == b""
+    finally:
+        s.close()
+        uart.close()
+
+
 def test_hotswap_socket_to_rfc2217_and_back(reg):
     chr_ = reg.new("ser0", "ringbuf,size=4096")
     uart = _uart(chr_)

@@ -53,6 +53,62 @@ class Watch:
             self.callback()
 
 
+class OutputSink:
+    """A frontend's bound output path: where its hot path puts bytes without a Python frame.
+
+    Owned by the frontend (CharBackend.sink), drained by the chardev it is attached to (the
+    "drainer"), which binds it at attach and re-binds it at every hotswap; docs/architecture.md
+    ("The output hot path") describes the protocol. A writer does::
+
+        if sink.fast:                # the drainer coalesces and has room
+            sink.put(data)           # bytearray.extend: one C-level call, no lock
+                                     # (or sink.put_byte(b): bytearray.append)
+            if sink.idle:            # the drainer's flusher has stopped: start it
+                sink.wake()
+        else:
+            ...                      # CharBackend.write (refusals, backpressure, no drainer)
+
+    Exactness: ``buf`` belongs to the frontend and is never replaced, so a byte put is in it
+    whatever the drainer is; only the drainer removes bytes from it, under its write lock,
+    and a hotswap hands the drainer role over under both write locks (Chardev.release_sink,
+    then bind_sink), so each byte is taken exactly once and in order. The ``idle`` flag
+    makes sure it is taken at all: the flusher sets ``idle`` *before* its last look at
+    ``buf``, the writer puts *before* it looks at ``idle``, so a byte the flusher's last look
+    missed is followed by a wake() (the GIL orders the two threads' steps).
+    """
+
+    __slots__ = ("buf", "put", "put_byte", "fast", "idle", "drainer")
+
+    def __init__(self) -> None:
+        #: bytes put and not yet taken by the drainer (only the drainer removes any)
+        self.buf = bytearray()
+        #: ``buf.extend``: the hot path's one C-level call
+        self.put: Callable[[bytes], None] = self.buf.extend
+        #: ``buf.append``: put() for one byte given as an int 0..255 (cheaper than extend)
+        self.put_byte: Callable[[int], None] = self.buf.append
+        #: put() may be used now (a coalescing drainer with room; cleared at a swap)
+        self.fast = False
+        #: the drainer's flusher is not running: a writer must call wake() after put()
+        self.idle = True
+        self.drainer: Chardev | None = None
+
+    def wake(self) -> None:
+        """Start the drainer's flusher (after a put() that saw ``idle``)."""
+        drainer = self.drainer
+        if drainer is not None:
+            drainer.wake_output(self)
+
+    def write(self, data: bytes) -> bool:
+        """The fast path as one call, for frontends that are not that hot: True when the
+        bytes were taken, False when the caller must use CharBackend.write."""
+        if not self.fast:
+            return False
+        self.put(data)
+        if self.idle:
+            self.wake()
+        return True
+
+
 class Frontend(Protocol):
     """What a backend needs of its frontend handle (Frontend implements it)."""
 
@@ -131,6 +187,8 @@ class Chardev(Generic[C]):
         #: observers of accepted output (test consoles, --capture); kept across a swap
         self.taps: list[Callable[[bytes], Any]] = []
         self._obuf = bytearray()
+        #: the attached frontend's OutputSink while this chardev drains it
+        self._sink: OutputSink | None = None
         self._flush_scheduled = False
         self._flush_waiting = False
         #: the backend's last output error (strerror) while it is failing, else None
@@ -308,7 +366,11 @@ class Chardev(Generic[C]):
                 lock = self.write_lock
                 lock.acquire()
                 try:
+                    sink = self._sink
+                    if sink is not None and sink.buf:
+                        self._collect_locked()  # the frontend's fast-path bytes go first
                     obuf = self._obuf
+                    # (bytes the collect left in the sink mean a full buffer: refused here)
                     if not self.closing and len(obuf) + len(data) <= self.COALESCE_LIMIT:
                         obuf += data
                         if self.logfile is not None or self.taps:
@@ -327,8 +389,10 @@ class Chardev(Generic[C]):
         with self.write_lock:
             if self.closing:
                 return -errno.EPIPE
-            while self._obuf and not self._flush_obuf_locked():
-                # output adopted in a swap goes out before anything newer
+            sink = self._sink
+            while (self._obuf or (sink is not None and sink.buf)) \
+                    and not self._drain_pending_locked():
+                # output adopted in a swap (or put in the sink) goes out before anything newer
                 if not write_all or self.closing:
                     return -errno.EAGAIN
                 time.sleep(0.0001)
@@ -373,10 +437,12 @@ class Chardev(Generic[C]):
             with self.write_lock:
                 if self.closing:
                     return off if off else -errno.EPIPE
+                self._collect_locked()  # the frontend's fast-path bytes go first
                 obuf = self._obuf
                 room = self.COALESCE_LIMIT - len(obuf)
                 if room < total - off:
                     self._flush_obuf_locked()
+                    self._collect_locked()
                     room = self.COALESCE_LIMIT - len(obuf)
                 if room > 0 and off < total:
                     chunk = data[off:off + room] if (off or room < total) else data
@@ -417,6 +483,90 @@ class Chardev(Generic[C]):
                 self.output_recovered()
             del obuf[:n]
         return True
+
+    def _drain_pending_locked(self) -> bool:
+        """Collect the sink and flush until both are empty; False when the backend is full."""
+        while True:
+            self._collect_locked()
+            if not self._flush_obuf_locked():
+                return False
+            sink = self._sink
+            if sink is None or not sink.buf:
+                return True
+
+    # ------------------------------------------------------------------------------------
+    # the frontend's OutputSink (the output hot path; docs/architecture.md)
+
+    def _collect_locked(self, everything: bool = False) -> None:
+        """Move what the frontend put in its sink into the output buffer (up to the
+        coalescing limit unless ``everything``); this is where those bytes are accepted
+        (logfile, taps). Write lock held; the only place bytes leave a sink."""
+        sink = self._sink
+        if sink is None:
+            return
+        buf = sink.buf
+        if buf:
+            obuf = self._obuf
+            room = self.COALESCE_LIMIT - len(obuf)
+            # copies, never a memoryview of buf: an export would make the writer's
+            # concurrent extend() fail (BufferError)
+            if everything or len(buf) <= room:
+                chunk = bytes(buf)
+            else:
+                chunk = bytes(buf[:room]) if room > 0 else b""
+            if chunk:
+                del buf[:len(chunk)]  # only the front: a concurrent put() appends behind it
+                obuf += chunk
+                if self.logfile is not None or self.taps:
+                    self._accepted(chunk)
+        sink.fast = self._sink_fast()
+
+    def _sink_fast(self) -> bool:
+        """Whether the frontend may put bytes in its sink now: a coalescing chardev that
+        takes output, has room, and whose flusher is not waiting for a stalled backend
+        (then writers go through write(), which refuses beyond the limit: backpressure)."""
+        return bool(self.coalesce_output and self.host.coalesce_output and not self.closing
+                    and not self._flush_waiting and len(self._obuf) < self.COALESCE_LIMIT)
+
+    def bind_sink(self, sink: OutputSink) -> None:
+        """Become the drainer of the frontend's sink (attach, hotswap; write lock held).
+
+        Nothing is collected here (a rolled-back swap puts older bytes behind this
+        chardev's first); the flusher started here takes what the sink holds. A mux has
+        several frontends and never drains one: they write through CharBackend.write.
+        """
+        if self.is_mux:
+            return
+        self._sink = sink
+        sink.drainer = self
+        sink.fast = self._sink_fast()
+        sink.idle = False  # the flusher started now runs until it sees the sink empty
+        self._schedule_flush_locked()
+
+    def release_sink(self, sink: OutputSink) -> None:
+        """Stop draining sink (hotswap, detach, finalize; write lock held): everything put
+        so far is collected into this chardev's output (which a swap hands to the new
+        chardev); a put() after this waits in the sink for the next drainer."""
+        if self._sink is not sink:
+            return
+        sink.fast = False
+        self._collect_locked(everything=True)
+        sink.fast = False
+        self._sink = None
+        sink.drainer = None
+
+    def wake_output(self, sink: OutputSink) -> None:
+        """A writer put bytes while the flusher was idle (OutputSink.wake): start it."""
+        with self.write_lock:
+            if self._sink is not sink or self.closed:
+                return  # released meanwhile: the next drainer's bind started its flusher
+            sink.idle = False
+            self._schedule_flush_locked()
+
+    def _schedule_flush_locked(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.ioloop.call_soon(self._flush_from_loop)
 
     def output_failed(self, exc: OSError, dropped: int) -> None:
         """The backend refused output for good (not EAGAIN): logged once per state change,
@@ -471,8 +621,9 @@ class Chardev(Generic[C]):
         deadline = time.monotonic() + timeout
         while True:
             with self.write_lock:
-                if self.closed or self._flush_obuf_locked():
-                    return not self._obuf
+                if self.closed or self._drain_pending_locked():
+                    sink = self._sink
+                    return not self._obuf and not (sink is not None and sink.buf)
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.0005)
@@ -482,20 +633,35 @@ class Chardev(Generic[C]):
     FLUSH_INTERVAL: ClassVar[float] = 0.001
 
     def _flush_from_loop(self) -> None:
+        """The flusher: while output flows it runs every FLUSH_INTERVAL (writers need not
+        wake it); it stops when nothing came, or waits for a watch when the backend is full.
+        While it is scheduled or waiting the sink's ``idle`` is clear (OutputSink)."""
         with self.write_lock:
             if self.closed:
                 self._flush_scheduled = False
                 return
+            sink = self._sink
+            self._collect_locked()
             had_output = bool(self._obuf)
             drained = self._flush_obuf_locked()
             if drained and had_output:
                 # still busy: keep the flag set so writers need not wake us
+                if sink is not None:
+                    self._collect_locked()  # more room now: the fast path may go on
                 self.ioloop.call_later(self.FLUSH_INTERVAL, self._flush_from_loop)
                 return
             if drained:
+                if sink is not None:
+                    sink.idle = True  # first: a put() after this sees it and wakes us
+                    if sink.buf:  # then: a put() before it is seen here
+                        sink.idle = False
+                        self.ioloop.call_soon(self._flush_from_loop)
+                        return
                 self._flush_scheduled = False
                 return
             self._flush_waiting = True  # the flag stays set: fire_watches() resumes it
+            if sink is not None:
+                sink.fast = False  # the backend is full: writers meet the limit in write()
         self.chr_arm_watch()
 
     def add_tap(self, callback: Callable[[bytes], Any]) -> None:
@@ -524,14 +690,19 @@ class Chardev(Generic[C]):
                 self._watches.remove(watch)
 
     def fire_watches(self) -> None:
+        resume = False
         with self.write_lock:
-            if self._obuf and not self.closed and not self._flush_obuf_locked():
+            if self._obuf and not self.closed and not self._drain_pending_locked():
                 self.chr_arm_watch()  # still full: user watches wait for real room
                 return
             if self._flush_waiting and not self._obuf:
-                self._flush_waiting = False  # the flush that waited for room is done
-                self._flush_scheduled = False
+                # the flush that waited for room goes on (it stops, and lets the sink
+                # idle, once nothing more comes)
+                self._flush_waiting = False
+                resume = True
             watches, self._watches = self._watches, []
+        if resume:
+            self._flush_from_loop()
         for watch in watches:
             try:
                 watch.fire()
@@ -553,6 +724,8 @@ class Chardev(Generic[C]):
             return
         self.closing = True
         with self.write_lock:
+            if self._sink is not None:
+                self.release_sink(self._sink)  # what the frontend put goes out here
             deadline = time.monotonic() + 1.0
             while self._obuf and not self._flush_obuf_locked() and time.monotonic() < deadline:
                 time.sleep(0.001)

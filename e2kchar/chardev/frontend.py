@@ -12,10 +12,13 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .base import OutputSink
 from .types import ChardevError, ChardevEvent, ChardevIoctl
 
 if TYPE_CHECKING:
     from .base import Chardev, Watch
+
+__all__ = ["CharBackend", "OutputSink"]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,9 @@ class CharBackend:
         self._read: Read | None = None
         self._event: Event | None = None
         self._be_change: BeChange | None = None
+        #: the output hot path (OutputSink): bound by the attached chardev, re-bound by a
+        #: hotswap; a frontend may keep this object (it is never replaced)
+        self.sink = OutputSink()
         if chardev is not None:
             self.attach(chardev)
 
@@ -53,6 +59,10 @@ class CharBackend:
         self.tag = chardev.attach_frontend(self)
         self._chr = chardev
         self.fe_open = False
+        with chardev.write_lock:
+            if self.sink.drainer is None:
+                self.sink.buf.clear()  # put while no chardev was attached: gone, as QEMU's
+            chardev.bind_sink(self.sink)
 
     @property
     def chardev(self) -> Chardev | None:
@@ -77,9 +87,14 @@ class CharBackend:
             self.fe_open = False
 
     def switch_chardev(self, chardev: Chardev) -> None:
-        """Point this handle at another chardev, nothing else (e2kchar.chardev.hotswap
-        does it with both chardevs' write locks held, so a writer lands on one of them)."""
+        """Point this handle and its sink at another chardev (e2kchar.chardev.hotswap does
+        it with both chardevs' write locks held, so a writer lands on one of them): the old
+        one collects what the sink holds, the new one drains it from now on."""
+        old = self._chr
+        if old is not None:
+            old.release_sink(self.sink)
         self._chr = chardev
+        chardev.bind_sink(self.sink)
 
     # ------------------------------------------------------------------------------------
     # handlers
@@ -296,6 +311,8 @@ class CharBackend:
             if delete:
                 chr_.host.destroy(chr_)
 
+        with chr_.write_lock:
+            chr_.release_sink(self.sink)  # what was put goes out on chr_
         self._chr = None
         self.fe_open = False
         if chr_.closed:

@@ -10,8 +10,10 @@ and focus (QEMU refuses that too; we need not).
 
 Unattached (no frontend): ``new`` is opened before ``old`` is dropped, so a failed open
 leaves ``old`` in place. If both want one exclusive host resource (the same listening port
-or path, a tty, stdio; ``Chardev.exclusive_resource``) ``old`` is destroyed first and
-reopened (``reopen=True``: nothing truncated) if ``new`` fails.
+or path, a tty, stdio; ``Chardev.exclusive_resource``) ``old`` lets go of it if it can
+(``chr_release_exclusive``: a server closes its listener and keeps its client, and takes
+it back if ``new`` fails); otherwise ``old`` is destroyed first and reopened
+(``reopen=True``: nothing truncated) if ``new`` fails.
 
 Attached (a frontend):
 1. A frontend without a be_change handler refuses ("Chardev user does not support chardev
@@ -37,6 +39,19 @@ Attached (a frontend):
 Late writers: a ``CharBackend.write`` that read the handle before step 4 and wrote to
 ``old`` after it gets -EPIPE (``Chardev.closing``); CharBackend then re-reads its chardev and
 sends the rest to ``new`` (frontend.py, ``_do_write``), so no byte is lost or doubled.
+
+The output hot path (base.OutputSink, no lock on the writer's side) is ordered by step 4
+too. Its bytes sit in the frontend's own sink buffer, which is never replaced, and only
+the sink's drainer takes bytes out of it, under the drainer's write lock. With both locks
+held, ``switch_chardev`` makes ``old`` clear ``sink.fast`` and collect everything put so
+far into its output (accepted there: logfile, taps), then makes ``new`` the drainer; only
+then does ``retire_output`` hand ``old``'s undelivered output to the front of ``new``. A
+writer that saw ``fast`` before the swap and puts after the collect leaves its byte in the
+sink, where ``new`` (started by ``bind_sink``) takes it after everything ``old`` held, and
+a writer that sees ``fast`` cleared goes the locked way above. Each byte is thus taken
+once, by ``old`` before the swap or by ``new`` after it, in the order it was put. A veto
+does the same in reverse: ``new`` collects the sink behind its own output, which then goes
+behind ``old``'s.
 """
 
 from __future__ import annotations
@@ -115,13 +130,14 @@ def _swap_attached(host: SwapHost, id: str, old: Chardev, fe: CharBackend,
             old.chr_reacquire_exclusive()
         raise
     with old.write_lock, new.write_lock:
+        # the order is the exactness argument (see the module docstring, "Late writers")
+        fe.switch_chardev(new)  # old collects the sink, new drains it from now on
         new.adopt_output(old.retire_output(), front=True)
-        fe.switch_chardev(new)
     fe.fe_open = False
     if fe.call_be_change() < 0:
         new.detach_frontend(fe)
         with old.write_lock, new.write_lock:
-            fe.switch_chardev(old)
+            fe.switch_chardev(old)  # new collects the sink (behind what it holds)
             old.resume_output()
             old.adopt_output(new.retire_output(flush=False), front=False)
         fe.tag = old.attach_frontend(fe)
@@ -141,15 +157,30 @@ def _swap_unattached(host: SwapHost, id: str, old: Chardev,
                      config: BackendConfig) -> dict[str, Any]:
     """Never lose the old chardev before the new one is known to open."""
     key = type(old).exclusive_resource(old.config)
-    if key is None or key != host.backend_class(config.type).exclusive_resource(config):
+    released = False
+    if key is not None and key == host.backend_class(config.type).exclusive_resource(config):
+        # a server lets go of its port or path but stays live (its client too) and takes
+        # it back if the open fails; what cannot let go alone is closed first
+        released = old.chr_release_exclusive()
+        if not released:
+            return _swap_closing_old(host, id, old, config)
+    try:
         new = host.open_chardev(id, config, log_from=old)
-        _hand_over(old, new)
-        with old.write_lock, new.write_lock:
-            new.adopt_output(old.retire_output(), front=True)
-        _replace(host, id, old, new)
-        return new.query_extra()
-    # the old one holds what the new one needs (same port, tty, stdio): release it, open
-    # the new one, and bring the old one back if that fails
+    except BaseException:
+        if released:
+            old.chr_reacquire_exclusive()
+        raise
+    _hand_over(old, new)
+    with old.write_lock, new.write_lock:
+        new.adopt_output(old.retire_output(), front=True)
+    _replace(host, id, old, new)
+    return new.query_extra()
+
+
+def _swap_closing_old(host: SwapHost, id: str, old: Chardev,
+                      config: BackendConfig) -> dict[str, Any]:
+    """old holds what new needs and cannot let go of it alone (a tty, stdio): close it,
+    open new, and bring old back from its config if that fails."""
     old_config, old_taps = old.config, old.taps
     with old.write_lock:
         left = old.retire_output()

@@ -95,6 +95,7 @@ class IOLoop:
         self.loop = asyncio.new_event_loop()
         self.loop.set_exception_handler(_report)
         self._activity = threading.Condition()
+        self._listeners: tuple[Callable[[], None], ...] = ()
         self._closed = False
         ready = threading.Event()
         self.thread = threading.Thread(target=self._run, args=(ready,), name=name, daemon=True)
@@ -119,9 +120,20 @@ class IOLoop:
         return self._closed
 
     def notify(self) -> None:
-        """Wake run_until() waiters: something observable happened."""
+        """Wake run_until() waiters and the listeners: something observable happened."""
         with self._activity:
             self._activity.notify_all()
+        for listener in self._listeners:
+            listener()
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` (on whichever thread notifies, quickly, never raising) after
+        every I/O callback and every delivery of input: the machine's idle back-off wakes
+        a polling guest with it (docs/idle.md)."""
+        self._listeners = (*self._listeners, listener)
+
+    def remove_listener(self, listener: Callable[[], None]) -> None:
+        self._listeners = tuple(x for x in self._listeners if x is not listener)
 
     def _guard(self, fn: Callable[..., Any], *args: Any) -> None:
         try:

@@ -247,10 +247,12 @@ class ChardevRegistry:
         self._check_new_id(base_id, qmp)
         base = self.open_chardev(base_id, spec.backend)
         self.register_chardev(base_id, base)
-        BACKENDS["mux"]  # loads backends/mux.py with the first mux (a ChardevError if not)
-        from .backends.mux import MuxConfig
-
         try:
+            # the mux module loads with the first mux (not at start-up); a failed load (out
+            # of fds) is a ChardevError and takes the base down with it
+            BACKENDS["mux"]  # noqa: B018 (loads the module, or raises ChardevError)
+            from .backends.mux import MuxConfig
+
             mux = self.open_chardev(ident, MuxConfig(chardev=base_id))
         except BaseException:
             self.destroy(base)

@@ -74,7 +74,7 @@ class _Backends(Mapping[str, BackendOptions]):
             try:
                 found = getattr(importlib.import_module(f"{__package__}.backends.{module}"),
                                 attr)
-            except OSError as exc:  # reading the module failed, e.g. out of fds
+            except OSError as exc:  # e.g. out of fds while loading the module's source
                 raise ChardevError(f"chardev backend '{name}' could not be loaded: "
                                    f"{exc.strerror or exc}") from None
             self._loaded[name] = found
@@ -113,7 +113,7 @@ class _Keys(dict[str, str]):
             return True
         if not isinstance(key, str) or not key.startswith("chardevs."):
             return False
-        BACKENDS["hub"]  # only a hub takes these keys: load it (a ChardevError if it cannot)
+        BACKENDS["hub"]  # noqa: B018 (only a hub takes these keys: load it, or ChardevError)
         from .backends import hub
 
         return hub.MEMBER_KEY.match(key) is not None

@@ -29,6 +29,9 @@ class Clint:
         self.clock = clock
         self.freq = freq
         self.on_change = on_change
+        #: reads of mtime (MMIO or an emulated rdtime): a guest reading its clock is
+        #: waiting for time, not idle (idle.py)
+        self.time_reads = 0
         self._lock = threading.RLock()
         self.reset()
 
@@ -42,6 +45,7 @@ class Clint:
     # -- time ------------------------------------------------------------------------
 
     def mtime(self) -> int:
+        self.time_reads += 1
         return (int(self.clock.now() * self.freq) + self._mtime_offset) & U64
 
     def mtip(self) -> bool:

@@ -74,6 +74,9 @@ class Hart:
         self._installers: list[Callable[[Uc], None]] = []
         self._code_pages: set[int] = set()
         self.uc: Uc  # made by power_on()
+        #: register read/write of that unicorn (ucfast.reg_access)
+        self._rd: Callable[[int], int]
+        self._wr: Callable[[int, int], None]
         #: where the next emu_start begins (the loop's copy of pc between emu_starts)
         self.pc = ram.base
         #: the TLB in use now: "virtual" until a guest turns paging on, then "cpu"
@@ -96,6 +99,7 @@ class Hart:
             ucfast.hook_tlb_fill(uc, self._tlb_fill_raw, self._tlb_fill)
         uc.mem_map_ptr(self._ram.base, self._ram.size, UC_PROT_ALL, self._ram.host_address())
         self.uc = uc
+        self._rd, self._wr = ucfast.reg_access(uc)
         for install in self._installers:
             install(uc)
         # no UC_HOOK_MEM_UNMAPPED: its mere presence makes every RAM access 5x slower;
@@ -135,43 +139,43 @@ class Hart:
     # registers and CSRs (unicorn lets the host read M-mode CSRs only while the hart is in M)
 
     def read_pc(self) -> int:
-        return int(self.uc.reg_read(R.UC_RISCV_REG_PC))
+        return self._rd(R.UC_RISCV_REG_PC)
 
     def write_pc(self, pc: int) -> None:
-        self.uc.reg_write(R.UC_RISCV_REG_PC, pc)
+        self._wr(R.UC_RISCV_REG_PC, pc)
 
     def reg(self, reg: int) -> int:
         """Read a unicorn register (riscv_const.UC_RISCV_REG_*)."""
-        return int(self.uc.reg_read(reg))
+        return self._rd(reg)
 
     def set_reg(self, reg: int, value: int) -> None:
-        self.uc.reg_write(reg, value)
+        self._wr(reg, value)
 
     @property
     def priv(self) -> int:
-        return int(self.uc.reg_read(R.UC_RISCV_REG_PRIV))
+        return self._rd(R.UC_RISCV_REG_PRIV)
 
     def set_priv(self, priv: int) -> None:
-        self.uc.reg_write(R.UC_RISCV_REG_PRIV, priv)
+        self._wr(R.UC_RISCV_REG_PRIV, priv)
 
     def enter_m(self) -> int:
         """Switch to M so every CSR can be read and written; returns the privilege to
         give back to `restore_priv()`."""
         priv = self.priv
         if priv != PRIV_M:
-            self.uc.reg_write(R.UC_RISCV_REG_PRIV, PRIV_M)
+            self._wr(R.UC_RISCV_REG_PRIV, PRIV_M)
         return priv
 
     def restore_priv(self, priv: int) -> None:
         if priv != PRIV_M:
-            self.uc.reg_write(R.UC_RISCV_REG_PRIV, priv)
+            self._wr(R.UC_RISCV_REG_PRIV, priv)
 
     def xreg(self, n: int) -> int:
-        return 0 if n == 0 else int(self.uc.reg_read(R.UC_RISCV_REG_X0 + n))
+        return 0 if n == 0 else self._rd(R.UC_RISCV_REG_X0 + n)
 
     def set_xreg(self, n: int, value: int) -> None:
         if n:
-            self.uc.reg_write(R.UC_RISCV_REG_X0 + n, value & U64)
+            self._wr(R.UC_RISCV_REG_X0 + n, value & U64)
 
     # ------------------------------------------------------------------------------------
     # memory as the hart sees it
@@ -196,16 +200,16 @@ class Hart:
 
     def _mmu_state(self, access: Access) -> tuple[int, int, int]:
         """(effective privilege of `access`, satp, mstatus)."""
-        uc = self.uc
-        priv = int(uc.reg_read(R.UC_RISCV_REG_PRIV))
+        rd, wr = self._rd, self._wr
+        priv = rd(R.UC_RISCV_REG_PRIV)
         if priv != PRIV_M:
-            uc.reg_write(R.UC_RISCV_REG_PRIV, PRIV_M)
+            wr(R.UC_RISCV_REG_PRIV, PRIV_M)
         try:
-            mstatus = int(uc.reg_read(R.UC_RISCV_REG_MSTATUS))
-            satp = int(uc.reg_read(R.UC_RISCV_REG_SATP))
+            mstatus = rd(R.UC_RISCV_REG_MSTATUS)
+            satp = rd(R.UC_RISCV_REG_SATP)
         finally:
             if priv != PRIV_M:
-                uc.reg_write(R.UC_RISCV_REG_PRIV, priv)
+                wr(R.UC_RISCV_REG_PRIV, priv)
         eff = priv
         if priv == PRIV_M and access is not Access.FETCH and mstatus & MSTATUS_MPRV:
             eff = (mstatus & MSTATUS_MPP) >> 11
@@ -259,7 +263,7 @@ class Hart:
                       ud: Any) -> bool:
         # _tlb_fill inlined: this runs once per access when TLB indexes collide
         entry = entry_ptr.contents
-        if self.uc.reg_read(R.UC_RISCV_REG_PRIV) != PRIV_M and self._paged_fill(
+        if self._rd(R.UC_RISCV_REG_PRIV) != PRIV_M and self._paged_fill(
                 vaddr, access, entry):
             return self.page_fault is None
         page = vaddr & ~0xFFF

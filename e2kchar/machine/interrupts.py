@@ -144,9 +144,14 @@ class InterruptUnit:
         with self._control.lock:
             # a raised timer/software interrupt (or MEIP the loop injects) that the guest
             # masks now (mie or mstatus.MIE, which we cannot watch) is looked at again
-            # every MASKED_POLL; a raised mtip has no deadline to wait for
-            if raised and not (pending and enabled):
-                self.watch = TimerWatch.MASKED
+            # every MASKED_POLL; a raised mtip has no deadline to wait for. Below M the
+            # mask is mie's alone, which only M-mode code changes, and the hart gets
+            # there through a trap the loop sees (this runs again then): no polling (an
+            # idle Linux: OpenSBI clears MTIE until the next SBI set_timer, docs/idle.md)
+            if raised and not (pending and enabled) and priv == PRIV_M:
+                if self.watch is not TimerWatch.MASKED:
+                    self.watch = TimerWatch.MASKED
+                    self._control.cond.notify_all()  # the kicker starts polling
             elif mtip:
                 self.watch = TimerWatch.RAISED
             else:

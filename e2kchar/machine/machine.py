@@ -40,6 +40,7 @@ from .board import Board
 from .clock import GuestClock
 from .cpu import Hart, check_tlb
 from .errors import MachineError
+from .idle import IdleMonitor
 from .interrupts import InterruptUnit
 from .kick import KickProtocol
 from .loader import ImageLoader
@@ -129,8 +130,11 @@ class Machine:
         #: completes an MMIO access a stop rolled back (the kick protocol relies on it)
         self.retirer = Retirer(self.cpu, board.region_at, self._stats)
         self._mmio = MmioDispatch(kick, self._stats)
+        clint = self.clint
+        #: the idle back-off for guests that busy-poll a register (idle.py)
+        self.idle = IdleMonitor(self._control, self._stats, lambda: clint.time_reads)
         self._run = RunLoop(self._control, self.cpu, self._traps, irqs, self.retirer, kick,
-                            self._stats, self.clock, self._reset_now)
+                            self._stats, self.clock, self._reset_now, self.idle)
         self.cpu.on_power_on(self._map_board)
         self.cpu.on_power_on(self._traps.install)
         try:
@@ -141,6 +145,7 @@ class Machine:
             raise
         self._loader.write_boot_blocks()
         self._boot_regs()
+        self.registry.ioloop.add_listener(self.idle.activity)
         self._run.start()
 
     def _map_board(self, uc: Uc) -> None:
@@ -261,6 +266,7 @@ class Machine:
     def close(self) -> None:
         if not self._run.close():
             return  # closed already
+        self.registry.ioloop.remove_listener(self.idle.activity)
         self.board.close()
         if self._own_registry:
             self.registry.close()

@@ -22,21 +22,41 @@ class Device(Protocol):
 
 #: one offset's dispatch: (device read, device write, offset within the device)
 Op = tuple[Callable[[int, int], int], Callable[[int, int, int], None], int]
-#: a window keeps at most this many resolved offsets in `ops` (a guest probing a large
+#: a window keeps resolved offsets in `ops` only below this one (a guest probing a large
 #: window must not grow it without bound)
 OPS_LIMIT = 4096
+
+
+def remember_op(ops: list[Op | None], offset: int, op: Op) -> None:
+    """Put op at offset in a list of Ops (below OPS_LIMIT), growing it as needed."""
+    if offset < OPS_LIMIT:
+        if offset >= len(ops):
+            ops.extend([None] * (offset + 1 - len(ops)))
+        ops[offset] = op
 
 
 @runtime_checkable
 class DispatchingWindow(Protocol):
     """A window in front of other devices (I/O ports, a PCI BAR) that publishes its
     dispatch, so the MMIO callbacks reach the device behind it without a call through the
-    window: `ops` maps offsets to Ops and is kept current by the window (it may drop
-    entries at any time); `resolve` gives the Op of an offset not in it."""
+    window: `ops` is a list indexed by offset (an index is the cheapest lookup there is),
+    kept current by the window (it may drop entries, or empty the list, at any time);
+    `resolve` gives the Op of an offset beyond it or None in it (and may fill it in)."""
 
-    ops: dict[int, Op]
+    ops: list[Op | None]
 
     def resolve(self, offset: int) -> Op: ...
+
+
+def device_op(dev: Device, offset: int) -> Op:
+    """The Op of one offset of dev: the register's own accessors when the device offers
+    them (``accessors(offset)``, docs/interfaces.md), so the MMIO callback reaches a hot
+    register in one Python frame; else its read and write."""
+    accessors = getattr(dev, "accessors", None)
+    if accessors is not None:
+        read, write = accessors(offset)
+        return read, write, offset
+    return dev.read, dev.write, offset
 
 
 def hole_read(offset: int, size: int) -> int:
@@ -113,14 +133,17 @@ class PortWindow:
         self.name = name
         self.ports: list[tuple[int, int, Device]] = []
         self.table: dict[int, tuple[int, Device]] = {}   # offset -> (port base, device)
-        #: offset -> Op of the port there (DispatchingWindow)
-        self.ops: dict[int, Op] = {}
+        #: offset -> Op of the port there, None in a hole (DispatchingWindow)
+        self.ops: list[Op | None] = []
 
     def map(self, start: int, length: int, dev: Device) -> None:
         self.ports.append((start, length, dev))
+        ops = self.ops
+        if len(ops) < start + length:
+            ops.extend([None] * (start + length - len(ops)))
         for off in range(start, start + length):
             self.table[off] = (start, dev)
-            self.ops[off] = (dev.read, dev.write, off - start)
+            ops[off] = device_op(dev, off - start)
 
     def resolve(self, offset: int) -> Op:
         """A hole (DispatchingWindow): reads all-ones, ignores writes."""

@@ -6,8 +6,10 @@ cells, value masks from a table, the kick record kept only for 4-byte accesses (
 of a split 64-bit access that retire.py may have to complete), slotted counters.
 
 Every window is dispatched through one table, offset -> (device read, device write, offset
-within the device), a plain dict (the fastest lookup there is); an offset not in it asks
-`resolve()`. A window in front of other devices (the I/O ports, the Am85C30's PCI BAR: a
+within the device), a list indexed by offset (an index costs a fraction of a dict lookup);
+an offset beyond it or None in it asks `resolve()`. The read and write are the register's own accessors when the device offers
+them (`misc.device_op`): the 16550's LSR and THR, the Am85C30's RR0 and data, the LMS busy
+poll and data port are then one Python frame below this callback. A window in front of other devices (the I/O ports, the Am85C30's PCI BAR: a
 misc.DispatchingWindow) publishes its own table, so the callback calls the device behind
 it directly; any other device gets an entry per offset as the offset is first used. A
 device must return an int (the `& mask` turns anything else into a logged error and a 0).
@@ -24,7 +26,7 @@ from unicorn.unicorn_py3.unicorn import Uc
 from . import ucfast
 from .board import Region
 from .kick import KickProtocol
-from .misc import OPS_LIMIT, Device, DispatchingWindow, Op
+from .misc import Device, DispatchingWindow, Op, device_op, remember_op
 from .stats import Stats
 
 log = logging.getLogger(__name__)
@@ -33,17 +35,15 @@ log = logging.getLogger(__name__)
 _SIZE_MASKS = tuple((1 << (8 * n)) - 1 for n in range(9))
 
 
-def op_table(device: Device) -> tuple[dict[int, Op], Callable[[int], Op]]:
+def op_table(device: Device) -> tuple[list[Op | None], Callable[[int], Op]]:
     """A window's dispatch table and how an offset not in it resolves."""
     if isinstance(device, DispatchingWindow):
         return device.ops, device.resolve
-    table: dict[int, Op] = {}
-    read, write = device.read, device.write
+    table: list[Op | None] = []
 
     def resolve(off: int) -> Op:
-        op = (read, write, off)
-        if len(table) < OPS_LIMIT:
-            table[off] = op
+        op = device_op(device, off)
+        remember_op(table, off, op)
         return op
 
     return table, resolve
@@ -60,7 +60,7 @@ class MmioDispatch:
         rd, wr = self._callbacks(region.name, region.base, *op_table(region.device))
         ucfast.mmio_map(uc, region.base, region.size, rd, wr)
 
-    def _callbacks(self, name: str, base: int, table: dict[int, Op],
+    def _callbacks(self, name: str, base: int, table: list[Op | None],
                    resolve: Callable[[int], Op]) -> tuple[
             Callable[[Any, int, int, Any], int], Callable[[Any, int, int, int, Any], None]]:
         stats = self._stats
@@ -69,8 +69,8 @@ class MmioDispatch:
 
         def rd(handle: Any, off: int, size: int, ud: Any) -> int:
             try:
-                read, _, doff = table[off]
-            except KeyError:
+                read, _, doff = table[off]  # type: ignore[misc]  # None: TypeError
+            except (IndexError, TypeError):  # beyond the list, or a gap in it
                 read, _, doff = resolve(off)
             try:
                 value = read(doff, size) & masks[size]
@@ -86,8 +86,8 @@ class MmioDispatch:
 
         def wr(handle: Any, off: int, size: int, value: int, ud: Any) -> None:
             try:
-                _, write, doff = table[off]
-            except KeyError:
+                _, write, doff = table[off]  # type: ignore[misc]  # None: TypeError
+            except (IndexError, TypeError):  # beyond the list, or a gap in it
                 _, write, doff = resolve(off)
             try:
                 write(doff, size, value)

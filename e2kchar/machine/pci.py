@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from construct import Int8ul, Int16ul, Int32ul, Struct
 
-from .misc import OPS_LIMIT, Device, Op, hole_read, hole_write
+from .misc import Device, Op, device_op, hole_read, hole_write, remember_op
 
 log = logging.getLogger(__name__)
 
@@ -150,14 +150,13 @@ class BarWindow:
         self._decided = (-1, False)  # (config generation, decodes): checked per access
         #: offset -> Op while the decision holds (DispatchingWindow): the device's own
         #: methods while the BAR decodes, a hole otherwise; emptied on every config change
-        self.ops: dict[int, Op] = {}
+        self.ops: list[Op | None] = []
         function.watch(self.ops.clear)
 
     def resolve(self, offset: int) -> Op:
-        op: Op = ((self.device.read, self.device.write, offset)  # type: ignore[union-attr]
+        op: Op = (device_op(self.device, offset)  # type: ignore[arg-type]  # decodes: a device
                   if self._decodes() else (hole_read, hole_write, offset))
-        if len(self.ops) < OPS_LIMIT:
-            self.ops[offset] = op
+        remember_op(self.ops, offset, op)
         return op
 
     def _decodes(self) -> bool:

@@ -6,7 +6,7 @@ import ctypes
 import logging
 import mmap
 
-from e2kchar.devices.memory import ram_offset
+from e2kchar.devices.memory import outside, ram_offset
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,9 @@ class RamMemory:
 
     def view(self, addr: int, n: int) -> memoryview:
         """Zero-copy view of [addr, addr + n); GuestMemoryError outside RAM."""
-        off = ram_offset(addr, n, self.base, self.size)
+        off = addr - self.base  # ram_offset, inlined: the virtqueue hot path
+        if n < 0 or off < 0 or off + n > self.size:
+            raise outside(addr, n, self.base, self.size)
         return self._view[off:off + n]
 
     def read_u64(self, addr: int) -> int | None:

@@ -17,6 +17,7 @@ from unicorn.unicorn_py3.unicorn import UcError
 from .clock import GuestClock
 from .cpu import Hart
 from .errors import MachineError
+from .idle import IdleMonitor
 from .interrupts import MASKED_POLL, InterruptUnit, TimerWatch
 from .kick import KickProtocol
 from .result import RunResult
@@ -25,13 +26,20 @@ from .state import Request, RunControl, RunState
 from .stats import Stats
 from .traps import HookStop, TrapUnit
 
+#: every change the CPU loop and the kicker wait for notifies the run control's condition;
+#: this only bounds a wait should one be missed (a wake-up a second cost an idle Linux a
+#: tenth of its CPU: docs/idle.md)
+SAFETY_WAKE_S = 30.0
+#: the guest computes (or is about to): the kicker samples the idle monitor
+_COMPUTING = (RunState.RUNNING, RunState.IN_GUEST)
+
 
 class RunLoop:
     """run(), the host's controls (stop/pause/resume/reset/close) and the kicker."""
 
     def __init__(self, control: RunControl, hart: Hart, traps: TrapUnit,
                  interrupts: InterruptUnit, retirer: Retirer, kick: KickProtocol, stats: Stats,
-                 clock: GuestClock, reset: Callable[[], None]) -> None:
+                 clock: GuestClock, reset: Callable[[], None], idle: IdleMonitor) -> None:
         self._control = control
         self._hart = hart
         self._traps = traps
@@ -41,6 +49,7 @@ class RunLoop:
         self._stats = stats
         self._clock = clock
         self._reset = reset
+        self._idle_mon = idle
         #: the exit device's last request: ("exit", code) or ("reset", 0)
         self._exit: tuple[str, int] | None = None
         self._kicker = threading.Thread(target=self._kicker_main, name="e2k-kicker", daemon=True)
@@ -58,6 +67,7 @@ class RunLoop:
         """On reset (lock held): no exit, no reset request."""
         self._control.requests &= ~Request.RESET
         self._exit = None
+        self._idle_mon.reset()
 
     # ------------------------------------------------------------------------------------
     # host controls (any thread)
@@ -138,6 +148,7 @@ class RunLoop:
             control.cpu_ident = threading.get_ident()
             control.cpu_clock = time.pthread_getcpuclockid(control.cpu_ident)
             control.deadline = time.monotonic() + timeout if timeout is not None else float("inf")
+            self._idle_mon.reset()
             if control.state is RunState.HALTED:
                 if Request.PAUSE in control.requests:
                     control.state = RunState.PAUSED
@@ -180,6 +191,7 @@ class RunLoop:
 
     def _loop(self) -> RunResult:
         control, hart, traps, kick = self._control, self._hart, self._traps, self._kick
+        idle = self._idle_mon
         while True:
             if self._exit is not None:
                 kind, code = self._exit
@@ -197,6 +209,8 @@ class RunLoop:
                     control.cond.wait(max(0.0, min(0.05, control.deadline - time.monotonic())))
                     continue
                 kick.arm()
+                if self._idle_mon.rechecking:
+                    kick.request()  # stop at the first access: is it the same fruitless read?
             self._interrupts.apply()
             if traps.report is not None:
                 return traps.report
@@ -224,9 +238,35 @@ class RunLoop:
                 pc = self._retirer.retire(pc, taken, prev)
                 hart.write_pc(pc)
             hart.pc = pc
-            if (not kicked and traps.hook_stop is HookStop.NONE and traps.report is None
-                    and hart.after_wfi(pc)):
+            quiet = traps.hook_stop is HookStop.NONE and traps.report is None
+            if idle.probing or idle.rechecking:
+                with control.lock:
+                    now = time.monotonic()
+                    if idle.probing:
+                        sleep = idle.after_probe(taken, now)
+                    else:
+                        sleep = idle.after_recheck(taken, now)
+                    if sleep and quiet:
+                        self._idle_poll()
+                        continue
+            if not kicked and quiet and hart.after_wfi(pc):
                 self._idle()
+
+    def _idle_poll(self) -> None:
+        """The guest busy-polls a register that does not change (idle.py): sleep until
+        an event (lock held)."""
+        control, kick, irqs = self._control, self._kick, self._interrupts
+
+        def deadline() -> float:
+            timer = irqs.timer_host_deadline()
+            return control.deadline if timer is None else min(timer, control.deadline)
+
+        kick.cancel()  # the probe's kick, taken already
+        control.state = RunState.WFI
+        try:
+            self._idle_mon.sleep(lambda: kick.pending or bool(control.requests), deadline)
+        finally:
+            control.state = RunState.RUNNING
 
     def _idle(self) -> None:
         """The guest is in wfi: sleep until an interrupt, a timer deadline, or a request."""
@@ -245,7 +285,7 @@ class RunLoop:
                         wait = min(wait, deadline - now)
                     if wait <= 0:
                         return
-                    control.cond.wait(min(wait, 1.0))
+                    control.cond.wait(min(wait, SAFETY_WAKE_S))
             finally:
                 control.state = RunState.RUNNING
 
@@ -255,11 +295,11 @@ class RunLoop:
     def _kicker_main(self) -> None:
         """Stops a computing guest for kicks that no MMIO callback took, and turns timer
         deadlines and the run timeout into kicks."""
-        control, kick = self._control, self._kick
+        control, kick, idle = self._control, self._kick, self._idle_mon
         with control.lock:
             while not control.closed:
                 now = time.monotonic()
-                wait = 1.0
+                wait = SAFETY_WAKE_S
                 if control.running:
                     if now >= control.deadline:
                         kick.request()
@@ -278,4 +318,8 @@ class RunLoop:
                         wait = min(wait, MASKED_POLL)
                     if kick.stop_due():
                         wait = min(wait, kick.step(now))
+                    if idle.enabled and control.state in _COMPUTING:
+                        if control.state is RunState.IN_GUEST and idle.sample(now):
+                            kick.request()  # a probe: what does the guest read?
+                        wait = min(wait, idle.interval)
                 control.cond.wait(max(wait, 0.0001))

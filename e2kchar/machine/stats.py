@@ -19,3 +19,4 @@ class Stats:
     emu_starts: int = 0
     wfi_sleeps: int = 0
     kicker_stops: int = 0
+    idle_sleeps: int = 0

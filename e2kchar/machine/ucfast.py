@@ -58,3 +58,30 @@ def hook_tlb_fill(uc: Uc, raw: Callable[..., bool], slow: Callable[..., bool]) -
     if status != 0:
         raise UcError(status)
     _keep_alive(uc, fptr)
+
+
+def reg_access(uc: Uc) -> tuple[Callable[[int], int], Callable[[int, int], None]]:
+    """(read, write) of a 64-bit register by id, calling the engine directly: the binding's
+    reg_read/reg_write pick a register class and wrap every call (about half their cost),
+    and the run loop makes a dozen of them per emu_start (docs/idle.md)."""
+    try:
+        from unicorn.unicorn_py3 import unicorn as ucmod
+        read_fn, write_fn = ucmod.uclib.uc_reg_read, ucmod.uclib.uc_reg_write
+        handle = uc._uch
+    except (ImportError, AttributeError):
+        return uc.reg_read, uc.reg_write
+    u64, byref = ctypes.c_uint64, ctypes.byref
+
+    def read(reg: int) -> int:
+        buf = u64()  # one per call: another thread may read a register meanwhile
+        status = read_fn(handle, reg, byref(buf))
+        if status:
+            raise UcError(status)
+        return buf.value
+
+    def write(reg: int, value: int) -> None:
+        status = write_fn(handle, reg, byref(u64(value)))
+        if status:
+            raise UcError(status)
+
+    return read, write

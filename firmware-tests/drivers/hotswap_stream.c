@@ -1,7 +1,8 @@
 /* Hotswap stream: prints numbered lines "line NNNNNN\n" forever (until the host stops the
  * machine), so a test can swap the console backend mid-stream and check that no line is
  * lost or doubled. STREAM_DEV: 0 = Am85C30 channel A (default), 1 = COM1 16550 (polled),
- * 2 = virtio-console port 0 (one buffer per line, waiting for each completion).
+ * 2 = virtio-console port 0 (one buffer per line, waiting for each completion), 3 = the LMS
+ * console (32-bit busy poll, byte, strobe).
  * STREAM_LINES > 0 stops after that many lines (exit 0). */
 #include "drv_util.h"
 #include "drv_zs.h"
@@ -65,6 +66,11 @@ static void emit_line(void)
         while (!(uart_in(COM1_BASE, UART_LSR) & UART_LSR_THRE))
             ;
         uart_out(COM1_BASE, UART_THR, (u8)line[i]);
+#elif STREAM_DEV == 3
+        while (rd32(LMS_BASE) != 0)
+            ;
+        wr8(LMS_BASE, (u8)line[i]);
+        wr8(LMS_BASE, 0);
 #else
         zs_putc_polled(zs_base, 0, line[i]);
 #endif

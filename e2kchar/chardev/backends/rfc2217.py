@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 from serial import rfc2217
 
 from ..configbase import InetAddress
+from ..history import History
 from ..ioloop import TimerHandle
 from ..qemuopts import (
     BOOL,
@@ -114,6 +115,14 @@ class NullModemPort:
         return False
 
 
+class TelnetHistory(History):
+    """The history of a telnet line: raw guest bytes are kept (so trimming the oldest can
+    never split an IAC IAC pair) and escaped when they are replayed."""
+
+    def take(self) -> bytes:
+        return super().take().replace(b"\xff", b"\xff\xff")
+
+
 class _Connection:
     """PortManager's "connection": its replies go out with the socket's pending output."""
 
@@ -142,7 +151,12 @@ class Rfc2217Chardev(SocketChardev):
     def open(self) -> bool:
         if self.config.telnet or self.config.tn3270 or self.config.websocket:
             raise ChardevError("rfc2217 is a telnet server already")
-        return super().open()
+        opened = super().open()
+        with self._conn_lock:  # the socket layer made a plain History (raw bytes so far)
+            plain = self._history
+            self._history = TelnetHistory(plain.limit)
+            self._history.keep(plain.take())
+        return opened
 
     def _kind(self) -> str:
         return "rfc2217"
@@ -241,7 +255,7 @@ class Rfc2217Chardev(SocketChardev):
         with self._conn_lock:
             sock = self._sock
             if sock is None or not self.connected:
-                self._history.keep(escaped)
+                self._history.keep(raw)
                 return len(data)
             if self._outbuf and not self._flush_locked():
                 raise BlockingIOError(errno.EAGAIN, "socket buffer full")
@@ -252,7 +266,7 @@ class Rfc2217Chardev(SocketChardev):
             except OSError as exc:
                 log.info("%s: write failed: %s", self.label, exc)
                 self._outbuf.clear()
-                self._history.keep(escaped)
+                self._history.keep(raw)
                 self.ioloop.call_soon(self._disconnect_if, sock)
                 return len(data)
             if n < len(escaped):
