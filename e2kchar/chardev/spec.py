@@ -113,7 +113,7 @@ class _Keys(dict[str, str]):
             return True
         if not isinstance(key, str) or not key.startswith("chardevs."):
             return False
-        BACKENDS["hub"]  # only a hub takes these keys: load it (a ChardevError if it cannot)
+        BACKENDS["hub"]  # noqa: B018 (only a hub takes these keys: load it, or ChardevError)
         from .backends import hub
 
         return hub.MEMBER_KEY.match(key) is not None
