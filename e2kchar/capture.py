@@ -78,7 +78,6 @@ class Capture:
         for label, tap in self._taps.items():
             chr_ = self.registry.find(label)
             if chr_ is not None:
-                chr_.collect_output()  # the console's last bytes may still wait in its sink
                 chr_.remove_tap(tap)
         with self._lock:
             for tag, buf in self._partial.items():

@@ -281,7 +281,6 @@ class Console:
     def close(self) -> None:
         chr_ = self.registry.find(self.label)
         if chr_ is not None:
-            chr_.collect_output()  # bytes still in the frontend's sink (coalescing registry)
             chr_.remove_tap(self._on_output)
 
 

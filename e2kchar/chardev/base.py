@@ -668,13 +668,6 @@ class Chardev(Generic[C]):
                 sink.fast = False  # the backend is full: writers meet the limit in write()
         self.chr_arm_watch()
 
-    def collect_output(self) -> None:
-        """Accept now what the frontend has put in its sink (OutputSink): the logfile and
-        the taps see it before this returns, instead of at the flusher's next round. An
-        observer that is about to go away (Capture.close) calls this first."""
-        with self.write_lock:
-            self._collect_locked(everything=True)
-
     def add_tap(self, callback: Callable[[bytes], Any]) -> None:
         """Also hand every accepted output chunk to callback (on the writer's thread)."""
         with self.write_lock:
