@@ -79,3 +79,21 @@ def test_instruction_counts_come_from_callgrind(tmp_path: Path) -> None:
     assert 0 < small < bigger
     with pytest.raises(callgrind_polled.CallgrindError):
         callgrind_polled.count(["/bin/false"], timeout=60)
+
+
+@pytest.mark.timeout(300)
+def test_rows_on_stock_guests_run_when_named(tmp_path: Path) -> None:
+    """The stock-guest rows (tools/bench_console.py, tools/bench_idle.py) measure for real:
+    the demo ROM at rest, and keystroke echo at Debian's U-Boot through rfc2217://."""
+    proc, result = _run(tmp_path, "--no-qemu", "--only", "idle_demo,echo_uboot_rfc2217")
+    rows = {r["key"]: r for r in result["rows"]}
+    assert list(rows) == ["idle_demo", "echo_uboot_rfc2217"], proc.stdout
+    for row in rows.values():
+        assert not row["errors"]["e2kchar"], row
+        assert row["e2kchar"] is not None, row
+    assert rows["idle_demo"]["e2kchar"] >= 0
+    echo = rows["echo_uboot_rfc2217"]
+    assert echo["e2kchar"] > 0
+    sample = echo["samples"]["e2kchar"][0]
+    assert sample["extra"]["p99_ms"] >= echo["e2kchar"]
+    assert "QEMU has no RFC 2217 server" in proc.stdout
