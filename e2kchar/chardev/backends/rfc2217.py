@@ -32,12 +32,11 @@ from ..qemuopts import (
     Opts,
     QapiReader,
     opt_bool,
-    opt_num,
     opt_size,
     qapi_addr,
 )
 from ..types import READ_BUF_LEN, ChardevError, ChardevEvent, ChardevIoctl, SerialParams, Tiocm
-from .socket import SocketChardev, SocketConfig, check_port
+from .socket import SocketChardev, SocketConfig, check_port, inet_from_opts
 
 log = logging.getLogger(__name__)
 
@@ -325,14 +324,7 @@ def _nodelay(value: bool | None) -> bool:
 
 
 def _from_opts(opts: Opts, common: dict[str, Any]) -> Rfc2217Config:
-    host = opts.get("host")
-    if host is None:
-        raise ChardevError("chardev: rfc2217: no host given")
-    if opts.get("port") is None:
-        raise ChardevError("chardev: rfc2217: no port given")
-    addr = InetAddress(host=host, port=opts["port"], numeric=opt_bool(opts, "numeric"),
-                       to=opt_num(opts, "to"), ipv4=opt_bool(opts, "ipv4"),
-                       ipv6=opt_bool(opts, "ipv6"))
+    addr = inet_from_opts(opts, "rfc2217")
     check_port(addr)
     wait = opt_bool(opts, "wait")
     nodelay = opt_bool(opts, "nodelay")

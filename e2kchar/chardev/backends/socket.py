@@ -733,6 +733,18 @@ class SocketChardev(Chardev[SocketConfig]):
 # -- options --------------------------------------------------------------------------
 
 
+def inet_from_opts(opts: Opts, backend: str) -> InetAddress:
+    """host=, port= and their flags of a -chardev socket or rfc2217 option string."""
+    host = opts.get("host")
+    if host is None:
+        raise ChardevError(f"chardev: {backend}: no host given")
+    if opts.get("port") is None:
+        raise ChardevError(f"chardev: {backend}: no port given")
+    return InetAddress(host=host, port=opts["port"], numeric=opt_bool(opts, "numeric"),
+                       to=opt_num(opts, "to"), ipv4=opt_bool(opts, "ipv4"),
+                       ipv6=opt_bool(opts, "ipv6"))
+
+
 def _from_opts(opts: Opts, common: dict[str, Any]) -> SocketConfig:
     path, host, fd = opts.get("path"), opts.get("host"), opts.get("fd")
     given = [x for x in (path, host, fd) if x is not None]
@@ -745,13 +757,7 @@ def _from_opts(opts: Opts, common: dict[str, Any]) -> SocketConfig:
     elif fd is not None:
         addr = FdAddress(str=fd)
     else:
-        if host is None:
-            raise ChardevError("chardev: socket: no host given")
-        if opts.get("port") is None:
-            raise ChardevError("chardev: socket: no port given")
-        addr = InetAddress(host=host, port=opts["port"], numeric=opt_bool(opts, "numeric"),
-                           to=opt_num(opts, "to"), ipv4=opt_bool(opts, "ipv4"),
-                           ipv6=opt_bool(opts, "ipv6"))
+        addr = inet_from_opts(opts, "socket")
     server = opt_bool(opts, "server") or False
     wait = opt_bool(opts, "wait")
     if wait is None:
