@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..devices.packedform import check_moved
 from .headers_packed import BOOT_INFO, CMDLINE_SIZE
@@ -65,8 +64,7 @@ def __getattr__(name: str) -> Any:
     return getattr(headers, name)
 
 
-@dataclass(frozen=True)
-class RamLayout:
+class RamLayout(NamedTuple):
     """Where the machine puts its boot blocks in a RAM of a given size."""
 
     ram_size: int
