@@ -20,12 +20,11 @@ from collections.abc import Callable
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
-from construct import Int16ul, Int32ul, Struct
-
 from e2kchar.chardev.frontend import CharBackend
 from e2kchar.chardev.outqueue import OutQueue
 from e2kchar.chardev.types import ChardevEvent
 
+from .layouts_packed import CONSOLE_CONFIG, CONSOLE_RESIZE, CONTROL_MSG
 from .virtio import VirtioDevice, VirtioId
 from .virtqueue import VirtqElement, VirtQueue, VirtqueueError
 
@@ -56,11 +55,11 @@ TX_CHUNK = 4 << 20
 #: the CPU thread in one QUEUE_NOTIFY for hours
 TX_BUDGET = 2 * TX_CHUNK
 
-ConsoleConfig = Struct("cols" / Int16ul, "rows" / Int16ul, "max_nr_ports" / Int32ul,
-                       "emerg_wr" / Int32ul)
-ControlMsg = Struct("id" / Int32ul, "event" / Int16ul, "value" / Int16ul)
-ConsoleResize = Struct("cols" / Int16ul, "rows" / Int16ul)
-CTRL_HDR = ControlMsg.sizeof()
+#: declared in layouts.py; these are their struct forms (build and parse the same bytes)
+ConsoleConfig = CONSOLE_CONFIG
+ControlMsg = CONTROL_MSG
+ConsoleResize = CONSOLE_RESIZE
+CTRL_HDR = CONTROL_MSG.size
 EMERG_WR_OFFSET = 8
 
 

@@ -8,64 +8,26 @@ device can set NEEDS_RESET instead of crashing the emulator.
 from __future__ import annotations
 
 import logging
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from construct import (
-    Array,
-    Construct,
-    FormatField,
-    Int16ul,
-    Int32ul,
-    Int64ul,
-    Renamed,
-    Struct,
-    this,
-)
-
 from e2kchar.errors import E2kcharError
 
+from .layouts_packed import RING_HEADER, VRING_DESC, VRING_USED_ELEM
+from .layouts_packed import U16 as U16_PACKED
 from .memory import DmaMemory, GuestMemory, GuestMemoryError
+from .packedform import check_moved
 
 log = logging.getLogger(__name__)
 
-# ---- binary layouts (declared once) -------------------------------------------------------
+# ---- binary layouts (declared once, in layouts.py) -----------------------------------------
 
-#: one descriptor table entry
-VringDesc = Struct("addr" / Int64ul, "len" / Int32ul, "flags" / Int16ul, "next" / Int16ul)
-#: driver area: flags, idx, ring[num], used_event (EVENT_IDX); parse with num=N
-VringAvail = Struct("flags" / Int16ul, "idx" / Int16ul, "ring" / Array(this._params.num, Int16ul),
-                    "used_event" / Int16ul)
-VringUsedElem = Struct("id" / Int32ul, "len" / Int32ul)
-#: device area: flags, idx, ring[num] of {id, len}, avail_event (EVENT_IDX); parse with num=N
-VringUsed = Struct("flags" / Int16ul, "idx" / Int16ul,
-                   "ring" / Array(this._params.num, VringUsedElem), "avail_event" / Int16ul)
-RingHeader = Struct("flags" / Int16ul, "idx" / Int16ul)
-U16 = Int16ul
-
-
-def packed(layout: Construct) -> struct.Struct:
-    """The struct form of a fixed layout of plain fields (a FormatField, or a Struct of
-    them): the hot path unpacks with it, the construct declaration stays the only one."""
-    fields = layout.subcons if isinstance(layout, Struct) else [layout]
-    order, codes = "", ""
-    for sub in fields:
-        sub = sub.subcon if isinstance(sub, Renamed) else sub
-        if not isinstance(sub, FormatField):
-            raise TypeError(f"{sub!r} is not a fixed-size plain field")
-        if order and sub.fmtstr[0] != order:
-            raise TypeError("fields of mixed byte order")
-        order, codes = sub.fmtstr[0], codes + sub.fmtstr[1:]
-    return struct.Struct(order + codes)
-
-
-#: descriptor, used element and u16 in their struct forms (checked against construct's by
-#: tests/test_virtqueue.py)
-DESC = packed(VringDesc)
-USED_ELEM = packed(VringUsedElem)
-U16_FORM = packed(U16)
+#: descriptor, used element and u16 in their struct forms (derived from the construct
+#: declarations by tools/gen_packed.py, checked by tests/test_packed.py)
+DESC = VRING_DESC.struct
+USED_ELEM = VRING_USED_ELEM.struct
+U16_FORM = U16_PACKED.struct
 _desc_from = DESC.unpack_from
 _u16_from = U16_FORM.unpack_from
 _u16_pack = U16_FORM.pack
@@ -73,9 +35,19 @@ _used_pack = USED_ELEM.pack
 _used_into = USED_ELEM.pack_into
 _u16_into = U16_FORM.pack_into
 
-DESC_SIZE = VringDesc.sizeof()
-HDR_SIZE = RingHeader.sizeof()
-USED_ELEM_SIZE = VringUsedElem.sizeof()
+DESC_SIZE = DESC.size
+HDR_SIZE = RING_HEADER.size
+USED_ELEM_SIZE = USED_ELEM.size
+
+
+def __getattr__(name: str) -> Any:
+    # the declarations' old names here
+    check_moved(__name__, name, ("VringDesc", "VringAvail", "VringUsedElem", "VringUsed",
+                                 "RingHeader", "U16", "packed"))
+    from . import layouts
+
+    return getattr(layouts, name)
+
 
 VRING_DESC_F_NEXT = 1
 VRING_DESC_F_WRITE = 2
@@ -101,11 +73,15 @@ def need_event(event: int, new: int, old: int) -> bool:
 
 
 def avail_size(num: int) -> int:
+    from .layouts import VringAvail
+
     size: int = VringAvail.sizeof(num=num)  # construct is untyped
     return size
 
 
 def used_size(num: int) -> int:
+    from .layouts import VringUsed
+
     size: int = VringUsed.sizeof(num=num)
     return size
 

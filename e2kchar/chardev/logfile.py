@@ -6,7 +6,6 @@ import errno
 import logging
 import os
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from .types import ChardevError
 
@@ -64,6 +63,8 @@ class LogFile:
                     pass
 
     def _stamp(self) -> bytes:
+        from datetime import UTC, datetime  # logtimestamp=on only: off the start-up path
+
         host = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
         clock = self.guest_clock() if self.guest_clock is not None else None
         if clock is not None:  # looked up per line: the machine may come after the chardev
