@@ -24,18 +24,28 @@ def _keep_alive(uc: Uc, *objs: Any) -> None:
     _keep.setdefault(uc, []).extend(objs)
 
 
-def mmio_map(uc: Uc, base: int, size: int, rd: Callable[..., int],
-             wr: Callable[..., None]) -> None:
-    """mmio_map with callbacks called as (handle, offset, size[, value], ud). They must
-    never raise."""
+#: the MMIO callbacks' C types as ucfast declares them: unicorn's uc_cb_mmio_read_t and
+#: uc_cb_mmio_write_t without the trailing user_data (in the C calling conventions of
+#: unicorn's hosts the caller passes the arguments in registers and cleans up, so a callee
+#: that declares fewer ignores the last), and the engine handle as its low byte: ctypes
+#: makes every declared argument a Python object on every access, a pointer a new int
+#: each time, a byte a cached one (BENCHMARKS.md, "Second round")
+_MMIO_READ_T = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_ubyte, ctypes.c_uint64, ctypes.c_uint)
+_MMIO_WRITE_T = ctypes.CFUNCTYPE(None, ctypes.c_ubyte, ctypes.c_uint64, ctypes.c_uint,
+                                 ctypes.c_uint64)
+
+
+def mmio_map(uc: Uc, base: int, size: int, rd: Callable[[int, int, int], int],
+             wr: Callable[[int, int, int, int], None]) -> None:
+    """mmio_map with callbacks called as (handle, offset, size[, value]); `handle` means
+    nothing (a byte of the engine pointer, or 0). They must never raise."""
     try:
         from unicorn.unicorn_py3 import unicorn as ucmod
-        read_t, write_t = ucmod.MMIO_READ_CFUNC, ucmod.MMIO_WRITE_CFUNC
-        rd_ptr, wr_ptr = read_t(rd), write_t(wr)
+        rd_ptr, wr_ptr = _MMIO_READ_T(rd), _MMIO_WRITE_T(wr)
         status = ucmod.uclib.uc_mmio_map(uc._uch, base, size, rd_ptr, None, wr_ptr, None)
     except (ImportError, AttributeError, TypeError):
-        uc.mmio_map(base, size, lambda u, o, s, d: rd(None, o, s, d), None,
-                    lambda u, o, s, v, d: wr(None, o, s, v, d), None)
+        uc.mmio_map(base, size, lambda u, o, s, d: rd(0, o, s), None,
+                    lambda u, o, s, v, d: wr(0, o, s, v), None)
         return
     if status != 0:
         raise UcError(status)
