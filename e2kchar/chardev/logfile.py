@@ -56,7 +56,7 @@ class LogFile:
     def commit(self) -> None:
         if not self.committed:
             self.committed = True
-            if not self.append:
+            if not self.append and not self.created:  # (a new file is empty: backends/file.py)
                 try:
                     os.ftruncate(self.fd, 0)
                 except OSError:

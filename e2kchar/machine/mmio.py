@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from unicorn.unicorn_py3.unicorn import Uc
 
@@ -62,12 +61,12 @@ class MmioDispatch:
 
     def _callbacks(self, name: str, base: int, table: list[Op | None],
                    resolve: Callable[[int], Op]) -> tuple[
-            Callable[[Any, int, int, Any], int], Callable[[Any, int, int, int, Any], None]]:
+            Callable[[int, int, int], int], Callable[[int, int, int, int], None]]:
         stats = self._stats
         kick = self._kick
         masks = _SIZE_MASKS
 
-        def rd(handle: Any, off: int, size: int, ud: Any) -> int:
+        def rd(handle: int, off: int, size: int) -> int:
             try:
                 read, _, doff = table[off]  # type: ignore[misc]  # None: TypeError
             except (IndexError, TypeError):  # beyond the list, or a gap in it
@@ -84,7 +83,7 @@ class MmioDispatch:
                 kick.last = ("r", base + off, size, value)
             return value
 
-        def wr(handle: Any, off: int, size: int, value: int, ud: Any) -> None:
+        def wr(handle: int, off: int, size: int, value: int) -> None:
             try:
                 _, write, doff = table[off]  # type: ignore[misc]  # None: TypeError
             except (IndexError, TypeError):  # beyond the list, or a gap in it
