@@ -216,7 +216,7 @@ class VirtioDevice:
             if not vq.ready:
                 log.warning("virtio: notify of queue %d before QueueReady; ignored", index)
                 return
-            if self.status & Status.NEEDS_RESET:
+            if self.status & _NEEDS_RESET:
                 log.debug("virtio: notify of queue %d while the device needs reset", index)
                 return
             if not self.driver_ok:

@@ -20,12 +20,11 @@ from collections.abc import Callable
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
-from construct import Int16ul, Int32ul, Struct
-
 from e2kchar.chardev.frontend import CharBackend
 from e2kchar.chardev.outqueue import OutQueue
 from e2kchar.chardev.types import ChardevEvent
 
+from .layouts_packed import CONSOLE_CONFIG, CONSOLE_RESIZE, CONTROL_MSG
 from .virtio import VirtioDevice, VirtioId
 from .virtqueue import VirtqElement, VirtQueue, VirtqueueError
 
@@ -51,16 +50,18 @@ CTRL_BACKLOG_LIMIT = 4096
 CTRL_MSG_MAX = 4096
 #: guest output is handed to the backend in pieces of at most this size (views of guest RAM)
 TX_CHUNK = 4 << 20
+#: the most guest buffers one vectored write hands to the backend (Linux's UIO_MAXIOV)
+TX_IOV = 1024
 #: guest bytes one notify (or one writable watch) writes at most; the rest goes on from
 #: the port's writable watch, so a hostile chain (all of RAM, posted 128 times) cannot keep
 #: the CPU thread in one QUEUE_NOTIFY for hours
 TX_BUDGET = 2 * TX_CHUNK
 
-ConsoleConfig = Struct("cols" / Int16ul, "rows" / Int16ul, "max_nr_ports" / Int32ul,
-                       "emerg_wr" / Int32ul)
-ControlMsg = Struct("id" / Int32ul, "event" / Int16ul, "value" / Int16ul)
-ConsoleResize = Struct("cols" / Int16ul, "rows" / Int16ul)
-CTRL_HDR = ControlMsg.sizeof()
+#: declared in layouts.py; these are their struct forms (build and parse the same bytes)
+ConsoleConfig = CONSOLE_CONFIG
+ControlMsg = CONTROL_MSG
+ConsoleResize = CONSOLE_RESIZE
+CTRL_HDR = CONTROL_MSG.size
 EMERG_WR_OFFSET = 8
 
 
@@ -96,6 +97,9 @@ class Port:
         self.tx_elem: VirtqElement | None = None
         self.tx_rest: list[tuple[int, int]] = []
         self.tx_view: memoryview | None = None
+        #: bytes the next batch of chains may hold: what the backend took at once last time
+        #: (a pipe takes 64 KiB: chains popped beyond that would only go back to the ring)
+        self.tx_window = TX_CHUNK
         self.backlog = bytearray()      # emergency-write bytes the backend did not take yet
         #: bytes each way, and how often guest output was throttled by a full backend
         self.stats = {"rx_bytes": 0, "tx_bytes": 0, "throttles": 0,
@@ -419,6 +423,18 @@ class VirtioConsole(VirtioDevice):
                             break  # hold guest output until the host side connects
                         if not self.driver_ok:
                             break  # no buffers are consumed before DRIVER_OK or after NEEDS_RESET
+                        if fe is not None:
+                            if budget <= 0:
+                                if vq.pending():  # more to write: it goes on from the watch
+                                    port.stats["budget_yields"] += 1
+                                    out.wait_writable(lambda: self._flush_tx(port))
+                                break
+                            took, n, more = self._tx_batch(port, vq)
+                            pushed = pushed or took > 0
+                            budget -= n
+                            if not more:
+                                break
+                            continue
                         elem = vq.pop()
                         if elem is None:
                             break
@@ -457,6 +473,61 @@ class VirtioConsole(VirtioDevice):
         finally:
             if pushed:
                 self.notify_used(vq)
+
+    def _tx_batch(self, port: Port, vq: VirtQueue) -> tuple[int, int, bool]:
+        """Hand the chains the guest made available to the backend in one vectored write
+        (up to TX_CHUNK bytes in TX_IOV buffers, as views of guest RAM) and give back those
+        it took whole, with one used idx update. Returns (chains given back, bytes
+        written, go on); go on is False when the ring is empty or the backend pushed back
+        (its watch is armed). A chain the backend took part of becomes the port's chain in
+        progress (tx_elem/tx_rest) and those after it go back to the ring; a chain too big
+        for a batch is left to the caller as the chain in progress."""
+        elems = vq.pop_many(TX_IOV, port.tx_window)
+        if not elems:
+            return 0, 0, False
+        first = elems[0]
+        if len(elems) == 1 and (first.out_len > TX_CHUNK or len(first.out_sg) > TX_IOV):
+            port.tx_elem, port.tx_rest = first, list(first.out_sg)  # piece by piece
+            return 0, 0, True
+        window = port.tx_window
+        views, sizes = vq.out_views(elems, TX_IOV)  # guest RAM itself, no copy
+        if len(sizes) < len(elems):
+            vq.unpop(len(elems) - len(sizes))  # the next batch's
+            del elems[len(sizes):]
+        total = sum(sizes)
+        out = port.out
+        res = 0
+        if views:
+            dropped = out.dropped
+            res = out.writev(views)
+            if out.dropped != dropped:  # the backend failed for good (logged): all of it goes
+                res = total
+            else:
+                port.stats["tx_bytes"] += res
+        # the next batch: as big as what went at once (at least one 64 KiB chain's worth),
+        # twice that after a batch that went whole
+        port.tx_window = min(TX_CHUNK, 2 * window if res >= total else max(res, 65536))
+        left, done = res, 0
+        for size in sizes:
+            if size > left:
+                break
+            left -= size
+            done += 1
+        vq.push_many(elems[:done])
+        if done == len(elems):
+            return done, res, True
+        rest: list[tuple[int, int]] = []
+        for addr, n in elems[done].out_sg:  # the part the backend has not taken
+            if left >= n:
+                left -= n
+            else:
+                rest.append((addr + left, n - left))
+                left = 0
+        port.tx_elem, port.tx_rest = elems[done], rest
+        vq.unpop(len(elems) - done - 1)
+        port.stats["throttles"] += 1
+        out.wait_writable(lambda: self._flush_tx(port))
+        return done, res, False
 
     def _write_out(self, port: Port, buf: Any, is_backlog: bool) -> bool:
         """One write of buf; True when all of it went out, else the port is throttled."""

@@ -8,64 +8,26 @@ device can set NEEDS_RESET instead of crashing the emulator.
 from __future__ import annotations
 
 import logging
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from construct import (
-    Array,
-    Construct,
-    FormatField,
-    Int16ul,
-    Int32ul,
-    Int64ul,
-    Renamed,
-    Struct,
-    this,
-)
-
 from e2kchar.errors import E2kcharError
 
+from .layouts_packed import RING_HEADER, VRING_DESC, VRING_USED_ELEM
+from .layouts_packed import U16 as U16_PACKED
 from .memory import DmaMemory, GuestMemory, GuestMemoryError
+from .packedform import check_moved
 
 log = logging.getLogger(__name__)
 
-# ---- binary layouts (declared once) -------------------------------------------------------
+# ---- binary layouts (declared once, in layouts.py) -----------------------------------------
 
-#: one descriptor table entry
-VringDesc = Struct("addr" / Int64ul, "len" / Int32ul, "flags" / Int16ul, "next" / Int16ul)
-#: driver area: flags, idx, ring[num], used_event (EVENT_IDX); parse with num=N
-VringAvail = Struct("flags" / Int16ul, "idx" / Int16ul, "ring" / Array(this._params.num, Int16ul),
-                    "used_event" / Int16ul)
-VringUsedElem = Struct("id" / Int32ul, "len" / Int32ul)
-#: device area: flags, idx, ring[num] of {id, len}, avail_event (EVENT_IDX); parse with num=N
-VringUsed = Struct("flags" / Int16ul, "idx" / Int16ul,
-                   "ring" / Array(this._params.num, VringUsedElem), "avail_event" / Int16ul)
-RingHeader = Struct("flags" / Int16ul, "idx" / Int16ul)
-U16 = Int16ul
-
-
-def packed(layout: Construct) -> struct.Struct:
-    """The struct form of a fixed layout of plain fields (a FormatField, or a Struct of
-    them): the hot path unpacks with it, the construct declaration stays the only one."""
-    fields = layout.subcons if isinstance(layout, Struct) else [layout]
-    order, codes = "", ""
-    for sub in fields:
-        sub = sub.subcon if isinstance(sub, Renamed) else sub
-        if not isinstance(sub, FormatField):
-            raise TypeError(f"{sub!r} is not a fixed-size plain field")
-        if order and sub.fmtstr[0] != order:
-            raise TypeError("fields of mixed byte order")
-        order, codes = sub.fmtstr[0], codes + sub.fmtstr[1:]
-    return struct.Struct(order + codes)
-
-
-#: descriptor, used element and u16 in their struct forms (checked against construct's by
-#: tests/test_virtqueue.py)
-DESC = packed(VringDesc)
-USED_ELEM = packed(VringUsedElem)
-U16_FORM = packed(U16)
+#: descriptor, used element and u16 in their struct forms (derived from the construct
+#: declarations by tools/gen_packed.py, checked by tests/test_packed.py)
+DESC = VRING_DESC.struct
+USED_ELEM = VRING_USED_ELEM.struct
+U16_FORM = U16_PACKED.struct
 _desc_from = DESC.unpack_from
 _u16_from = U16_FORM.unpack_from
 _u16_pack = U16_FORM.pack
@@ -73,9 +35,19 @@ _used_pack = USED_ELEM.pack
 _used_into = USED_ELEM.pack_into
 _u16_into = U16_FORM.pack_into
 
-DESC_SIZE = VringDesc.sizeof()
-HDR_SIZE = RingHeader.sizeof()
-USED_ELEM_SIZE = VringUsedElem.sizeof()
+DESC_SIZE = DESC.size
+HDR_SIZE = RING_HEADER.size
+USED_ELEM_SIZE = USED_ELEM.size
+
+
+def __getattr__(name: str) -> Any:
+    # the declarations' old names here
+    check_moved(__name__, name, ("VringDesc", "VringAvail", "VringUsedElem", "VringUsed",
+                                 "RingHeader", "U16", "packed"))
+    from . import layouts
+
+    return getattr(layouts, name)
+
 
 VRING_DESC_F_NEXT = 1
 VRING_DESC_F_WRITE = 2
@@ -101,11 +73,15 @@ def need_event(event: int, new: int, old: int) -> bool:
 
 
 def avail_size(num: int) -> int:
+    from .layouts import VringAvail
+
     size: int = VringAvail.sizeof(num=num)  # construct is untyped
     return size
 
 
 def used_size(num: int) -> int:
+    from .layouts import VringUsed
+
     size: int = VringUsed.sizeof(num=num)
     return size
 
@@ -266,6 +242,53 @@ class VirtQueue:
                         _u16_pack(self.last_avail_idx))
         return elem
 
+    def pop_many(self, most: int, out_bytes: int) -> list[VirtqElement]:
+        """pop() up to `most` chains at once, stopping before a chain whose device-readable
+        bytes would take the total past `out_bytes` (the first is always taken).
+
+        The driver area and the descriptor table are each read through one view, and a
+        one-descriptor chain (the common case) is taken from its descriptor directly; any
+        other chain is walked as pop() walks it. A chain that raises leaves the queue as
+        it was (nothing of this call is popped).
+        """
+        if not self.ready or most <= 0:
+            return []
+        avail = self.pending()
+        if not avail:
+            return []
+        num, start, view = self.num, self.last_avail_idx, self._view
+        try:
+            ring = view(self.avail_addr + HDR_SIZE, 2 * num)
+            table = view(self.desc_addr, DESC_SIZE * num)
+        except GuestMemoryError:  # a table that is not all in RAM: chain by chain
+            first = self.pop()
+            return [] if first is None else [first]
+        elems: list[VirtqElement] = []
+        total = 0
+        for i in range(min(avail, most)):
+            head = _u16_from(ring, 2 * ((start + i) % num))[0]
+            elem = None
+            if head < num:
+                addr, length, flags, _ = _desc_from(table, DESC_SIZE * head)
+                if not flags and addr + length <= 1 << 64:
+                    elem = VirtqElement(head, [(addr, length)])
+                    size = length
+            if elem is None:
+                elem = self._walk(head)
+                size = elem.out_len
+            if elems and total + size > out_bytes:
+                break
+            elems.append(elem)
+            total += size
+        n = len(elems)
+        self._avail_seen, self._avail_seen_at = (start + avail) & 0xFFFF, self.avail_addr
+        self.last_avail_idx = (start + n) & 0xFFFF
+        self.inflight += n
+        if self.event_idx:
+            self._write(self.used_addr + HDR_SIZE + USED_ELEM_SIZE * num,
+                        _u16_pack(self.last_avail_idx))
+        return elems
+
     def _walk(self, head: int) -> VirtqElement:
         num = self.num
         if head >= num:
@@ -321,10 +344,10 @@ class VirtQueue:
         the device held); raises VirtqueueError like pop()."""
         return self._walk(head)
 
-    def unpop(self) -> None:
-        """Give the last popped chain back (the device could not use it yet)."""
-        self.last_avail_idx = (self.last_avail_idx - 1) & 0xFFFF
-        self.inflight -= 1
+    def unpop(self, n: int = 1) -> None:
+        """Give the last `n` popped chains back (the device could not use them yet)."""
+        self.last_avail_idx = (self.last_avail_idx - n) & 0xFFFF
+        self.inflight -= n
 
     # -- device area -----------------------------------------------------------------
 
@@ -346,6 +369,27 @@ class VirtQueue:
                 raise VirtqueueError(f"queue {self.index}: {exc}") from None
         self.inflight = self.inflight - 1 if self.inflight > 0 else 0
 
+    def push_many(self, elems: list[VirtqElement], written: int = 0) -> None:
+        """push(elem, written) for each chain, in order, with one store of the used idx
+        (the guest sees them all at once)."""
+        if not elems:
+            return
+        if self._dma is None:
+            for elem in elems:
+                self.push(elem, written)
+            return
+        num, idx = self.num, self.used_idx
+        try:
+            area = self._view(self.used_addr, HDR_SIZE + USED_ELEM_SIZE * num)
+        except GuestMemoryError as exc:
+            raise VirtqueueError(f"queue {self.index}: {exc}") from None
+        for elem in elems:
+            _used_into(area, HDR_SIZE + USED_ELEM_SIZE * (idx % num), elem.head, written)
+            idx = (idx + 1) & 0xFFFF
+        _u16_into(area, 2, idx)
+        self.used_idx = idx
+        self.inflight = max(0, self.inflight - len(elems))
+
     def should_notify(self) -> bool:
         """Whether the driver wants an interrupt for what was pushed since the last one."""
         if not self.event_idx:
@@ -366,6 +410,28 @@ class VirtQueue:
     def view_segments(self, sg: list[tuple[int, int]]) -> list[memoryview]:
         """read_segments without the copy where the memory lends views (see view())."""
         return [self.view(a, n) for a, n in sg]
+
+    def out_views(self, elems: list[VirtqElement],
+                  most: int) -> tuple[list[memoryview], list[int]]:
+        """view_segments of the device-readable segments of the first chains (empty
+        segments left out) while they come to at most `most` views (the first chain's
+        always), and each of those chains' device-readable bytes."""
+        views: list[memoryview] = []
+        sizes: list[int] = []
+        view, add = self._view, views.append
+        try:
+            for elem in elems:
+                if sizes and len(views) + len(elem.out_sg) > most:
+                    break
+                size = 0
+                for addr, n in elem.out_sg:
+                    if n:
+                        add(view(addr, n))
+                        size += n
+                sizes.append(size)
+        except GuestMemoryError as exc:
+            raise VirtqueueError(f"queue {self.index}: {exc}") from None
+        return views, sizes
 
     def write_segments(self, sg: list[tuple[int, int]], data: bytes | memoryview) -> int:
         """Scatter data over the in-segments; returns bytes written."""

@@ -380,3 +380,15 @@ def test_virtio_ports(registry, machine):
     m.close()
     registry.remove("vc0")      # the machine let go of its chardevs
     registry.remove("vc1")
+
+
+@pytest.mark.parametrize("bit", [1, 5])
+def test_wfi_returns_with_a_software_set_interrupt_pending(machine, build_driver, bit):
+    # SSIP/STIP pending and enabled in mie (set by M-mode code, as OpenSBI does for Linux):
+    # wfi must not sleep until the next timer deadline (there is none: the run would time
+    # out), and the loop must not count a sleep
+    m = machine()
+    m.load(build_driver("machine_wfi_swint", defines={"BIT": bit}))
+    res = m.run(timeout=5)
+    assert (res.reason, res.exit_code) == ("exit", 0), res
+    assert m.stats["wfi_sleeps"] == 0

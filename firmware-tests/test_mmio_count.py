@@ -52,12 +52,13 @@ class CountingDevice:
 
 
 def run_counting(machine, build_driver, *, pause: bool, irqs: bool, spin: int = 0,
-                 traps: int = 0, tlb: str = "virtual"):
+                 traps: int = 0, tlb: str = "virtual", rdtime: int = 0):
     m = machine(tlb=tlb)
     dev = CountingDevice()
     dev.irq = m.map_device("counter", COUNT_BASE, 0x1000, dev, irq=COUNT_IRQ)
     m.load(build_driver("machine_mmio_count", defines={"ITERATIONS": ITERATIONS,
-                                                       "SPIN": spin, "TRAPS": traps}))
+                                                       "SPIN": spin, "TRAPS": traps,
+                                                       "RDTIME": rdtime}))
     done = threading.Event()
     raised = [0]
     pauses = [0]
@@ -91,17 +92,19 @@ def run_counting(machine, build_driver, *, pause: bool, irqs: bool, spin: int = 
     return m, dev, res, raised[0], pauses[0]
 
 
-@pytest.mark.parametrize("pause,irqs,spin,traps,tlb", [
-    (False, False, 0, 0, "virtual"), (True, False, 0, 0, "virtual"),
-    (False, True, 0, 0, "virtual"), (True, True, 0, 0, "virtual"),
-    (True, True, 1_000_000, 0, "virtual"), (True, True, 0, 1, "virtual"),
-    (True, True, 0, 1, "cpu")])
-def test_every_access_exactly_once(machine, build_driver, pause, irqs, spin, traps, tlb):
+@pytest.mark.parametrize("pause,irqs,spin,traps,tlb,rdtime", [
+    (False, False, 0, 0, "virtual", 0), (True, False, 0, 0, "virtual", 0),
+    (False, True, 0, 0, "virtual", 0), (True, True, 0, 0, "virtual", 0),
+    (True, True, 1_000_000, 0, "virtual", 0), (True, True, 0, 1, "virtual", 0),
+    (True, True, 0, 1, "cpu", 0), (True, True, 0, 0, "virtual", 1), (True, True, 0, 0, "cpu", 1)])
+def test_every_access_exactly_once(machine, build_driver, pause, irqs, spin, traps, tlb,
+                                   rdtime):
     """spin: compute phases without MMIO between the bursts, so that kicks are taken both
     by MMIO callbacks and by stopping a computing CPU. traps: an ecall the harness delivers
-    before every access, so that kicks land right after delivered traps."""
+    before every access, so that kicks land right after delivered traps. rdtime: an rdtime
+    (emulated in a hook that lets the emu_start go on) before every access."""
     m, dev, res, raised, pauses = run_counting(machine, build_driver, pause=pause, irqs=irqs,
-                                               spin=spin, traps=traps, tlb=tlb)
+                                               spin=spin, traps=traps, tlb=tlb, rdtime=rdtime)
     assert (res.reason, res.exit_code) == ("exit", 0), res
     assert dev.reads == ITERATIONS
     assert dev.writes == ITERATIONS
@@ -120,6 +123,10 @@ def test_every_access_exactly_once(machine, build_driver, pause, irqs, spin, tra
         assert m.stats["kicker_stops"] > 0   # ... and in the middle of computing
     if traps:
         assert m.stats["traps"] >= ITERATIONS
+    if rdtime:
+        assert m.stats["rdtimes"] == ITERATIONS
+        # an emulated rdtime does not end the emu_start (kicks and pauses still do)
+        assert m.stats["emu_starts"] < ITERATIONS // 4
 
 
 def test_split_64bit_accesses_exactly_once(machine, build_driver):

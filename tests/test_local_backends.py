@@ -28,6 +28,27 @@ def test_file_out_truncates_unless_append(reg, tmp_path):
     assert out.read_bytes() == b"new\nmore\n"
 
 
+@pytest.mark.parametrize("coalesce", [False, True])
+def test_writev_goes_out_in_order_and_reaches_the_logfile_and_taps(tmp_path, coalesce):
+    from e2kchar import ChardevRegistry
+
+    out, logf = tmp_path / "out", tmp_path / "log"
+    with ChardevRegistry(coalesce_output=coalesce) as reg:
+        c = reg.new("f", f"file,path={out},logfile={logf}")
+        fe = CharBackend(c)
+        seen: list[bytes] = []
+        c.add_tap(seen.append)
+        big = [memoryview(os.urandom(3000)), memoryview(b""), memoryview(os.urandom(5000))]
+        small = [memoryview(b"ab"), memoryview(b"cd")]  # under DIRECT_WRITE_MIN: as write()
+        assert fe.writev(small) == 4
+        assert fe.writev(big) == 8000  # behind the small ones, even when those coalesce
+        assert fe.writev([memoryview(b"!")]) == 1 and fe.writev([]) == 0
+        assert c.flush()
+        want = b"abcd" + b"".join(big) + b"!"
+        assert out.read_bytes() == want and logf.read_bytes() == want
+        assert b"".join(seen) == want
+
+
 def test_file_input_then_closed(reg, tmp_path, recorder):
     src = tmp_path / "in.bin"
     payload = os.urandom(10000)

@@ -43,6 +43,8 @@ NOT_ON_THE_PLAIN_PATH = [
     "serial",  # pyserial: host ttys and RFC 2217 only
     "email",  # the websocket handshake's date header
     "ssl", "_ssl",  # e2kchar has no TLS; asyncio imports ssl unless hidden (cli.py)
+    # the binary layouts' declarations: start-up uses their struct forms (tools/gen_packed.py)
+    "construct", "e2kchar.devices.layouts", "e2kchar.machine.headers",
 ]
 
 
@@ -67,7 +69,8 @@ def test_plain_run_loads_no_backend_or_monitor_it_does_not_use(tmp_path: Path) -
     assert loaded == [], f"the plain run path imported {loaded}"
     # the ones it does use are there: the check above is not vacuous
     for used in ("e2kchar.chardev.backends.stdio", "e2kchar.chardev.backends.null",
-                 "e2kchar.chardev.backends.file", "e2kchar.machine", "unicorn", "asyncio"):
+                 "e2kchar.chardev.backends.file", "e2kchar.machine", "unicorn", "asyncio",
+                 "e2kchar.machine.headers_packed", "e2kchar.devices.layouts_packed"):
         assert used in modules, used
 
 

@@ -1131,3 +1131,72 @@ def test_a_stalled_pipe_keeps_guest_output_exact_on_a_coalescing_registry(tmp_pa
         assert rig.con.port(1).throttled and q.pending_used() == 0
         assert slow_read(reg, base + ".out", len(data), 3000) == data
         rig.wait(lambda: q.pending_used() == 5)
+
+
+class VecWriter(RingbufChardev):
+    """Takes at most `take` bytes per (vectored) write, cutting across buffers and chains,
+    and refuses every other attempt: the backend of a batch that goes out in pieces."""
+
+    take = 7777
+
+    def open(self) -> bool:
+        self.got = bytearray()
+        self.batches: list[int] = []
+        self.attempts = 0
+        return super().open()
+
+    def chr_writev(self, bufs):
+        self.attempts += 1
+        if self.attempts % 2 == 0:
+            raise BlockingIOError
+        self.batches.append(len(bufs))
+        taken = b"".join(bufs)[:self.take]
+        self.got += taken
+        return len(taken)
+
+    def chr_write(self, data):
+        return self.chr_writev([data])
+
+
+def test_a_notify_hands_all_its_chains_to_the_backend_in_one_vectored_write(reg):
+    reg.register_backend("ringbuf", VecWriter)
+    rig = Rig(reg, ports=[("c0", "ringbuf", None, True)])
+    rig.handshake([0])
+    w = rig.chr["c0"]
+    w.take = 1 << 30
+    q = rig.g.queues[1]
+    data = os.urandom(60 * 1000)
+    for i in range(0, len(data), 2000):  # one- and two-buffer chains, and empty ones
+        q.add(outs=[data[i:i + 1000]])
+        q.add(outs=[data[i + 1000:i + 1500], data[i + 1500:i + 2000]])
+        q.add(outs=[b""])
+    q.kick()
+    assert w.batches == [len(data) // 2000 * 3]  # one write of every non-empty buffer
+    assert bytes(w.got) == data
+    assert [u.len for u in q.get_used()] == [0] * (len(data) // 2000 * 3)
+
+
+def test_a_batch_the_backend_takes_in_pieces_returns_each_chain_once_when_all_is_out(reg):
+    reg.register_backend("ringbuf", VecWriter)
+    rig = Rig(reg, ports=[("c0", "ringbuf", None, True)])
+    rig.handshake([0])
+    w = rig.chr["c0"]
+    q = rig.g.queues[1]
+    data = os.urandom(100_000)
+    sent = []
+    for i in range(0, len(data), 5000):
+        sent.append(q.add(outs=[data[i:i + 3000], data[i + 3000:i + 5000]]))
+    q.kick()
+    port = rig.con.port(0)
+    assert port.throttled and q.pending_used() == 1  # 7777 bytes: one chain of 5000 went
+    heads: list[int] = []
+
+    def progress():
+        for u in q.get_used():
+            heads.append(u.head)
+            assert len(w.got) >= 5000 * len(heads)  # returned only once all of it was taken
+        return len(heads) == len(sent)
+
+    rig.wait(progress)
+    assert heads == sent and bytes(w.got) == data and not port.throttled
+    assert rig.con.port(0).stats["tx_bytes"] == len(data)

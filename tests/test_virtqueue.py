@@ -366,3 +366,101 @@ def test_a_memory_without_views_still_works_by_copying():
     vq.memory = None
     with pytest.raises(VirtqueueError, match="no guest memory"):
         vq.pop()
+
+
+KINDS = ["one", "empty", "two", "in", "indirect", "write-only"]
+
+
+def _offer_kinds(kinds, memory=None):
+    """A queue of 16 offering one chain of each kind, in order; the chains' heads."""
+    mem, vq = make(num=16, indirect=True)
+    if memory is not None:
+        vq.memory = memory(mem)
+    heads, nxt = [], 0
+    for k, kind in enumerate(kinds):
+        h, buf = nxt, DATA + 0x1000 * k
+        if kind == "one":
+            desc(mem, h, buf, 1000 + k)
+        elif kind == "empty":
+            desc(mem, h, buf, 0)
+        elif kind == "two":
+            desc(mem, h, buf, 700, NEXT, h + 1)
+            desc(mem, h + 1, buf + 700, 300)
+        elif kind == "in":
+            desc(mem, h, buf, 500, NEXT, h + 1)
+            desc(mem, h + 1, buf + 500, 64, WRITE)
+        elif kind == "indirect":
+            table = DATA + 0x20000 + 0x100 * k
+            desc(mem, 0, buf, 1200, table=table)
+            desc(mem, h, table, 16, INDIRECT)
+        else:
+            desc(mem, h, buf, 64, WRITE)
+        nxt = h + (2 if kind in ("two", "in") else 1)
+        heads.append(h)
+    offer(mem, vq, *heads)
+    return mem, vq
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(KINDS), min_size=0, max_size=8), st.integers(0, 9),
+       st.integers(0, 6000), st.booleans())
+def test_pop_many_takes_what_pop_takes_in_order(kinds, most, limit, copying):
+    memory = ReadWriteOnly if copying else None
+    (_, a), (_, b) = _offer_kinds(kinds, memory), _offer_kinds(kinds, memory)
+    got = a.pop_many(most, limit)
+    want: list = []
+    total = 0
+    while len(want) < most and (e := b.pop()) is not None:
+        if want and total + e.out_len > limit:  # the byte limit, the first chain always
+            b.unpop()
+            break
+        want.append(e)
+        total += e.out_len
+    assert got == want
+    assert (a.last_avail_idx, a.inflight) == (b.last_avail_idx, b.inflight) == (len(got),) * 2
+    a.unpop(len(got))  # all of them back: the next call takes them again, and the rest
+    assert a.pop_many(16, 1 << 30) == [b.element(h.head) for h in got] + [
+        e for e in iter(b.pop, None)]
+    assert a.pop_many(16, 1 << 30) == [] and a.inflight == len(kinds)
+
+
+def test_pop_many_of_a_bad_chain_pops_nothing():
+    mem, vq = make()
+    desc(mem, 0, DATA, 10)
+    desc(mem, 1, DATA, 10, NEXT, 1)  # loops
+    offer(mem, vq, 0, 1)
+    with pytest.raises(VirtqueueError, match="loops"):
+        vq.pop_many(8, 1 << 20)
+    assert (vq.last_avail_idx, vq.inflight) == (0, 0)
+    assert vq.pop().head == 0
+    offer(mem, vq, 0, 9, start=1)  # a head beyond the table
+    with pytest.raises(VirtqueueError, match="head index 9"):
+        vq.pop_many(8, 1 << 20)
+    assert vq.last_avail_idx == 1
+
+
+def test_pop_many_with_the_descriptor_table_partly_outside_ram_goes_chain_by_chain():
+    mem, vq = make(num=8)
+    vq.desc_addr = BASE + (1 << 20) - 16 * 4  # room for 4 of the 8 descriptors only
+    for i in range(2):
+        desc(mem, i, DATA + 0x100 * i, 10 + i, table=vq.desc_addr)
+    offer(mem, vq, 0, 1)
+    assert [e.head for e in vq.pop_many(8, 1 << 20)] == [0]
+    assert [e.head for e in vq.pop_many(8, 1 << 20)] == [1]
+
+
+@pytest.mark.parametrize("copying", [False, True])
+def test_push_many_gives_chains_back_in_order_with_one_idx_update(copying):
+    mem, vq = make()
+    if copying:
+        vq.memory = ReadWriteOnly(mem)
+    for i in range(3):
+        desc(mem, i, DATA, 10)
+    offer(mem, vq, 2, 0, 1)
+    elems = vq.pop_many(8, 1 << 20)
+    assert vq.inflight == 3
+    vq.push_many([])
+    assert used_idx(mem) == 0
+    vq.push_many(elems, 7)
+    assert used_idx(mem) == vq.used_idx == 3 and vq.inflight == 0
+    assert [used(mem, vq, s) for s in range(3)] == [(2, 7), (0, 7), (1, 7)]

@@ -223,6 +223,18 @@ class CharBackend:
             return 0
         return self._do_write(data, False)
 
+    def writev(self, bufs: list[memoryview]) -> int:
+        """write() of several buffers in order, in one backend call where it has one
+        (``writev(2)``); one attempt: bytes accepted (may be short or 0) or -errno."""
+        chr_ = self._chr
+        if chr_ is not None and not chr_.closing and bufs:
+            res = chr_.writev(bufs)
+            if res > 0 or not chr_.closing:
+                return res  # (short after a swap began: the caller retries the rest)
+        if not bufs:
+            return 0
+        return self.write(b"".join(bufs))  # a swap in progress: write() finds the new one
+
     def write_all(self, data: bytes) -> int:
         """Block until every byte is accepted or the backend fails."""
         if not data:

@@ -6,7 +6,6 @@ import errno
 import logging
 import os
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from .types import ChardevError
 
@@ -57,13 +56,15 @@ class LogFile:
     def commit(self) -> None:
         if not self.committed:
             self.committed = True
-            if not self.append:
+            if not self.append and not self.created:  # (a new file is empty: backends/file.py)
                 try:
                     os.ftruncate(self.fd, 0)
                 except OSError:
                     pass
 
     def _stamp(self) -> bytes:
+        from datetime import UTC, datetime  # logtimestamp=on only: off the start-up path
+
         host = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
         clock = self.guest_clock() if self.guest_clock is not None else None
         if clock is not None:  # looked up per line: the machine may come after the chardev

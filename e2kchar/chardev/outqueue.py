@@ -80,15 +80,33 @@ class OutQueue:
         n = fe.write(data)  # type: ignore[arg-type]
         if n > 0:
             return n
+        return self._refused(fe, n, len(data))
+
+    def writev(self, bufs: list[memoryview]) -> int:
+        """write() of several buffers in order, in one backend call (CharBackend.writev);
+        the same results."""
+        fe = self.fe
+        total = 0
+        for buf in bufs:
+            total += len(buf)
+        if fe is None:
+            return total if self.drop_when_gone else 0
+        n = fe.writev(bufs)
+        if n > 0:
+            return n
+        return self._refused(fe, n, total)
+
+    def _refused(self, fe: CharBackend, n: int, total: int) -> int:
+        """write()'s result for a backend that took nothing (n <= 0) of total bytes."""
         if n in _RETRY:
             if self.drop_when_gone and not fe.backend_connected:
-                return len(data)
+                return total
             return 0
-        self.dropped += len(data)
+        self.dropped += total
         log_limited(log, logging.WARNING, ("outqueue", self.name, n),
                     "%s: backend write failed (%s); %d byte(s) dropped so far", self.name,
                     errno.errorcode.get(-n, n), self.dropped)
-        return len(data)
+        return total
 
     # ------------------------------------------------------------------------------------
     # the writable watch

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from e2kchar import devices as dev_models
 from e2kchar.chardev.base import Chardev
@@ -30,8 +29,7 @@ from .ram import RamMemory
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Region:
+class Region(NamedTuple):
     """A device window in the physical map."""
 
     name: str

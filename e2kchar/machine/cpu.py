@@ -81,6 +81,8 @@ class Hart:
         self.pc = ram.base
         #: the TLB in use now: "virtual" until a guest turns paging on, then "cpu"
         self.tlb_now = tlb
+        #: instruction bytes through unicorn's MMU (ucfast.vmem_reader), once it is in use
+        self._vfetch: Callable[[int, int], bytes | None] | None = None
         #: (page-aligned vaddr, access) of a fill the identity TLB refused (a page fault)
         self.page_fault: tuple[int, Access] | None = None
 
@@ -100,6 +102,7 @@ class Hart:
         uc.mem_map_ptr(self._ram.base, self._ram.size, UC_PROT_ALL, self._ram.host_address())
         self.uc = uc
         self._rd, self._wr = ucfast.reg_access(uc)
+        self._vfetch = ucfast.vmem_reader(uc)
         for install in self._installers:
             install(uc)
         # no UC_HOOK_MEM_UNMAPPED: its mere presence makes every RAM access 5x slower;
@@ -225,6 +228,11 @@ class Hart:
 
     def fetch(self, vaddr: int) -> int | None:
         """The instruction at `vaddr` (16 or 32 bits), None outside RAM."""
+        vfetch = self._vfetch
+        if vfetch is not None and self.tlb_now == "cpu":
+            # unicorn's MMU walks (in C) as the hart fetches: a trap report, an emulated
+            # rdtime and the wfi check after each emu_start need no walk in Python
+            return self._fetch_mmu(vfetch, vaddr & U64)
         addr = self.translate(vaddr, Access.FETCH)
         ram = self._ram
         if addr is None or not ram.contains(addr, 2):
@@ -238,6 +246,17 @@ class Hart:
         if not ram.contains(addr, 4):
             return None
         return int.from_bytes(ram.read(addr, 4), "little")
+
+    @staticmethod
+    def _fetch_mmu(vfetch: Callable[[int, int], bytes | None], vaddr: int) -> int | None:
+        lo_b = vfetch(vaddr, 2)
+        if lo_b is None:
+            return None
+        lo = int.from_bytes(lo_b, "little")
+        if insn_length(lo) == 2:
+            return lo
+        hi_b = vfetch((vaddr + 2) & U64, 2)  # maybe on the next page
+        return None if hi_b is None else lo | int.from_bytes(hi_b, "little") << 16
 
     def read_halfword(self, vaddr: int) -> int | None:
         """The 16 bits at `vaddr` as a fetch sees them, None if they do not translate."""

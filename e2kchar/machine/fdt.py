@@ -1,38 +1,34 @@
 """A flattened device tree (DTB) builder and reader, plus the E2K machine's tree.
 
 Our own small implementation of the devicetree spec's binary format: a header (declared
-with construct), an empty memory reservation map, the structure block and the strings.
+with construct in headers.py, built with its struct form), an empty memory reservation
+map, the structure block and the strings.
 """
 
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from typing import Any
 
-from construct import Const, Int32ub, Struct
-
+from ..devices.packedform import check_moved
 from ..errors import E2kcharError
 from . import layout as L
+from .headers_packed import FDT_HEADER, FDT_MAGIC  # noqa: F401 - FDT_MAGIC: its old place
 
-FDT_MAGIC = 0xD00DFEED
 FDT_BEGIN_NODE = 1
 FDT_END_NODE = 2
 FDT_PROP = 3
 FDT_NOP = 4
 FDT_END = 9
 
-FdtHeader = Struct(
-    "magic" / Const(FDT_MAGIC, Int32ub),
-    "totalsize" / Int32ub,
-    "off_dt_struct" / Int32ub,
-    "off_dt_strings" / Int32ub,
-    "off_mem_rsvmap" / Int32ub,
-    "version" / Int32ub,
-    "last_comp_version" / Int32ub,
-    "boot_cpuid_phys" / Int32ub,
-    "size_dt_strings" / Int32ub,
-    "size_dt_struct" / Int32ub,
-)
+
+def __getattr__(name: str) -> Any:
+    check_moved(__name__, name, ("FdtHeader",))  # the declarations' old names here
+    from . import headers
+
+    return getattr(headers, name)
+
 
 PropValue = bytes | int | str | list[int] | list[str] | None
 
@@ -135,13 +131,13 @@ def build_dtb(root: FdtNode, *, boot_cpuid: int = 0) -> bytes:
 
     emit(root)
     struct_blk.extend(struct.pack(">I", FDT_END))
-    hdr_size = FdtHeader.sizeof()
+    hdr_size = FDT_HEADER.size
     off_rsv = (hdr_size + 7) & ~7
     rsvmap = bytes(16)  # one terminating (0, 0) entry
     off_struct = off_rsv + len(rsvmap)
     off_strings = off_struct + len(struct_blk)
     total = off_strings + len(strings)
-    header = FdtHeader.build(dict(
+    header = FDT_HEADER.build(dict(
         totalsize=total, off_dt_struct=off_struct, off_dt_strings=off_strings,
         off_mem_rsvmap=off_rsv, version=17, last_comp_version=16, boot_cpuid_phys=boot_cpuid,
         size_dt_strings=len(strings), size_dt_struct=len(struct_blk)))
@@ -153,6 +149,8 @@ def build_dtb(root: FdtNode, *, boot_cpuid: int = 0) -> bytes:
 
 def parse_dtb(blob: bytes) -> FdtNode:
     """Read a DTB back into a tree (tests, and a check that what we write is well-formed)."""
+    from .headers import FdtHeader  # tests only: construct may load here
+
     try:
         hdr = FdtHeader.parse(blob)
     except Exception as exc:

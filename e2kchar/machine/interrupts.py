@@ -179,11 +179,16 @@ class InterruptUnit:
                 return
 
     def wake_pending(self) -> bool:
-        """Is an interrupt enabled in mie pending (wfi must not sleep)?"""
+        """Is an interrupt enabled in mie pending (wfi must not sleep)? Besides what the
+        CLINT and PLIC raise, the bits software sets in mip itself (OpenSBI sets SSIP and
+        STIP from M-mode code, and the guest may execute wfi with them pending while its
+        own interrupts are off: unicorn's wfi halts regardless)."""
         hart = self._hart
         priv = hart.enter_m()
         mie = hart.reg(R.UC_RISCV_REG_MIE)
+        mip = hart.reg(R.UC_RISCV_REG_MIP)
         hart.restore_priv(priv)
         clint = self._clint
         return bool((clint.mtip() and mie & MIP_MTIP) or (clint.msip and mie & MIP_MSIP)
-                    or (any(self._plic.output) and mie & (MIP_SEIP | MIP_MEIP)))
+                    or (any(self._plic.output) and mie & (MIP_SEIP | MIP_MEIP))
+                    or mip & mie)

@@ -1,10 +1,11 @@
-"""The E2K machine map (docs/interfaces.md) and the boot_info block, declared once."""
+"""The E2K machine map (docs/interfaces.md) and the boot_info block (declared in headers.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any, NamedTuple
 
-from construct import Const, Int16ul, Int32ul, Int64ul, PaddedString, Padding, Struct
+from ..devices.packedform import check_moved
+from .headers_packed import BOOT_INFO, CMDLINE_SIZE
 
 RAM_BASE = 0x8000_0000
 DEFAULT_RAM_SIZE = 128 << 20
@@ -53,30 +54,17 @@ AM85C30_PCI_DEVFN = (2, 2)  # 00:02.2
 IOHUB_I2C_SPI_PCI_DEVICE = 0x8018
 IOHUB_I2C_SPI_PCI_DEVFN = (2, 0)
 
-CMDLINE_SIZE = 256
-
-#: boot_info (little-endian), exactly the table in docs/interfaces.md
-BootInfo = Struct(
-    "signature" / Const(0x8086, Int16ul),
-    "version" / Int16ul,
-    Padding(4),
-    "ram_size" / Int64ul,
-    "serial_base" / Int64ul,
-    "io_base" / Int64ul,
-    "virtio_base" / Int64ul,
-    "virtio_slots" / Int32ul,
-    Padding(4),
-    "intc_base" / Int64ul,
-    "exit_base" / Int64ul,
-    "timer_base" / Int64ul,
-    "ram_base" / Int64ul,
-    "cmdline" / PaddedString(CMDLINE_SIZE, "utf8"),
-)
-BOOT_INFO_SIZE = BootInfo.sizeof()
+BOOT_INFO_SIZE = BOOT_INFO.size
 
 
-@dataclass(frozen=True)
-class RamLayout:
+def __getattr__(name: str) -> Any:
+    check_moved(__name__, name, ("BootInfo",))  # the declarations' old names here
+    from . import headers
+
+    return getattr(headers, name)
+
+
+class RamLayout(NamedTuple):
     """Where the machine puts its boot blocks in a RAM of a given size."""
 
     ram_size: int
@@ -100,7 +88,7 @@ def build_boot_info(ram_size: int, cmdline: str = "") -> bytes:
     if len(raw) >= CMDLINE_SIZE:
         raise ValueError(f"-append command line is {len(raw)} bytes; at most "
                          f"{CMDLINE_SIZE - 1} fit in boot_info")
-    return bytes(BootInfo.build(dict(
+    return BOOT_INFO.build(dict(
         version=1, ram_size=ram_size, serial_base=AM85C30_BAR1, io_base=IO_BASE,
         virtio_base=VIRTIO_BASE, virtio_slots=VIRTIO_SLOTS, intc_base=INTC_BASE,
-        exit_base=EXIT_BASE, timer_base=TIMER_BASE, ram_base=RAM_BASE, cmdline=cmdline)))
+        exit_base=EXIT_BASE, timer_base=TIMER_BASE, ram_base=RAM_BASE, cmdline=cmdline))

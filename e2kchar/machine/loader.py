@@ -3,8 +3,8 @@ restore after a reset (RAM cleared, every image copied in again)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from . import layout as L
 from .elf import ElfError, is_elf, parse_elf
@@ -15,8 +15,7 @@ from .ram import RamMemory
 PAGE = 4096
 
 
-@dataclass(frozen=True)
-class Image:
+class Image(NamedTuple):
     """One piece of a loaded file: `data` at `addr`, zero-filled up to `memsz`."""
 
     addr: int

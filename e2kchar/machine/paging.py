@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 PTE_V, PTE_R, PTE_W, PTE_X, PTE_U, PTE_G, PTE_A, PTE_D = (1 << i for i in range(8))
 PAGE_SHIFT = 12
@@ -29,8 +29,7 @@ class Access(enum.Enum):
     STORE = "store"
 
 
-@dataclass(frozen=True)
-class Translation:
+class Translation(NamedTuple):
     """A successful walk: the physical address and what the leaf allows the access's
     privilege (readable/writable/executable, with D already set or not)."""
 

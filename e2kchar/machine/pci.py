@@ -6,22 +6,21 @@ from __future__ import annotations
 import logging
 import struct
 from collections.abc import Callable
+from typing import Any
 
-from construct import Int8ul, Int16ul, Int32ul, Struct
-
+from ..devices.packedform import check_moved
+from .headers_packed import PCI_TYPE0
 from .misc import Device, Op, device_op, hole_read, hole_write, remember_op
 
 log = logging.getLogger(__name__)
 
-#: the type-0 header fields the machine sets (the rest of the 4 KiB reads 0)
-Type0Header = Struct(
-    "vendor_id" / Int16ul, "device_id" / Int16ul, "command" / Int16ul, "status" / Int16ul,
-    "revision" / Int8ul, "prog_if" / Int8ul, "subclass" / Int8ul, "class_code" / Int8ul,
-    "cache_line" / Int8ul, "latency" / Int8ul, "header_type" / Int8ul, "bist" / Int8ul,
-    "bars" / Int32ul[6], "cardbus_cis" / Int32ul, "subsys_vendor" / Int16ul,
-    "subsys_id" / Int16ul, "rom_base" / Int32ul, "cap_ptr" / Int8ul, "reserved" / Int8ul[7],
-    "int_line" / Int8ul, "int_pin" / Int8ul, "min_gnt" / Int8ul, "max_lat" / Int8ul,
-)
+
+def __getattr__(name: str) -> Any:
+    check_moved(__name__, name, ("Type0Header",))  # the declarations' old names here
+    from . import headers
+
+    return getattr(headers, name)
+
 
 CMD_MEM = 0x2
 CMD_WRITABLE = 0x0547  # io, mem, master, parity, serr, intx-disable
@@ -56,7 +55,8 @@ class PciFunction:
         bars = [0] * 6
         for i, (addr, _size) in self.bar_spec.items():
             bars[i] = addr
-        hdr = Type0Header.build(dict(
+        # the type-0 header fields the machine sets (the rest of the 4 KiB reads 0)
+        hdr = PCI_TYPE0.build(dict(
             **{k: v for k, v in self.ids.items()}, command=CMD_MEM, status=0, revision=1,
             cache_line=0, latency=0, bist=0, bars=bars, cardbus_cis=0, subsys_vendor=0,
             subsys_id=0, rom_base=0, cap_ptr=0, reserved=[0] * 7, min_gnt=0, max_lat=0))

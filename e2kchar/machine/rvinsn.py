@@ -3,13 +3,12 @@ that a stop rolled back, and to find a faulting address) and `csrr rd, time`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 WFI = 0x10500073
 
 
-@dataclass(frozen=True)
-class MemInsn:
+class MemInsn(NamedTuple):
     store: bool
     width: int      # bytes
     signed: bool    # loads only

@@ -20,3 +20,5 @@ class Stats:
     wfi_sleeps: int = 0
     kicker_stops: int = 0
     idle_sleeps: int = 0
+    #: `rdtime`s emulated (unicorn has no time CSR); each costs a hook, not an emu_start
+    rdtimes: int = 0

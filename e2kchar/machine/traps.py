@@ -3,12 +3,15 @@ mtvec/stvec as the privileged spec says; `rdtime` is emulated from the CLINT's m
 
 When no handler is installed or the handler cannot recover (the same trap repeating), the
 run ends with a report (`report`). Each pc write from a hook ends that emu_start: a later
-stop in the same emu_start would not be precise (see `_after_pc_write`).
+stop in the same emu_start would not be precise (see `_after_pc_write`). An emulated
+`rdtime` writes no pc (unicorn has moved it past the instruction already), so it does not
+end the emu_start (docs/idle.md, "An idle Linux").
 """
 
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -18,11 +21,11 @@ from unicorn import (
     UC_ERR_READ_UNMAPPED,
     UC_ERR_WRITE_UNMAPPED,
     UC_HOOK_INSN_INVALID,
-    UC_HOOK_INTR,
 )
 from unicorn import riscv_const as R
 from unicorn.unicorn_py3.unicorn import Uc, UcError
 
+from . import ucfast
 from .cpu import Access, Hart
 from .result import RunResult
 from .rvinsn import decode_amo_base, decode_mem, decode_rdtime, insn_length, is_amo_store
@@ -58,6 +61,8 @@ from .rvpriv import (
 from .state import RunControl
 from .stats import Stats
 
+log = logging.getLogger(__name__)
+
 TRAP_STORM = 20_000       # the same fault at the same pc this many times in a row
 VECTOR_STORM = 64          # the trap handler itself trapping this many times in a row
 _PAGE_FAULT = {Access.FETCH: CAUSE_FETCH_PAGE, Access.LOAD: CAUSE_LOAD_PAGE,
@@ -69,7 +74,7 @@ class HookStop(enum.Enum):
     """What the hooks did to pc during one emu_start."""
 
     NONE = "none"              # nothing: pc is where unicorn stopped
-    PC_WRITE = "pc-write"      # a hook moved pc (a trap, an emulated rdtime) and stopped
+    PC_WRITE = "pc-write"      # a hook moved pc (a delivered trap) and stopped
     INSN_TRAP = "insn-trap"    # the invalid-instruction hook delivered a trap
 
 
@@ -89,7 +94,7 @@ class TrapUnit:
         self._trap_repeat = 0
 
     def install(self, uc: Uc) -> None:
-        uc.hook_add(UC_HOOK_INTR, self._on_intr)
+        ucfast.hook_intr(uc, self._on_intr_raw)
         uc.hook_add(UC_HOOK_INSN_INVALID, self._on_insn_invalid)
 
     def reset(self) -> None:
@@ -197,7 +202,7 @@ class TrapUnit:
     # hooks (CPU thread, inside emu_start)
 
     def _after_pc_write(self) -> None:
-        """A hook moved pc (a delivered trap, an emulated rdtime). After that, unicorn no
+        """A hook moved pc (a delivered trap). After that, unicorn no
         longer stops precisely at an MMIO access for the rest of the emu_start: pc comes
         back at a block start before or after the access (measured with both TLB modes:
         the access is then repeated, or a later iteration is "retired" with a stale value).
@@ -238,7 +243,16 @@ class TrapUnit:
         base = decode_amo_base(insn)
         return hart.xreg(base) if base is not None else 0
 
-    def _on_intr(self, uc: Uc, intno: int, ud: Any) -> None:
+    def _on_intr_raw(self, handle: Any, intno: int, ud: Any) -> None:
+        try:
+            self._on_intr(None, intno, ud)
+        except Exception:  # never raise into unicorn
+            log.exception("trap %d: delivery failed", intno)
+            self.report = RunResult("trap", 1, self._hart.pc, intno, None,
+                                    f"internal error delivering trap {intno}")
+            self._fail_stop()
+
+    def _on_intr(self, uc: Uc | None, intno: int, ud: Any) -> None:
         hart = self._hart
         # unicorn has already advanced pc by 4, even for compressed instructions (pitfall 5)
         epc = (hart.read_pc() - 4) & U64
@@ -253,9 +267,10 @@ class TrapUnit:
                 tval = insn
                 rd = decode_rdtime(insn)
                 if rd is not None and self._time_allowed(priv):
+                    # pc is already past it (a 4-byte instruction): no pc write, so this
+                    # emu_start goes on, precise as before (see `_after_pc_write`)
                     hart.set_xreg(rd, self._mtime())
-                    hart.write_pc(epc + 4)
-                    self._after_pc_write()
+                    self._stats.rdtimes += 1
                     return
         elif intno in (CAUSE_LOAD_MISALIGNED, CAUSE_LOAD_ACCESS, CAUSE_STORE_MISALIGNED,
                        CAUSE_STORE_ACCESS):

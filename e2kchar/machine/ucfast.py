@@ -13,7 +13,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from unicorn import UC_HOOK_TLB_FILL
+from unicorn import UC_HOOK_INTR, UC_HOOK_TLB_FILL
 from unicorn.unicorn_py3.unicorn import Uc, UcError
 
 #: Uc -> the ctypes callbacks registered on it (dropped with the Uc)
@@ -55,15 +55,26 @@ def mmio_map(uc: Uc, base: int, size: int, rd: Callable[[int, int, int], int],
 def hook_tlb_fill(uc: Uc, raw: Callable[..., bool], slow: Callable[..., bool]) -> None:
     """UC_HOOK_TLB_FILL over the whole address space, `raw` called as (handle, vaddr,
     access, entry pointer, ud); `slow` is the public API's callback for the fallback."""
+    _hook_raw(uc, UC_HOOK_TLB_FILL, "HOOK_TLB_FILL_CFUNC", raw, slow)
+
+
+def hook_intr(uc: Uc, raw: Callable[[Any, int, Any], None]) -> None:
+    """UC_HOOK_INTR with `raw` called as (handle, intno, ud): an idle Linux takes this hook
+    for every `rdtime` (docs/idle.md). It must never raise."""
+    _hook_raw(uc, UC_HOOK_INTR, "HOOK_INTR_CFUNC", raw, raw)
+
+
+def _hook_raw(uc: Uc, kind: int, cfunc: str, raw: Callable[..., Any],
+              slow: Callable[..., Any]) -> None:
     try:
         from unicorn.unicorn_py3 import unicorn as ucmod
-        fptr = ucmod.HOOK_TLB_FILL_CFUNC(raw)
+        fptr = getattr(ucmod, cfunc)(raw)
         handle = ctypes.c_size_t()  # uc_hook_h
-        status = ucmod.uclib.uc_hook_add(uc._uch, ctypes.byref(handle), UC_HOOK_TLB_FILL, fptr,
+        status = ucmod.uclib.uc_hook_add(uc._uch, ctypes.byref(handle), kind, fptr,
                                          ctypes.c_void_p(0), ctypes.c_uint64(1),
                                          ctypes.c_uint64(0))
     except (ImportError, AttributeError, TypeError):
-        uc.hook_add(UC_HOOK_TLB_FILL, slow)
+        uc.hook_add(kind, slow)
         return
     if status != 0:
         raise UcError(status)
@@ -95,3 +106,29 @@ def reg_access(uc: Uc) -> tuple[Callable[[int], int], Callable[[int, int], None]
             raise UcError(status)
 
     return read, write
+
+
+def vmem_reader(uc: Uc) -> Callable[[int, int], bytes | None] | None:
+    """read(vaddr, size) through unicorn's own MMU at the hart's current privilege (its
+    TLB, or a walk in C that cannot fault), None where nothing readable is mapped. Only
+    meaningful once unicorn's MMU is in use (UC_TLB_CPU); None if the engine lacks
+    uc_vmem_read (unicorn < 2.1)."""
+    try:
+        from unicorn import UC_PROT_EXEC
+        from unicorn.unicorn_py3 import unicorn as ucmod
+        proto = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int,
+                                 ctypes.c_void_p, ctypes.c_size_t)
+        fn = proto(("uc_vmem_read", ucmod.uclib))
+        handle = uc._uch
+    except (ImportError, AttributeError, TypeError):
+        return None
+    buf_t = ctypes.c_char * 8
+
+    def read(vaddr: int, size: int) -> bytes | None:
+        buf = buf_t()  # one per call: another thread may read meanwhile
+        if fn(handle, vaddr, UC_PROT_EXEC, buf, size):
+            return None
+        return buf.raw[:size]
+
+    _keep_alive(uc, fn)
+    return read

@@ -4,6 +4,8 @@
  * guest writes each value back, so the host can tell a duplicated or lost access.
  * -DTRAPS=1: an ecall before every read, so kicks land right after traps the harness
  * delivered (unicorn then stops imprecisely unless emu_start ended at the trap).
+ * -DRDTIME=1: an rdtime before every read (emulated in a hook that does not end emu_start,
+ * so kicks land right after it; time must never go backwards: a step back counts as a gap).
  * Registers: +0 R next value, +4 W echo, +8 W gaps seen, +0xC W irq ack, +0x10 W irq count,
  * +0x14 W done, +0x18 W external-interrupt entries (== irq count: no spurious entries).
  * Exit code: number of gaps (0 = pass). */
@@ -23,6 +25,9 @@
 #endif
 #ifndef TRAPS
 #define TRAPS 0         /* an ecall (handled by the guest) before every read */
+#endif
+#ifndef RDTIME
+#define RDTIME 0        /* an rdtime before every read */
 #endif
 
 static volatile u32 irqs, entries;
@@ -51,6 +56,7 @@ static void __attribute__((interrupt("machine"), aligned(4))) trap(void)
 int main(void)
 {
     u32 expect = 0, gaps = 0;
+    u64 last_time = 0;
     csr_write(mtvec, (u64)trap);
     wr32(PLIC_PRIORITY(COUNT_IRQ), 1);
     wr32(PLIC_ENABLE(0, COUNT_IRQ), 1u << (COUNT_IRQ % 32));
@@ -60,6 +66,13 @@ int main(void)
     for (u32 i = 0; i < ITERATIONS; i++) {
         if (TRAPS)
             __asm__ volatile("ecall" ::: "memory");
+        if (RDTIME) {
+            u64 t;
+            __asm__ volatile("rdtime %0" : "=r"(t) :: "memory");
+            if (t < last_time)
+                gaps++;
+            last_time = t;
+        }
         u32 v = rd32(COUNT_BASE);
         if (v != expect)
             gaps++;

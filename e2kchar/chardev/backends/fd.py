@@ -18,6 +18,9 @@ from ..types import READ_BUF_LEN, ChardevEvent
 
 log = logging.getLogger("e2kchar.chardev.fd")  # its name before the move to backends/
 
+#: the most buffers one writev(2) takes (Linux's UIO_MAXIOV)
+IOV_MAX = os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 1024
+
 
 class FdChardev(Chardev[C]):
     """Base for file, pipe, stdio and host-tty backends."""
@@ -58,6 +61,15 @@ class FdChardev(Chardev[C]):
         while True:
             try:
                 return os.write(self.out_fd, data)
+            except InterruptedError:
+                continue
+
+    def chr_writev(self, bufs: list[memoryview]) -> int:
+        if self.out_fd < 0:
+            return sum(len(b) for b in bufs)
+        while True:
+            try:
+                return os.writev(self.out_fd, bufs[:IOV_MAX])
             except InterruptedError:
                 continue
 

@@ -79,7 +79,10 @@ class FileChardev(FdChardev[FileConfig]):
                     except OSError:
                         pass
                 raise
-        if not append:
+        if not append and not created:
+            # (a file this open created is empty already: as QEMU's O_TRUNC, which the
+            # kernel skips for a new file, it is not truncated; on ext4 a truncation to 0
+            # makes close() write back all that was written: 0.3-1.5 s per GiB at exit)
             try:
                 os.ftruncate(out_fd, 0)
             except OSError:
