@@ -120,6 +120,9 @@ MODEM_POLL_NS = 10_000_000
 RR0_RX_AVAIL, RR0_ZC, RR0_TX_EMPTY, RR0_DCD = 0x01, 0x02, 0x04, 0x08
 RR0_SYNC, RR0_CTS, RR0_TX_UNDERRUN, RR0_BREAK = 0x10, 0x20, 0x40, 0x80
 RR0_STATUS = RR0_DCD | RR0_SYNC | RR0_CTS | RR0_BREAK
+#: RR0 of an idle channel (rr0_now with both transmit registers empty, nothing received, no
+#: status latched, no break) without the modem lines
+_RR0_IDLE = RR0_TX_UNDERRUN | RR0_TX_EMPTY
 # RR1
 RR1_ALL_SENT, RR1_RESIDUE_8 = 0x01, 0x06
 RR1_PARITY, RR1_OVERRUN, RR1_FRAMING = 0x10, 0x20, 0x40
@@ -184,9 +187,12 @@ class _Channel:
 
     def read_control(self, offset: int, size: int) -> int:
         """Am85C30.read at this channel's control port: RR0 at pointer 0 without the lock,
-        when the backend has no modem lines to poll."""
+        when the backend has no modem lines to poll. The polled putc's RR0 (an idle
+        channel) is computed here, one Python frame per guest access; rr0_now otherwise."""
         if self.ptr or size != 1 or self.port.tiocm_ok:
             return self.scc.read(offset, size)
+        if self.tsr < 0 and self.tbuf < 0 and self.latched < 0 and not (self.rxf or self.brk):
+            return _RR0_IDLE | self.lines
         return self.rr0_now()
 
     def write_data_port(self, offset: int, size: int, value: int) -> None:
@@ -201,14 +207,16 @@ class _Channel:
         wr = self.wr
         if sink.fast and size == 1 and self.tsr < 0 and self.tbuf < 0 and not self.tx_ip \
                 and not (wr[_WR_MISC_CTRL] & WR14_LOCAL_LOOPBACK or wr[_WR_INT_MODE] & WR1_TX_IE):
+            put = sink.put_byte  # a slot load and a call: `sink.put_byte(v)` costs more
             try:
-                sink.put_byte(value)
+                put(value)
             except ValueError:  # not a byte (a caller outside the machine): write() masks
                 self.scc.write(offset, size, value)
                 return
             if sink.idle:
                 sink.wake()
-            self.sent_at = self.now_ns()
+            now_ns = self.now_ns  # likewise: `self.now_ns()` is a method call's slow path
+            self.sent_at = now_ns()
             return
         self.scc.write(offset, size, value)
 

@@ -99,7 +99,8 @@ class LmsConsole(SerialDevice):
                 return  # the strobe that follows every character
             sink = self.sink
             if sink.fast and not self.outbuf:
-                sink.put_byte(b)
+                put = sink.put_byte  # a slot load and a call: `sink.put_byte(b)` costs more
+                put(b)
                 if sink.idle:
                     sink.wake()
                 return

@@ -252,8 +252,9 @@ class Ns16550a(SerialDevice):
         """
         sink = self.sink
         if sink.fast and self._direct and size == 1:
+            put = sink.put_byte  # a slot load and a call: `sink.put_byte(v)` costs more
             try:
-                sink.put_byte(value)
+                put(value)
             except ValueError:  # not a byte (a caller outside the machine): write() masks
                 self.write(offset, size, value)
                 return

@@ -7,8 +7,7 @@ they refuse is parsed again with the declaration, which says what is wrong.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..devices.packedform import PackedError, check_moved
 from ..errors import E2kcharError
@@ -30,18 +29,18 @@ class ElfError(E2kcharError, ValueError):
     """The file is not a loadable RV64 ELF for this machine."""
 
 
-@dataclass
-class Segment:
+class Segment(NamedTuple):
     addr: int
     data: bytes
     memsz: int
     executable: bool
 
 
-@dataclass
-class ElfImage:
+class ElfImage(NamedTuple):
+    """What parse_elf found (NamedTuples: value records, see docs/architecture.md)."""
+
     entry: int
-    segments: list[Segment] = field(default_factory=list)
+    segments: list[Segment]
 
 
 def is_elf(data: bytes) -> bool:
@@ -73,7 +72,7 @@ def parse_elf(data: bytes, *, name: str = "image") -> ElfImage:
     end = phoff + hdr["e_phnum"] * phentsize
     if end > len(data):
         raise ElfError(f"{name}: program headers run past the end of the file")
-    image = ElfImage(entry=hdr["e_entry"])
+    image = ElfImage(entry=hdr["e_entry"], segments=[])
     for at in range(phoff, end, phentsize):
         p_type, p_flags, p_offset, _vaddr, p_paddr, p_filesz, p_memsz, _align = \
             ELF64_PHDR.struct.unpack_from(data, at)

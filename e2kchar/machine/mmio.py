@@ -1,9 +1,12 @@
 """MMIO dispatch: the unicorn callbacks for every device window, made from one template.
 
 These callbacks run for every guest MMIO access, so they are tuned (BENCHMARKS.md, "Second
-round"): registered with unicorn directly (ucfast), everything they need bound in closure
-cells, value masks from a table, the kick record kept only for 4-byte accesses (the halves
-of a split 64-bit access that retire.py may have to complete), slotted counters.
+round"): registered with unicorn directly (ucfast, with its own ctypes types: no user_data,
+the engine handle a byte, so no int is made per access for either), everything they need
+bound in closure cells, value masks from a table, the kick record kept only for 4-byte
+accesses (the halves of a split 64-bit access that retire.py may have to complete), slotted
+counters. What one frame per access (the device's fast path inside the callback) would
+save, and what it would cost the layering, is measured in BENCHMARKS.md.
 
 Every window is dispatched through one table, offset -> (device read, device write, offset
 within the device), a list indexed by offset (an index costs a fraction of a dict lookup);

@@ -414,9 +414,10 @@ class HumanMonitor:
             chr_ = fe.chardev if fe is not None else None
             if chr_ is not None and not chr_.is_mux:
                 # the client hung up: what it was told (a reply, the prompt) is stale for
-                # the next one, who gets a fresh prompt as in QEMU
+                # the next one, who is greeted afresh (banner and prompt), as in QEMU
                 with self._lock:
                     self._hung_up = True
+                    self._greeted = False
                 chr_.forget_history()
 
     def _can_read(self) -> int:
