@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .chardev.types import ChardevError
 from .errors import E2kcharError
@@ -533,10 +533,35 @@ def _import_asyncio_without_ssl() -> None:
         del sys.modules["ssl"]
 
 
+def command() -> NoReturn:
+    """The `e2kchar` command (console script, python -m e2kchar): main(), then a quick
+    exit."""
+    _exit_now(main())
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv is None:  # the e2kchar command itself (console script, python -m e2kchar)
         _import_asyncio_without_ssl()
-    argv = list(sys.argv[1:] if argv is None else argv)
+    return _main(list(sys.argv[1:] if argv is None else argv))
+
+
+def _exit_now(code: int) -> NoReturn:
+    """End the command once run() has closed everything (its chardevs restored the terminal
+    and dropped their atexit hooks): the standard streams and log handlers are flushed, and
+    the interpreter's teardown (freeing every module: ~40M instructions, ~10 ms after the
+    guest powered off) is skipped."""
+    try:
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+    finally:
+        os._exit(code)
+
+
+def _main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: e2kchar run [FIRMWARE] [options]   (e2kchar run --help for details)")
         return 0 if argv else 2

@@ -4,8 +4,7 @@ mtvec/stvec as the privileged spec says; `rdtime` is emulated from the CLINT's m
 When no handler is installed or the handler cannot recover (the same trap repeating), the
 run ends with a report (`report`). Each pc write from a hook ends that emu_start: a later
 stop in the same emu_start would not be precise (see `_after_pc_write`). An emulated
-`rdtime` writes no pc (unicorn has moved it past the instruction already), so it does not
-end the emu_start (docs/idle.md, "An idle Linux").
+`rdtime` ends its emu_start too (docs/idle.md, "An idle Linux").
 """
 
 from __future__ import annotations
@@ -74,7 +73,7 @@ class HookStop(enum.Enum):
     """What the hooks did to pc during one emu_start."""
 
     NONE = "none"              # nothing: pc is where unicorn stopped
-    PC_WRITE = "pc-write"      # a hook moved pc (a delivered trap) and stopped
+    PC_WRITE = "pc-write"      # a hook moved pc (a trap, an emulated rdtime) and stopped
     INSN_TRAP = "insn-trap"    # the invalid-instruction hook delivered a trap
 
 
@@ -202,7 +201,7 @@ class TrapUnit:
     # hooks (CPU thread, inside emu_start)
 
     def _after_pc_write(self) -> None:
-        """A hook moved pc (a delivered trap). After that, unicorn no
+        """A hook moved pc (a delivered trap, an emulated rdtime). After that, unicorn no
         longer stops precisely at an MMIO access for the rest of the emu_start: pc comes
         back at a block start before or after the access (measured with both TLB modes:
         the access is then repeated, or a later iteration is "retired" with a stale value).
@@ -267,10 +266,13 @@ class TrapUnit:
                 tval = insn
                 rd = decode_rdtime(insn)
                 if rd is not None and self._time_allowed(priv):
-                    # pc is already past it (a 4-byte instruction): no pc write, so this
-                    # emu_start goes on, precise as before (see `_after_pc_write`)
+                    # unicorn has moved pc past it already (a 4-byte instruction), but the
+                    # emu_start must still end here: letting it go on stalled Linux boots
+                    # (docs/idle.md, "An idle Linux"), so pc is written and the loop runs
                     hart.set_xreg(rd, self._mtime())
                     self._stats.rdtimes += 1
+                    hart.write_pc(epc + 4)
+                    self._after_pc_write()
                     return
         elif intno in (CAUSE_LOAD_MISALIGNED, CAUSE_LOAD_ACCESS, CAUSE_STORE_MISALIGNED,
                        CAUSE_STORE_ACCESS):

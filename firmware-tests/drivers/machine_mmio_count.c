@@ -4,8 +4,8 @@
  * guest writes each value back, so the host can tell a duplicated or lost access.
  * -DTRAPS=1: an ecall before every read, so kicks land right after traps the harness
  * delivered (unicorn then stops imprecisely unless emu_start ended at the trap).
- * -DRDTIME=1: an rdtime before every read (emulated in a hook that does not end emu_start,
- * so kicks land right after it; time must never go backwards: a step back counts as a gap).
+ * -DRDTIME=1: an rdtime before every read (emulated in a hook, so kicks land right after
+ * it; time must never go backwards: a step back counts as a gap).
  * Registers: +0 R next value, +4 W echo, +8 W gaps seen, +0xC W irq ack, +0x10 W irq count,
  * +0x14 W done, +0x18 W external-interrupt entries (== irq count: no spurious entries).
  * Exit code: number of gaps (0 = pass). */
