@@ -10,14 +10,35 @@ generated form, so a plain run never imports construct (docs/architecture.md).
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from e2kchar.errors import E2kcharError
 
 
 class PackedError(E2kcharError, ValueError):
-    """The bytes do not fit the layout (too short, or a constant differs)."""
+    """The bytes or values do not fit the layout (too short, a constant differs, an array
+    or a byte string of the wrong size)."""
+
+
+def _byte_fields(fmt: str, fields: tuple[tuple[str, int], ...]) -> Iterator[tuple[str, int]]:
+    """(name, size) of each "Ns" field of a format whose items are `fields`."""
+    items: list[int] = []  # per struct item: its size if it is bytes, else 0
+    digits = ""
+    for code in fmt.lstrip("<>!=@"):
+        if code.isdigit():
+            digits += code
+            continue
+        n, digits = int(digits or "1"), ""
+        if code == "s":
+            items.append(n)
+        elif code != "x":
+            items.extend([0] * n)
+    at = 0
+    for name, count in fields:
+        if count == 1 and items[at]:
+            yield name, items[at]
+        at += count
 
 
 class Fields(dict[str, Any]):
@@ -38,7 +59,7 @@ class Packed:
     `build` and checked by `parse`; a text field (PaddedString) is encoded and NUL-padded.
     """
 
-    __slots__ = ("struct", "size", "fields", "consts", "texts")
+    __slots__ = ("struct", "size", "fields", "consts", "texts", "_bytes")
 
     def __init__(self, fmt: str, fields: tuple[tuple[str, int], ...],
                  consts: Mapping[str, Any] | None = None,
@@ -50,6 +71,8 @@ class Packed:
         self.consts: dict[str, Any] = dict(consts or {})
         #: field name -> encoding (a NUL-padded string)
         self.texts: dict[str, str] = dict(texts or {})
+        #: bytes and text field -> its size: struct would pad or cut what construct refuses
+        self._bytes = dict(_byte_fields(fmt, fields))
 
     def build(self, values: Mapping[str, Any]) -> bytes:
         """The bytes of `values` (constants may be left out)."""
@@ -58,11 +81,17 @@ class Packed:
             value = self.consts[name] if name in self.consts else values[name]
             if name in self.texts:
                 value = value.encode(self.texts[name])
+            if name in self._bytes:
+                size = self._bytes[name]
+                if name in self.texts and len(value) > size:
+                    raise PackedError(f"{name}: at most {size} bytes, got {len(value)}")
+                if name not in self.texts and len(value) != size:
+                    raise PackedError(f"{name}: {size} bytes expected, got {len(value)}")
             if count == 1:
                 flat.append(value)
             else:
                 if len(value) != count:
-                    raise ValueError(f"{name}: {count} items expected, got {len(value)}")
+                    raise PackedError(f"{name}: {count} items expected, got {len(value)}")
                 flat.extend(value)
         return self.struct.pack(*flat)
 

@@ -49,6 +49,40 @@ def test_writev_goes_out_in_order_and_reaches_the_logfile_and_taps(tmp_path, coa
         assert b"".join(seen) == want
 
 
+def test_fd_writev_goes_in_writes_of_64k_until_one_is_short(reg, tmp_path, monkeypatch):
+    import fcntl
+
+    base = str(tmp_path / "p")
+    os.mkfifo(base + ".in")
+    os.mkfifo(base + ".out")
+    reader = os.open(base + ".out", os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        c = reg.new("p", f"pipe,path={base}")
+        assert fcntl.fcntl(c.out_fd, fcntl.F_SETPIPE_SZ, 131072) == 131072
+        data = os.urandom(200_000)
+        bufs = [memoryview(data)[i:i + 20_000] for i in range(0, len(data), 20_000)]
+        calls: list[int] = []
+        real = os.writev
+
+        def counting(fd, views):
+            calls.append(sum(len(v) for v in views))
+            return real(fd, views)
+
+        monkeypatch.setattr(os, "writev", counting)
+        took = c.chr_writev(bufs)  # 60,000 + 60,000, then the third is short
+        assert 120_000 < took <= 131072
+        with pytest.raises(BlockingIOError):
+            c.chr_writev(bufs[7:])  # full: nothing went, the error is the caller's
+        monkeypatch.undo()
+        assert calls == [60_000, 60_000, 60_000, 60_000]
+        got = b""
+        while len(got) < took:
+            got += os.read(reader, 65536)
+        assert got == data[:took]
+    finally:
+        os.close(reader)
+
+
 def test_file_input_then_closed(reg, tmp_path, recorder):
     src = tmp_path / "in.bin"
     payload = os.urandom(10000)

@@ -99,6 +99,9 @@ def test_each_form_builds_and_parses_as_its_declaration(name: str, decl: Any, fo
 
 
 def test_a_form_refuses_what_its_declaration_refuses() -> None:
+    from construct import ConstructError
+
+    from e2kchar.machine import headers
     from e2kchar.machine.headers_packed import BOOT_INFO, ELF64_HEADER, PCI_TYPE0
 
     with pytest.raises(PackedError, match="64 bytes expected, 14 found"):
@@ -112,8 +115,24 @@ def test_a_form_refuses_what_its_declaration_refuses() -> None:
         2)["e_entry"] == 0
     values: dict[str, Any] = {name: 0 if n == 1 else [0] * n for name, n in PCI_TYPE0.fields}
     values["bars"] = [0] * 5
-    with pytest.raises(ValueError, match="bars: 6 items expected, got 5"):
+    with pytest.raises(PackedError, match="bars: 6 items expected, got 5"):
         PCI_TYPE0.build(values)
+    # what struct would pad or cut silently, construct refuses: so does the struct form
+    values = {name: 0 for name, _ in BOOT_INFO.fields if name not in BOOT_INFO.consts}
+    values["cmdline"] = "x" * 257
+    with pytest.raises(PackedError, match="cmdline: at most 256 bytes, got 257"):
+        BOOT_INFO.build(values)
+    with pytest.raises(ConstructError):
+        headers.BootInfo.build(values)
+    for n in (256, 3):  # a text that fits is NUL-padded, as PaddedString does
+        values["cmdline"] = "x" * n
+        assert BOOT_INFO.build(values) == headers.BootInfo.build(values)
+    values = {name: 0 for name, _ in ELF64_HEADER.fields if name not in ELF64_HEADER.consts}
+    values["ident.pad"] = bytes(8)
+    with pytest.raises(PackedError, match="ident.pad: 9 bytes expected, got 8"):
+        ELF64_HEADER.build(values)
+    with pytest.raises(ConstructError):
+        headers.Elf64Header.build(_nested(values))
 
 
 def test_a_bad_elf_is_reported_in_constructs_words() -> None:

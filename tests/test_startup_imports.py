@@ -45,6 +45,8 @@ NOT_ON_THE_PLAIN_PATH = [
     "ssl", "_ssl",  # e2kchar has no TLS; asyncio imports ssl unless hidden (cli.py)
     # the binary layouts' declarations: start-up uses their struct forms (tools/gen_packed.py)
     "construct", "e2kchar.devices.layouts", "e2kchar.machine.headers",
+    "datetime",  # logtimestamp=on stamps lines with it
+    "base64",  # the monitor's ringbuf-read/-write format=base64
 ]
 
 

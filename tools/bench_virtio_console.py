@@ -5,7 +5,8 @@
     tools/bench_virtio_console.py --callgrind        # instructions per 64 KiB chain
 
 A Python stand-in guest posts whole transmit rings of one-descriptor chains and kicks once
-per ring; the device hands each descriptor to the backend in one write. The registry
+per ring; the device hands the chains of a kick to the backend in vectored writes of up to
+4 MiB (views of guest RAM, one writev(2) each on these backends). The registry
 coalesces output as the CLI's does. Backends: a file (/dev/null, never pushes back; and a
 real file in a temporary directory) and a FIFO drained by a reader thread (the
 throttle/watch path). Numbers compare changes on one machine only (BENCHMARKS.md).

@@ -25,7 +25,6 @@ without duplicating or losing an MMIO access (kick.py).
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -236,7 +235,7 @@ class Machine:
         traps the harness delivered (exceptions and injected timer/software interrupts;
         SEIP traps unicorn takes itself are not counted), kicks, accesses retired by hand
         after a stop, CPU stops by the kicker, emu_start calls, wfi sleeps."""
-        return asdict(self._stats)
+        return self._stats.as_dict()
 
     @property
     def pc(self) -> int:

@@ -2,23 +2,35 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
-
-@dataclass(slots=True)
 class Stats:
-    """Slotted: the MMIO callbacks bump a counter on every guest access."""
+    """Slotted: the MMIO callbacks bump a counter on every guest access. A plain class, not
+    a dataclass: a slotted dataclass costs about 3.6M instructions to create at start-up
+    (docs/architecture.md). Every counter starts at 0; declare a new one here."""
 
-    mmio_reads: int = 0
-    mmio_writes: int = 0
-    irqs: int = 0
-    traps: int = 0
-    kicks: int = 0
-    retired: int = 0
-    retire_failures: int = 0
-    emu_starts: int = 0
-    wfi_sleeps: int = 0
-    kicker_stops: int = 0
-    idle_sleeps: int = 0
+    mmio_reads: int
+    mmio_writes: int
+    irqs: int
+    traps: int
+    kicks: int
+    retired: int
+    retire_failures: int
+    emu_starts: int
+    wfi_sleeps: int
+    kicker_stops: int
+    idle_sleeps: int
     #: `rdtime`s emulated (unicorn has no time CSR); each costs a hook, not an emu_start
-    rdtimes: int = 0
+    rdtimes: int
+
+    __slots__ = tuple(__annotations__)
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, 0)
+
+    def as_dict(self) -> dict[str, int]:
+        """Counter name -> value, in declaration order."""
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __repr__(self) -> str:
+        return "Stats(" + ", ".join(f"{k}={v}" for k, v in self.as_dict().items()) + ")"

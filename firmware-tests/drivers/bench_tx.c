@@ -23,7 +23,9 @@
 #ifndef CHUNK
 #define CHUNK 65536     /* bytes per virtio descriptor; a multiple of 64 keeps the pattern */
 #endif
-#define VQN 8           /* virtio descriptors (power of two) */
+#ifndef VQN
+#define VQN 64            /* virtio descriptors in flight (power of two, <= both queue sizes) */
+#endif
 
 static const char line[64] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.\n";
 
