@@ -244,14 +244,14 @@ class TrapUnit:
 
     def _on_intr_raw(self, handle: Any, intno: int, ud: Any) -> None:
         try:
-            self._on_intr(None, intno, ud)
+            self._on_intr(intno)
         except Exception:  # never raise into unicorn
             log.exception("trap %d: delivery failed", intno)
             self.report = RunResult("trap", 1, self._hart.pc, intno, None,
                                     f"internal error delivering trap {intno}")
             self._fail_stop()
 
-    def _on_intr(self, uc: Uc | None, intno: int, ud: Any) -> None:
+    def _on_intr(self, intno: int) -> None:
         hart = self._hart
         # unicorn has already advanced pc by 4, even for compressed instructions (pitfall 5)
         epc = (hart.read_pc() - 4) & U64

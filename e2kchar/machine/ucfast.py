@@ -109,10 +109,10 @@ def reg_access(uc: Uc) -> tuple[Callable[[int], int], Callable[[int, int], None]
 
 
 def vmem_reader(uc: Uc) -> Callable[[int, int], bytes | None] | None:
-    """read(vaddr, size) through unicorn's own MMU at the hart's current privilege (its
-    TLB, or a walk in C that cannot fault), None where nothing readable is mapped. Only
-    meaningful once unicorn's MMU is in use (UC_TLB_CPU); None if the engine lacks
-    uc_vmem_read (unicorn < 2.1)."""
+    """read(vaddr, size) as an instruction fetch (size <= 8, within one page) through
+    unicorn's own MMU at the hart's current privilege (its TLB, or a walk in C that cannot
+    fault), None where nothing executable is mapped. Only meaningful once unicorn's MMU is
+    in use (UC_TLB_CPU); None if the engine lacks uc_vmem_read (unicorn < 2.1)."""
     try:
         from unicorn import UC_PROT_EXEC
         from unicorn.unicorn_py3 import unicorn as ucmod
